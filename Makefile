@@ -1,0 +1,61 @@
+# The two commands of the README: `make run` and `make test`. Each sets up what it needs.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+WORKSPACE ?= workspace
+PORT ?= 8501
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: run test demo setup setup-dev chromium lint format bench clean
+
+run: setup demo
+	FF_WORKSPACE=$(abspath $(WORKSPACE)) $(BIN)/streamlit run Home.py --server.port $(PORT)
+
+test: setup-dev chromium
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+demo: setup
+	$(BIN)/python -m ff_lib --workspace $(WORKSPACE) demo
+
+bench: setup
+	$(BIN)/python -m ff_lib --workspace $(WORKSPACE) bench --model demo
+
+setup: $(VENV)/.deps-run
+setup-dev: $(VENV)/.deps-dev
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+# Stamp files: re-install only when a requirements file changed.
+$(VENV)/.deps-run: requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.deps-dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@ $(VENV)/.deps-run
+
+# The browser tests drive Debian's Chromium (no browser download is possible here).
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then \
+		echo "chromium: $(CHROMIUM)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium from apt"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium fonts-noto-color-emoji >/dev/null; \
+	else \
+		echo "chromium is missing and this is not root: browser tests will be skipped"; \
+	fi
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format:
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
