@@ -1,0 +1,113 @@
+"""The shared history as files: plain text, Markdown and JSONL (one message per line)."""
+
+import json
+import re
+from dataclasses import dataclass
+
+from ff_lib.chat.figures import reply_figures
+from ff_lib.chat.history import ChatMessage
+
+ROLE_TITLES = {"user": "Prompt", "assistant": "Response", "system": "System"}
+
+# Meta keys every JSONL line carries, present (null) even when the meta lacks them.
+JSONL_META_KEYS = ("run", "base_model", "adapter", "settings", "stats")
+
+_HTML_SPECIALS = re.compile(r"[&<>]")
+_HTML_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """How one export format is offered for download."""
+
+    label: str
+    extension: str
+    mime: str
+
+
+EXPORT_FORMATS = {
+    "Text": ExportFormat("Text", "txt", "text/plain"),
+    "Markdown": ExportFormat("Markdown", "md", "text/markdown"),
+    "JSONL": ExportFormat("JSONL", "jsonl", "application/jsonl"),
+}
+
+
+def _status_note(m: ChatMessage) -> str:
+    return "" if m.status == "complete" else f" [{m.status}]"
+
+
+def export_text(messages: list[ChatMessage]) -> str:
+    """The history as plain text: 'Prompt:' / 'Response:' blocks, content as is."""
+    blocks = []
+    for m in messages:
+        head = f"{ROLE_TITLES[m.role]}{_status_note(m)}"
+        if m.created_at:
+            head += f" ({m.created_at})"
+        block = f"{head}:\n{m.content}"
+        figures = reply_figures(m.meta) if m.role == "assistant" else ""
+        if figures:
+            block += f"\n-- {figures}"
+        blocks.append(block)
+    return "\n\n".join(blocks) + ("\n" if blocks else "")
+
+
+def _escape_markdown_html(text: str) -> str:
+    """Escape &, <, > outside fenced code blocks so a viewer shows text, never runs HTML."""
+    out, fenced = [], False
+    for line in text.split("\n"):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            out.append(line)
+        elif fenced:
+            out.append(line)
+        else:
+            out.append(_HTML_SPECIALS.sub(lambda c: _HTML_ESCAPES[c.group()], line))
+    return "\n".join(out)
+
+
+def export_markdown(messages: list[ChatMessage], title: str = "FF Playground chat") -> str:
+    """The history as Markdown: a heading per message, HTML in the content escaped."""
+    parts = [f"# {_escape_markdown_html(title)}"]
+    for m in messages:
+        parts.append(f"## {ROLE_TITLES[m.role]}{_status_note(m)}")
+        parts.append(_escape_markdown_html(m.content) if m.content else "_(empty)_")
+        figures = reply_figures(m.meta) if m.role == "assistant" else ""
+        if figures:
+            parts.append(f"*{_escape_markdown_html(figures)}*")
+    return "\n\n".join(parts) + "\n"
+
+
+def jsonl_record(m: ChatMessage) -> dict:
+    """One JSONL line's object: role, content, timestamp, status, then every meta key."""
+    record = {"role": m.role, "content": m.content, "timestamp": m.created_at, "status": m.status}
+    for key in JSONL_META_KEYS:
+        record[key] = m.meta.get(key)
+    for key, value in m.meta.items():
+        record.setdefault(key, value)
+    return record
+
+
+def export_jsonl(messages: list[ChatMessage]) -> bytes:
+    """The history as UTF-8 JSONL, one message per line, non-ASCII written as is."""
+    lines = [
+        json.dumps(jsonl_record(m), ensure_ascii=False, default=str, sort_keys=False)
+        for m in messages
+    ]
+    return "".join(line + "\n" for line in lines).encode("utf-8")
+
+
+def export_bytes(messages: list[ChatMessage], fmt: str) -> bytes:
+    """The history in the format named by an EXPORT_FORMATS key, as UTF-8 bytes."""
+    if fmt == "Text":
+        return export_text(messages).encode("utf-8")
+    if fmt == "Markdown":
+        return export_markdown(messages).encode("utf-8")
+    if fmt == "JSONL":
+        return export_jsonl(messages)
+    raise ValueError(f"Unknown export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}.")
+
+
+def export_filename(conversation_id: str | None, fmt: str) -> str:
+    """'ff-chat-<first 8 of the id>.<ext>' for a download."""
+    stem = f"ff-chat-{conversation_id[:8]}" if conversation_id else "ff-chat"
+    return f"{stem}.{EXPORT_FORMATS[fmt].extension}"

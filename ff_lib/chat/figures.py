@@ -1,0 +1,37 @@
+"""One-line summaries of a reply's figures and of a message's provenance, for people."""
+
+
+def _number(value, digits: int = 1) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def reply_figures(meta: dict) -> str:
+    """'42 tokens · 18.3 tokens/s · adapter run-name' from a reply's meta ('' when none)."""
+    stats = meta.get("stats") or {}
+    parts = []
+    if stats.get("new_tokens") is not None:
+        parts.append(f"{_number(stats['new_tokens'])} tokens")
+    if stats.get("tokens_per_s") is not None:
+        parts.append(f"{_number(stats['tokens_per_s'])} tokens/s")
+    if stats.get("ttft_s") is not None:
+        parts.append(f"first token {_number(stats['ttft_s'], 2)} s")
+    source = reply_source(meta)
+    if source:
+        parts.append(source)
+    return " · ".join(parts)
+
+
+def reply_source(meta: dict) -> str:
+    """'adapter NAME' or 'base model' for a reply, '' when the meta does not say."""
+    if "adapter" not in meta and "run" not in meta:
+        return ""
+    adapter = meta.get("adapter")
+    if not adapter:
+        return "base model"
+    run = meta.get("run")
+    name = run.get("name") if isinstance(run, dict) else run
+    return f"adapter {name or adapter}"
