@@ -45,3 +45,7 @@ class EmptyPrompt(FFError):
 
 class GenerationError(FFError):
     """Generation failed or timed out."""
+
+
+class FineFoundryImportError(FFError):
+    """A FineFoundry database that cannot be imported; nothing was written."""

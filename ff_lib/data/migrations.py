@@ -1,0 +1,147 @@
+"""The schema: an append-only list of named forward migrations, recorded in the database."""
+
+import datetime as dt
+from collections.abc import Callable
+
+import duckdb
+
+from ff_lib.errors import WorkspaceError
+
+Migration = Callable[[duckdb.DuckDBPyConnection], None]
+
+
+def m001_initial(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SEQUENCE datasets_id_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE datasets (
+            id INTEGER PRIMARY KEY DEFAULT nextval('datasets_id_seq'),
+            name VARCHAR NOT NULL,
+            source VARCHAR NOT NULL,
+            row_count INTEGER NOT NULL,
+            skipped_rows INTEGER NOT NULL DEFAULT 0,
+            created_at TIMESTAMP NOT NULL
+        )
+        """
+    )
+    # No index on the rows: a million-row import stays fast, and rows are appended per
+    # dataset so the zone maps on dataset_id already skip other datasets' row groups.
+    con.execute(
+        """
+        CREATE TABLE dataset_rows (
+            dataset_id INTEGER NOT NULL,
+            ordinal INTEGER NOT NULL,
+            prompt VARCHAR NOT NULL,
+            response VARCHAR NOT NULL
+        )
+        """
+    )
+    con.execute("CREATE SEQUENCE training_runs_id_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE training_runs (
+            id INTEGER PRIMARY KEY DEFAULT nextval('training_runs_id_seq'),
+            name VARCHAR NOT NULL,
+            status VARCHAR NOT NULL
+                CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+            base_model VARCHAR,
+            dataset_id INTEGER,
+            adapter_path VARCHAR,
+            params JSON NOT NULL DEFAULT '{}',
+            metrics JSON NOT NULL DEFAULT '{}',
+            created_at TIMESTAMP NOT NULL,
+            started_at TIMESTAMP,
+            completed_at TIMESTAMP
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE conversations (
+            id VARCHAR PRIMARY KEY,
+            title VARCHAR,
+            run_id INTEGER,
+            created_at TIMESTAMP NOT NULL,
+            updated_at TIMESTAMP NOT NULL
+        )
+        """
+    )
+    con.execute("CREATE SEQUENCE messages_id_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY DEFAULT nextval('messages_id_seq'),
+            conversation_id VARCHAR NOT NULL,
+            role VARCHAR NOT NULL CHECK (role IN ('user', 'assistant', 'system')),
+            content VARCHAR NOT NULL,
+            status VARCHAR NOT NULL
+                CHECK (status IN ('complete', 'streaming', 'interrupted', 'error')),
+            meta JSON NOT NULL DEFAULT '{}',
+            created_at TIMESTAMP NOT NULL
+        )
+        """
+    )
+
+
+def m002_scorecards(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SEQUENCE scorecards_id_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE scorecards (
+            id INTEGER PRIMARY KEY DEFAULT nextval('scorecards_id_seq'),
+            run_id INTEGER NOT NULL,
+            dataset_id INTEGER NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            summary JSON NOT NULL,
+            rows JSON NOT NULL
+        )
+        """
+    )
+
+
+# Append only: a released migration is never edited, renamed or reordered.
+MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_scorecards)
+
+
+def applied_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Names of the migrations recorded in this database, in the order they ran."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)"
+    )
+    rows = con.execute("SELECT name FROM schema_migrations ORDER BY name").fetchall()
+    return [name for (name,) in rows]
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Run the migrations this database lacks, each in its own transaction; their names."""
+    done = set(applied_migrations(con))
+    known = {m.__name__ for m in MIGRATIONS}
+    unknown = sorted(done - known)
+    if unknown:
+        raise WorkspaceError(
+            f"the workspace database was written by a newer FF Playground "
+            f"(unknown migrations: {', '.join(unknown)}) — upgrade FF Playground to open it"
+        )
+    ran = []
+    for migration in MIGRATIONS:
+        if migration.__name__ in done:
+            continue
+        con.begin()
+        try:
+            migration(con)
+            con.execute(
+                "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+                [migration.__name__, dt.datetime.now(dt.UTC).replace(tzinfo=None)],
+            )
+        except BaseException:
+            con.rollback()
+            raise
+        con.commit()
+        ran.append(migration.__name__)
+    return ran
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    """How many migrations this database has applied."""
+    return len(applied_migrations(con))
