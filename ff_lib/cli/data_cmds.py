@@ -1,0 +1,240 @@
+"""`runs ...`, `datasets ...` and `import-finefoundry`: the workspace's data from a terminal."""
+
+import argparse
+
+from ff_lib.cli.output import print_json, print_table
+from ff_lib.workspace_path import resolve_workspace
+
+RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled")  # = ff_lib.data's
+
+
+def _workspace(args: argparse.Namespace):
+    # Imported here so that building the parser (for any command) stays light.
+    from ff_lib.data import Workspace
+
+    return Workspace.open(resolve_workspace(args.workspace))
+
+
+def _when(value) -> str | None:
+    return None if value is None else value.strftime("%Y-%m-%d %H:%M")
+
+
+def _short(text: str, width: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _run_json(run) -> dict:
+    return {
+        "id": run.id,
+        "name": run.name,
+        "status": run.status,
+        "base_model": run.base_model,
+        "adapter_path": run.adapter_path,
+        "dataset_id": run.dataset_id,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "completed_at": run.completed_at,
+        "params": run.params,
+        "metrics": run.metrics,
+    }
+
+
+def _dataset_json(dataset) -> dict:
+    return {
+        "id": dataset.id,
+        "name": dataset.name,
+        "rows": dataset.rows,
+        "skipped": dataset.skipped,
+        "source": dataset.source,
+        "created_at": dataset.created_at,
+    }
+
+
+def _print_runs(runs) -> None:
+    print_table(
+        ("ID", "NAME", "STATUS", "BASE MODEL", "DATASET", "COMPLETED", "ADAPTER"),
+        [
+            (
+                r.id,
+                r.name,
+                r.status,
+                r.base_model,
+                r.dataset_id,
+                _when(r.completed_at),
+                r.adapter_path,
+            )
+            for r in runs
+        ],
+    )
+
+
+def _print_datasets(datasets) -> None:
+    print_table(
+        ("ID", "NAME", "ROWS", "SKIPPED", "CREATED", "SOURCE"),
+        [(d.id, d.name, d.rows, d.skipped, _when(d.created_at), d.source) for d in datasets],
+    )
+
+
+def runs_list(args: argparse.Namespace) -> int:
+    runs = _workspace(args).list_runs(limit=args.limit)
+    if args.json:
+        print_json([_run_json(r) for r in runs])
+    else:
+        _print_runs(runs)
+    return 0
+
+
+def runs_add(args: argparse.Namespace) -> int:
+    run = _workspace(args).add_run(
+        name=args.name,
+        base_model=args.base_model,
+        adapter_path=args.adapter,
+        status=args.status,
+        dataset_id=args.dataset,
+    )
+    if args.json:
+        print_json(_run_json(run))
+    else:
+        print(f"registered run {run.id} ({run.name}, {run.status})")
+    return 0
+
+
+def runs_set_status(args: argparse.Namespace) -> int:
+    run = _workspace(args).set_run_status(args.id, args.status)
+    if args.json:
+        print_json(_run_json(run))
+    else:
+        print(f"run {run.id} ({run.name}) is now {run.status}")
+    return 0
+
+
+def runs_scan(args: argparse.Namespace) -> int:
+    result = _workspace(args).scan_adapters(args.dir)
+    if args.json:
+        print_json({"added": [_run_json(r) for r in result.added], "skipped": result.skipped})
+        return 0
+    print(f"registered {len(result.added)} adapter(s)")
+    if result.added:
+        _print_runs(result.added)
+    for reason in result.skipped:
+        print(f"skipped {reason}")
+    return 0
+
+
+def datasets_list(args: argparse.Namespace) -> int:
+    datasets = _workspace(args).list_datasets()
+    if args.json:
+        print_json([_dataset_json(d) for d in datasets])
+    else:
+        _print_datasets(datasets)
+    return 0
+
+
+def datasets_import(args: argparse.Namespace) -> int:
+    dataset = _workspace(args).import_dataset(
+        args.file, args.name, prompt_column=args.prompt_column, response_column=args.response_column
+    )
+    if args.json:
+        print_json(_dataset_json(dataset))
+        return 0
+    skipped = f", skipped {dataset.skipped} with an empty prompt" if dataset.skipped else ""
+    print(f"imported dataset {dataset.id} ({dataset.name}): {dataset.rows} rows{skipped}")
+    return 0
+
+
+def datasets_sample(args: argparse.Namespace) -> int:
+    pairs = _workspace(args).sample_prompts(args.id, k=args.k)
+    if args.json:
+        print_json([{"prompt": p.prompt, "response": p.response} for p in pairs])
+    else:
+        print_table(("PROMPT", "RESPONSE"), [(_short(p.prompt), _short(p.response)) for p in pairs])
+    return 0
+
+
+def import_finefoundry(args: argparse.Namespace) -> int:
+    result = _workspace(args).import_finefoundry(args.db_file)
+    if args.json:
+        print_json(
+            {
+                "runs": [_run_json(r) for r in result.runs],
+                "datasets": [_dataset_json(d) for d in result.datasets],
+                "skipped": result.skipped,
+            }
+        )
+        return 0
+    print(f"imported {len(result.runs)} run(s) and {len(result.datasets)} dataset(s)")
+    if result.runs:
+        _print_runs(result.runs)
+    if result.datasets:
+        _print_datasets(result.datasets)
+    for reason in result.skipped:
+        print(f"skipped {reason}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    """Add `runs`, `datasets` and `import-finefoundry` to the top-level subparsers."""
+    runs = sub.add_parser("runs", help="training runs: list, add, set-status, scan")
+    runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+
+    p = runs_sub.add_parser("list", parents=[common], help="list runs, newest first")
+    p.add_argument("--limit", type=_positive_int, default=None, help="at most this many")
+    p.set_defaults(handler=runs_list)
+
+    p = runs_sub.add_parser("add", parents=[common], help="register a run")
+    p.add_argument("--name", required=True)
+    p.add_argument("--base-model", required=True, help="base model id or local folder")
+    p.add_argument("--adapter", required=True, metavar="PATH", help="the adapter folder")
+    p.add_argument("--status", choices=RUN_STATUSES, default="completed")
+    p.add_argument("--dataset", type=int, metavar="ID", help="dataset id it was trained on")
+    p.set_defaults(handler=runs_add)
+
+    p = runs_sub.add_parser("set-status", parents=[common], help="move a run to a new status")
+    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("status", choices=RUN_STATUSES, metavar="STATUS", help=" | ".join(RUN_STATUSES))
+    p.set_defaults(handler=runs_set_status)
+
+    p = runs_sub.add_parser(
+        "scan", parents=[common], help="register every adapter folder under DIR"
+    )
+    p.add_argument("dir", metavar="DIR")
+    p.set_defaults(handler=runs_scan)
+
+    datasets = sub.add_parser("datasets", help="datasets: list, import, sample")
+    ds_sub = datasets.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
+
+    p = ds_sub.add_parser("list", parents=[common], help="list datasets")
+    p.set_defaults(handler=datasets_list)
+
+    p = ds_sub.add_parser(
+        "import", parents=[common], help="import a .jsonl, .json, .csv or .parquet file"
+    )
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--name", required=True)
+    p.add_argument("--prompt-column", metavar="C", help="column to use as the prompt")
+    p.add_argument("--response-column", metavar="C", help="column to use as the response")
+    p.set_defaults(handler=datasets_import)
+
+    p = ds_sub.add_parser("sample", parents=[common], help="k random prompts of a dataset")
+    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("-k", type=_positive_int, default=5, help="how many (default 5)")
+    p.set_defaults(handler=datasets_sample)
+
+    p = sub.add_parser(
+        "import-finefoundry",
+        parents=[common],
+        help="import runs and scraped datasets from a FineFoundry database",
+    )
+    p.add_argument("db_file", metavar="DB_FILE", help="FineFoundry's finefoundry.db")
+    p.set_defaults(handler=import_finefoundry)
