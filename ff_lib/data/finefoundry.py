@@ -83,6 +83,8 @@ def parse_time(value: Any) -> dt.datetime | None:
     """ISO text or epoch seconds/milliseconds -> aware UTC; naive text is taken as UTC."""
     if value is None or value == "":
         return None
+    if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
+        value = float(value)  # epoch seconds stored in a TEXT column
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = value / 1000 if value > 1e11 else value
         return dt.datetime.fromtimestamp(seconds, dt.UTC)
