@@ -1,0 +1,395 @@
+"""The fast decoder: our own decode loop with a static KV cache and, on CUDA, one captured graph.
+
+Plain `generate` is host-bound at batch 1 (about 1,600 kernel launches per token on an 8B
+Llama). Here one decode step is captured once as a CUDA graph and replayed, so a token costs
+one launch. Adapters stay graph-compatible by being merged into the base weights in place
+(bf16/fp32 weights keep their addresses, so a switch is a merge/unmerge, never a recapture).
+Quantized bases (NF4) cannot merge in place: their LoRA runs live and each adapter gets its
+own graph, captured on first use.
+
+On the CPU the same loop runs without graphs, so the CPU tests exercise its logic.
+"""
+
+import inspect
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from ff_lib.errors import GenerationError
+
+# Additive mask value for keys a query may not see; finfo.min rather than -inf so that a fully
+# masked row (never produced here) could not turn into NaN.
+MASKED = "min"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The knobs of one reply that the decode loop reads (a subset of GenerationSettings)."""
+
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.top_k < 0:
+            raise ValueError("top_k must be >= 0")
+        if self.repetition_penalty <= 0:
+            raise ValueError("repetition_penalty must be > 0")
+
+    @classmethod
+    def from_settings(cls, settings) -> "Sampling":
+        """From anything shaped like GenerationSettings."""
+        return cls(
+            temperature=float(settings.temperature),
+            top_p=float(getattr(settings, "top_p", 1.0)),
+            top_k=int(getattr(settings, "top_k", 0) or 0),
+            repetition_penalty=float(getattr(settings, "repetition_penalty", 1.0)),
+            seed=getattr(settings, "seed", None),
+        )
+
+
+def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float):
+    """HF's RepetitionPenaltyLogitsProcessor, with `seen` a (vocab,) bool mask instead of ids."""
+    if penalty == 1.0:
+        return logits
+    penalized = torch.where(logits < 0, logits * penalty, logits / penalty)
+    return torch.where(seen, penalized, logits)
+
+
+def sample(logits: torch.Tensor, s: Sampling, generator=None) -> torch.Tensor:
+    """Next token (shape (1,)) from float32 logits (1, vocab); temperature, top-k, top-p as HF."""
+    if s.temperature == 0:
+        return logits.argmax(-1)
+    logits = logits / s.temperature
+    if s.top_k:
+        kth = torch.topk(logits, min(s.top_k, logits.shape[-1])).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if s.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=False)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        remove = cumulative <= 1 - s.top_p
+        remove[..., -1:] = False  # keep at least the most likely token
+        logits = logits.scatter(-1, order, sorted_logits.masked_fill(remove, float("-inf")))
+    probs = logits.softmax(-1)
+    # Sample without a device sync: argmax(p / q) with q ~ Exp(1) draws i with probability p_i
+    # (gpt-fast's trick), where torch.multinomial would validate its input on the host.
+    noise = torch.empty_like(probs).exponential_(1, generator=generator)
+    return (probs / noise).argmax(-1)
+
+
+class TextStream:
+    """Token ids in, text pieces out, as soon as they form whole characters (not whole words)."""
+
+    def __init__(self, tokenizer, skip_special_tokens: bool = True):
+        self.tokenizer = tokenizer
+        self.skip = skip_special_tokens
+        self.ids: list[int] = []
+        self.prefix_offset = 0
+        self.read_offset = 0
+        self.emitted = 0  # characters handed out
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=self.skip)
+
+    def push(self, token_id: int) -> str:
+        """The new text that `token_id` completes ('' while a character is still partial)."""
+        self.ids.append(token_id)
+        # Decode a short window, not the whole reply: O(1) per token.
+        before = self._decode(self.ids[self.prefix_offset : self.read_offset])
+        after = self._decode(self.ids[self.prefix_offset :])
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            piece = after[len(before) :]
+            self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
+            self.emitted += len(piece)
+            return piece
+        return ""
+
+    def flush(self) -> str:
+        """Whatever the window still holds once the reply is over."""
+        text = self._decode(self.ids)
+        piece = text[self.emitted :]
+        self.emitted = len(text)
+        return piece
+
+
+@dataclass
+class DecodeStats:
+    """Figures of the last reply the decoder produced."""
+
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    ttft_s: float = 0.0
+    decode_s: float = 0.0
+    graph: bool = False
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Decode rate after the first token."""
+        if self.new_tokens < 2 or self.decode_s <= 0:
+            return 0.0
+        return (self.new_tokens - 1) / self.decode_s
+
+
+def _cache_keyword(lm) -> str:
+    # transformers 5.17 calls the cache `past_key_values`; 5.24 renamed it `cache` (and warns
+    # on the old name on every call).
+    params = inspect.signature(lm.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _lora_layers(model) -> list:
+    from peft.tuners.lora import LoraLayer
+
+    return [m for m in model.modules() if isinstance(m, LoraLayer)]
+
+
+def _is_quantized(lm) -> bool:
+    return bool(getattr(lm, "is_loaded_in_4bit", False) or getattr(lm, "is_loaded_in_8bit", False))
+
+
+class FastDecoder:
+    """A decode loop around one causal LM (plain or PeftModel); `generate` yields token ids.
+
+    Not thread-safe across replies by itself beyond its own lock: the caller serializes
+    generation on one base (the engine's lock) because the fast path and the plain path share
+    the weights.
+    """
+
+    def __init__(
+        self,
+        model,
+        max_len: int | None = None,
+        use_graph: bool | None = None,
+        compile_step: bool = False,
+    ):
+        self.peft = model if hasattr(model, "get_base_model") else None
+        self.lm = model.get_base_model() if self.peft is not None else model
+        embed = self.lm.get_input_embeddings().weight
+        self.device = embed.device
+        self.dtype = embed.dtype
+        cfg = self.lm.config
+        self.vocab_size = int(self.lm.get_output_embeddings().weight.shape[0])
+        self.max_len = int(max_len or min(getattr(cfg, "max_position_embeddings", 2048), 4096))
+        self.use_graph = self.device.type == "cuda" if use_graph is None else use_graph
+        if self.use_graph and self.device.type != "cuda":
+            raise ValueError("CUDA graphs need a CUDA device")
+        # Merging in place keeps one graph valid for every adapter; 4-bit weights cannot.
+        self.merge_adapters = self.peft is not None and not _is_quantized(self.lm)
+        self.lock = threading.RLock()
+        self._cache_kw = _cache_keyword(self.lm)
+        from transformers import StaticCache
+
+        self.cache = StaticCache(config=cfg, max_cache_len=self.max_len)
+        self.key_pos = torch.arange(self.max_len, device=self.device)
+        self.tok = torch.zeros((1, 1), dtype=torch.long, device=self.device)
+        self.pos = torch.zeros((1,), dtype=torch.long, device=self.device)
+        self._neg = torch.finfo(self.dtype).min
+        self._graphs: dict = {}  # state key -> (CUDAGraph, static logits)
+        self._pool = None
+        self._step = torch.compile(self._decode_step, dynamic=False) if compile_step else None
+        self.adapter: str | None = None  # what replies answer with now (None = the base)
+        self.stats = DecodeStats()
+        if self.peft is not None:
+            self.adapter = self._current_adapter()
+
+    # --- adapters ------------------------------------------------------------------------
+    def _current_adapter(self) -> str | None:
+        layers = _lora_layers(self.lm)
+        if not layers:
+            return None
+        first = layers[0]
+        if self.merge_adapters:
+            return first.merged_adapters[-1] if first.merged else None
+        if first.disable_adapters:
+            return None
+        active = first.active_adapters
+        return active[0] if active else None
+
+    def activate(self, adapter: str | None) -> float:
+        """Answer with `adapter` (None = the base) from now on; returns the seconds it took."""
+        if adapter is not None and self.peft is None:
+            raise GenerationError("This model has no adapters loaded.")
+        if self.peft is None:
+            return 0.0
+        t0 = time.perf_counter()
+        with self.lock, torch.no_grad():
+            layers = _lora_layers(self.lm)
+            if self.merge_adapters:
+                merged = list(layers[0].merged_adapters) if layers else []
+                if merged != ([adapter] if adapter else []):
+                    if merged:
+                        # peft subtracts the same delta it added: weights keep their storage.
+                        self.peft.unmerge_adapter()
+                    if adapter is not None:
+                        self.peft.set_adapter(adapter)
+                        self.peft.merge_adapter()
+            elif adapter is not None:
+                self.peft.set_adapter(adapter)
+            self.adapter = adapter
+            self._sync()
+        return time.perf_counter() - t0
+
+    def _state_context(self):
+        # Base answers with unmerged weights must also skip the live LoRA branch.
+        if self.peft is not None and self.adapter is None:
+            return self.peft.disable_adapter()
+        return nullcontext()
+
+    def _graph_key(self):
+        if self.merge_adapters or self.peft is None:
+            return "weights"  # one graph: whatever is merged lives in the same storage
+        if self.adapter is None:
+            return None
+        # A live adapter's graph points at its LoRA tensors; a reloaded adapter needs a new one.
+        layer = _lora_layers(self.lm)[0]
+        return (self.adapter, layer.lora_A[self.adapter].weight.data_ptr())
+
+    # --- model steps ---------------------------------------------------------------------
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _forward(self, input_ids, position_ids, mask) -> torch.Tensor:
+        out = self.lm(
+            input_ids=input_ids,
+            position_ids=position_ids,
+            attention_mask=mask,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self._cache_kw: self.cache},
+        )
+        return out.logits[:, -1, :]
+
+    def _decode_step(self) -> torch.Tensor:
+        # Device-side only (no .item(), no Python branch on values): safe to capture.
+        mask = torch.where(self.key_pos <= self.pos, 0.0, self._neg).to(self.dtype)
+        logits = self._forward(self.tok, self.pos.view(1, 1), mask.view(1, 1, 1, -1))
+        self.pos.add_(1)
+        return logits
+
+    def _prefill(self, ids: list[int]) -> torch.Tensor:
+        n = len(ids)
+        self.cache.reset()
+        inp = torch.tensor([ids], dtype=torch.long, device=self.device)
+        qpos = torch.arange(n, device=self.device)
+        allowed = self.key_pos[None, :] <= qpos[:, None]
+        mask = torch.where(allowed, 0.0, self._neg).to(self.dtype)[None, None]
+        logits = self._forward(inp, qpos[None], mask)
+        self.pos.fill_(n)
+        return logits
+
+    def _capture(self, key) -> None:
+        step = self._step or self._decode_step
+        self._prefill([0])
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):  # warm-up (and compile) outside the capture, as graphs require
+                step()
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            logits = step()
+        self._pool = graph.pool()
+        self._graphs[key] = (graph, logits)
+
+    def warm_up(self) -> float:
+        """Capture (and compile) the decode step for the current adapter; returns seconds."""
+        t0 = time.perf_counter()
+        with self.lock, torch.no_grad(), self._state_context():
+            if self.use_graph and self._graph_key() not in self._graphs:
+                self._capture(self._graph_key())
+            elif not self.use_graph:
+                self._prefill([0])
+                self._decode_step()
+            self._sync()
+        return time.perf_counter() - t0
+
+    @property
+    def ready(self) -> bool:
+        """True when a reply now would not pay for a capture."""
+        return not self.use_graph or self._graph_key() in self._graphs
+
+    def _step_logits(self) -> torch.Tensor:
+        if self.use_graph:
+            graph, logits = self._graphs[self._graph_key()]
+            graph.replay()
+            return logits
+        return (self._step or self._decode_step)()
+
+    # --- the loop ------------------------------------------------------------------------
+    def generate(
+        self,
+        input_ids: list[int],
+        sampling: Sampling,
+        max_new_tokens: int,
+        eos_token_ids: tuple[int, ...] = (),
+        stop: threading.Event | None = None,
+    ) -> Iterator[int]:
+        """Token ids of one reply, one at a time; closing the iterator stops the decode."""
+        if not input_ids:
+            raise GenerationError("Nothing to answer: the prompt has no tokens.")
+        if len(input_ids) + max_new_tokens > self.max_len:
+            raise GenerationError(
+                f"Prompt ({len(input_ids)} tokens) plus {max_new_tokens} new tokens exceeds the "
+                f"fast path's context of {self.max_len} tokens: shorten the conversation."
+            )
+        eos = set(eos_token_ids)
+        cuda = self.device.type == "cuda"
+        self.stats = DecodeStats(prompt_tokens=len(input_ids), graph=self.use_graph)
+        with self.lock, torch.no_grad(), self._state_context():
+            if self.use_graph and self._graph_key() not in self._graphs:
+                self._capture(self._graph_key())
+            generator = None
+            if sampling.seed is not None:
+                generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
+            seen = torch.zeros(self.vocab_size, dtype=torch.bool, device=self.device)
+            seen[torch.tensor(input_ids, device=self.device)] = True
+            pending: deque = deque()
+
+            def choose(logits: torch.Tensor) -> None:
+                scores = apply_repetition_penalty(logits.float(), seen, sampling.repetition_penalty)
+                nxt = sample(scores, sampling, generator)
+                seen.index_fill_(0, nxt, True)
+                self.tok.copy_(nxt.view(1, 1))
+                # Read the token back later: the next step is queued before we wait for this one.
+                host = torch.empty(1, dtype=torch.long, pin_memory=cuda)
+                host.copy_(nxt, non_blocking=cuda)
+                event = None
+                if cuda:
+                    event = torch.cuda.Event()
+                    event.record()
+                pending.append((host, event))
+
+            t0 = time.perf_counter()
+            choose(self._prefill(input_ids))
+            queued, first_at = 1, None
+            while pending:
+                if queued < max_new_tokens:
+                    choose(self._step_logits())
+                    queued += 1
+                host, event = pending.popleft()
+                if event is not None:
+                    event.synchronize()
+                token = int(host[0])
+                now = time.perf_counter()
+                if first_at is None:
+                    first_at = now
+                    self.stats.ttft_s = now - t0
+                self.stats.decode_s = now - first_at
+                if token in eos or (stop is not None and stop.is_set()):
+                    break
+                self.stats.new_tokens += 1
+                yield token
+            pending.clear()
