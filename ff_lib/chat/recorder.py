@@ -49,6 +49,7 @@ class ReplyRecorder:
         self.clock = clock
         self.text = ""
         self.error: str | None = None
+        self.finished = False
         stored = ws.add_message(
             conversation_id, "assistant", "", meta=self.meta, status="streaming"
         )
@@ -80,7 +81,30 @@ class ReplyRecorder:
                     close()
             self._finish(status, final_meta)
 
+    def fail(self, reason: str) -> None:
+        """End the reply as 'error' when generation failed before it streamed anything."""
+        if not self.finished:
+            self.error = reason
+            self._finish("error", {"error": reason})
+
+    def stop(self) -> None:
+        """End the reply as 'interrupted' unless it already ended (e.g. never started)."""
+        if not self.finished:
+            self._finish("interrupted", {})
+
+    def attach_base_reply(self, text: str, meta: dict) -> None:
+        """Store the base model's answer to the same prompt with this reply (compare mode)."""
+        self.meta["base_reply"] = {"text": text, **meta}
+        stored = self.ws.update_message(
+            self.message.id,
+            self.message.content,
+            self.message.status,
+            meta={**self.message.meta, "base_reply": self.meta["base_reply"]},
+        )
+        self.message = from_record(stored)
+
     def _finish(self, status: str, final_meta: dict) -> None:
+        self.finished = True
         meta = {**self.meta, **final_meta}
         stored = self.ws.update_message(self.message.id, self.text, status, meta=meta)
         self.message = from_record(stored)

@@ -1,0 +1,126 @@
+"""FF Playground dashboard: the workspace at a glance and the way into the playground."""
+
+import streamlit as st
+
+from ff_lib.chat import EXPORT_FORMATS, export_bytes, export_filename
+from ff_lib.errors import FFError
+from ff_lib.ui import conversation, resources, state
+from ff_lib.ui.dashboard import conversation_messages, load_dashboard
+
+INFERENCE_PAGE = "pages/1_Inference.py"
+FULL_CHAT_PAGE = "pages/2_Full_Chat.py"
+EMPTY_HELP = """\
+This workspace has no training runs or datasets yet. Build the demo workspace (a tiny model,
+two datasets and trained adapters), or register your own runs:
+
+```
+python -m ff_lib demo
+python -m ff_lib runs add NAME --base-model BASE --adapter-path DIR
+python -m ff_lib runs scan DIR
+```
+"""
+
+st.set_page_config(page_title="FF Playground", page_icon=":material/science:", layout="wide")
+st.title("FF Playground")
+st.caption(f"Workspace: `{resources.workspace_folder()}`")
+
+try:
+    ws = resources.workspace()
+    board = load_dashboard(ws)
+except FFError as exc:
+    st.error(str(exc), icon=":material/lock:")
+    st.stop()
+
+nav = st.columns(2)
+nav[0].page_link(INFERENCE_PAGE, label="Inference", icon=":material/tune:")
+nav[1].page_link(FULL_CHAT_PAGE, label="Full Chat", icon=":material/forum:")
+
+if not board.run_rows and not board.datasets:
+    st.info(EMPTY_HELP, icon=":material/info:")
+
+metrics = st.columns(len(board.run_counts) + 1)
+for col, (status, count) in zip(metrics, board.run_counts.items(), strict=False):
+    col.metric(f"Runs {status}", count)
+metrics[-1].metric("Datasets", len(board.datasets))
+
+runs_col, data_col = st.columns([3, 2])
+with runs_col:
+    st.subheader("Recent training runs")
+    if board.run_rows:
+        st.dataframe(board.run_rows, hide_index=True, width="stretch")
+    else:
+        st.caption("No training runs registered.")
+with data_col:
+    st.subheader("Datasets")
+    if board.datasets:
+        st.dataframe(
+            [{"Name": d.name, "Rows": d.rows} for d in board.datasets],
+            hide_index=True,
+            width="stretch",
+        )
+    else:
+        st.caption("No datasets imported.")
+
+st.subheader("Model in this process")
+loaded = resources.host().info()
+if loaded is None:
+    st.caption("No model loaded yet: it loads at the first prompt.")
+else:
+    adapters = ", ".join(loaded.adapters) or "none"
+    st.markdown(
+        f"Base `{loaded.base_model}` · {loaded.quantization} on {loaded.device} · "
+        f"adapters attached: `{adapters}`"
+    )
+
+
+def forget_delete() -> None:
+    st.session_state[state.HOME_DELETE_TARGET] = None
+
+
+@st.dialog("Delete conversation?", on_dismiss=forget_delete)
+def confirm_delete(conversation_id: str, title: str) -> None:
+    st.write("This deletes the conversation and its stored messages for good:")
+    st.text(title)
+    yes, no = st.columns(2)
+    if yes.button("Delete", type="primary", key="home_confirm_delete"):
+        try:
+            ws.delete_conversation(conversation_id)
+        except FFError as exc:
+            st.error(str(exc))
+            st.stop()
+        if conversation.conversation_id() == conversation_id:
+            conversation.clear_history()
+        st.session_state[state.HOME_DELETE_TARGET] = None
+        st.rerun()
+    if no.button("Cancel", key="home_cancel_delete"):
+        st.session_state[state.HOME_DELETE_TARGET] = None
+        st.rerun()
+
+
+st.subheader("Recent conversations")
+if not board.conversations:
+    st.caption("No conversations yet. Start one on the Inference or Full Chat page.")
+else:
+    fmt = st.selectbox("Export format", list(EXPORT_FORMATS), key=state.HOME_EXPORT_FORMAT)
+for conv in board.conversations:
+    title = conv.title or "Untitled conversation"
+    with st.container(border=True):
+        info, download, cont, infer, delete = st.columns([4, 1, 1, 1, 1])
+        info.text(title)
+        info.caption(f"{conv.message_count} messages · {conv.updated_at:%Y-%m-%d %H:%M}")
+        download.download_button(
+            "Download",
+            data=export_bytes(conversation_messages(ws, conv.id), fmt),
+            file_name=export_filename(conv.id, fmt),
+            mime=EXPORT_FORMATS[fmt].mime,
+            on_click="ignore",
+            key=f"home_download_{conv.id}",
+        )
+        cont.page_link(FULL_CHAT_PAGE, label="Continue", query_params={"c": conv.id})
+        infer.page_link(INFERENCE_PAGE, label="Inference", query_params={"c": conv.id})
+        if delete.button("Delete", key=f"home_delete_{conv.id}"):
+            st.session_state[state.HOME_DELETE_TARGET] = (conv.id, title)
+
+target = st.session_state.get(state.HOME_DELETE_TARGET)
+if target:
+    confirm_delete(*target)

@@ -1,0 +1,71 @@
+"""The shared history in st.session_state, restored from and mirrored to the URL's ?c= id."""
+
+import streamlit as st
+
+from ff_lib.chat import ChatMessage, load_history
+from ff_lib.errors import NotFound
+from ff_lib.ui import state
+
+QUERY_KEY = "c"
+
+
+def init_history(ws) -> None:
+    """Set up the history; load the conversation named by ?c= when it is not the one held."""
+    ss = st.session_state
+    ss.setdefault(state.CHAT_MESSAGES, [])
+    ss.setdefault(state.CHAT_CONVERSATION_ID, None)
+    wanted = st.query_params.get(QUERY_KEY)
+    held = ss[state.CHAT_CONVERSATION_ID]
+    if wanted and wanted != held:
+        try:
+            messages = load_history(ws, wanted)
+        except NotFound:
+            ss[state.CHAT_NOTICE] = (
+                f"Conversation {wanted} is not in this workspace: starting a new one."
+            )
+            del st.query_params[QUERY_KEY]
+        else:
+            ss[state.CHAT_MESSAGES] = messages
+            ss[state.CHAT_CONVERSATION_ID] = wanted
+    elif held and not wanted:
+        # A page switch drops the query string: put the id back so a reload restores it.
+        st.query_params[QUERY_KEY] = held
+
+
+def history() -> list[ChatMessage]:
+    """The shared history, oldest first."""
+    return st.session_state.get(state.CHAT_MESSAGES, [])
+
+
+def conversation_id() -> str | None:
+    return st.session_state.get(state.CHAT_CONVERSATION_ID)
+
+
+def set_conversation(conversation_id: str) -> None:
+    """Hold `conversation_id` and name it in the URL."""
+    st.session_state[state.CHAT_CONVERSATION_ID] = conversation_id
+    st.query_params[QUERY_KEY] = conversation_id
+
+
+def append(message: ChatMessage) -> None:
+    st.session_state[state.CHAT_MESSAGES] = [*history(), message]
+
+
+def replace(message: ChatMessage) -> None:
+    """Put `message` in place of the held message with the same stored id."""
+    st.session_state[state.CHAT_MESSAGES] = [
+        message if m.id is not None and m.id == message.id else m for m in history()
+    ]
+
+
+def clear_history() -> None:
+    """Empty the history and start a new conversation; the stored one stays (listed on Home)."""
+    st.session_state[state.CHAT_MESSAGES] = []
+    st.session_state[state.CHAT_CONVERSATION_ID] = None
+    if QUERY_KEY in st.query_params:
+        del st.query_params[QUERY_KEY]
+
+
+def pop_notice() -> str | None:
+    """A one-time notice about the history (e.g. an unknown ?c= id), then forgotten."""
+    return st.session_state.pop(state.CHAT_NOTICE, None)

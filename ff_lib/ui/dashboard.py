@@ -1,0 +1,65 @@
+"""What Home shows, gathered in one place: runs and their adapter checks, datasets, chats."""
+
+from collections import Counter
+from dataclasses import dataclass
+
+from ff_lib.chat import from_record
+from ff_lib.data import RUN_STATUSES
+from ff_lib.ui import resources
+
+RECENT_RUNS = 15
+RECENT_CONVERSATIONS = 10
+STATUS_MARKS = {
+    "completed": "🟢 completed",
+    "running": "🔵 running",
+    "pending": "⚪ pending",
+    "failed": "🔴 failed",
+    "cancelled": "🟠 cancelled",
+}
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    run_counts: dict  # status -> count, every status present
+    run_rows: list  # dicts for the runs table, newest first
+    datasets: list
+    conversations: list
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "—"
+
+
+def adapter_cell(run) -> str:
+    """'✅ ok' or '❌ <reason>' for the runs table (validation cached per path + mtime)."""
+    if not run.adapter_path:
+        return "— none"
+    check = resources.check_adapter(str(run.adapter_path), run.base_model)
+    return "✅ ok" if check.ok else f"❌ {check.reason}"
+
+
+def load_dashboard(ws) -> Dashboard:
+    """Everything Home shows, read in a few short workspace calls."""
+    runs = ws.list_runs()
+    counts = Counter(r.status for r in runs)
+    rows = [
+        {
+            "Name": r.name,
+            "Status": STATUS_MARKS.get(r.status, r.status),
+            "Base model": r.base_model or "—",
+            "Adapter": adapter_cell(r),
+            "Completed at": _when(r.completed_at),
+        }
+        for r in runs[:RECENT_RUNS]
+    ]
+    return Dashboard(
+        run_counts={s: counts.get(s, 0) for s in RUN_STATUSES},
+        run_rows=rows,
+        datasets=ws.list_datasets(),
+        conversations=ws.list_conversations(limit=RECENT_CONVERSATIONS),
+    )
+
+
+def conversation_messages(ws, conversation_id: str) -> list:
+    """The stored messages of one conversation as ChatMessages (for its export)."""
+    return [from_record(m) for m in ws.messages(conversation_id)]

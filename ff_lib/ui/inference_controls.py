@@ -1,0 +1,209 @@
+"""State and callbacks of the Inference page's controls (the page holds only layout)."""
+
+from dataclasses import asdict
+
+import streamlit as st
+
+from ff_lib.chat.selection import latest_usable_run, runs_for_choice
+from ff_lib.errors import FFError
+from ff_lib.inference import DEFAULT_PRESET, PRESETS
+from ff_lib.inference.prompts import EMPTY_PROMPT_MESSAGE
+from ff_lib.ui import conversation, resources, selection, state
+
+SAMPLE_COUNT = 5
+NO_USABLE_RUN = "No completed run with a valid adapter: train one or register it (see Home)."
+
+
+def init_controls() -> None:
+    """Default values of the page's widgets (set once per session, before any widget)."""
+    ss = st.session_state
+    preset = PRESETS[DEFAULT_PRESET]
+    defaults = {
+        state.INF_BASE_MODEL: "",
+        state.INF_RUN: None,
+        state.INF_PRESET: DEFAULT_PRESET,
+        state.INF_TEMPERATURE: float(preset.temperature),
+        state.INF_MAX_NEW_TOKENS: int(preset.max_new_tokens),
+        state.INF_REPETITION_PENALTY: float(preset.repetition_penalty),
+        state.INF_TOP_P: float(preset.top_p),
+        state.INF_SEED: None,
+        state.INF_SYSTEM_PROMPT: "",
+        state.INF_SAMPLES: None,
+        state.INF_SAMPLE: None,
+        state.INF_EXPECTED: None,
+        state.INF_PROMPT: "",
+        state.INF_COMPARE: False,
+        state.INF_DIALOG_OPEN: False,
+    }
+    for key, value in defaults.items():
+        ss.setdefault(key, value)
+
+
+def run_options(ws) -> tuple[list[int], dict]:
+    """(run ids in box order, id -> label); completed runs first."""
+    runs = runs_for_choice(ws.list_runs())
+    return [r.id for r in runs], {r.id: f"{r.name} · {r.status}" for r in runs}
+
+
+def _choose_run(ws, run_id: int | None) -> None:
+    ss = st.session_state
+    if run_id is None:
+        selection.forget_selection()
+        return
+    run = ws.get_run(run_id)
+    typed = ss.get(state.INF_BASE_MODEL, "").strip()
+    if not typed or typed == ss.get(state.MODEL_BASE_FILLED):
+        ss[state.INF_BASE_MODEL] = run.base_model or ""
+        ss[state.MODEL_BASE_FILLED] = run.base_model or ""
+    ss[state.MODEL_PENDING_RUN] = run_id
+    selection.set_status("validating", selection.VALIDATING_MESSAGE)
+
+
+def on_run_change(ws) -> None:
+    """A run was picked: fill the base model unless the user typed one; validate on this rerun."""
+    try:
+        _choose_run(ws, st.session_state.get(state.INF_RUN))
+    except FFError as exc:
+        selection.set_status("error", str(exc))
+
+
+def on_base_change() -> None:
+    """A new base model: check the selected run against it again."""
+    run_id = st.session_state.get(state.INF_RUN)
+    if run_id is not None:
+        st.session_state[state.MODEL_PENDING_RUN] = run_id
+        selection.set_status("validating", selection.VALIDATING_MESSAGE)
+
+
+def on_refresh_runs() -> None:
+    st.cache_data.clear()  # adapter checks: a refresh re-reads every folder
+    on_base_change()
+
+
+def on_use_latest(ws) -> None:
+    """Select the most recent completed run whose adapter validates."""
+    try:
+        run = latest_usable_run(ws.list_runs(), resources.check_adapter)
+        if run is None:
+            st.session_state[state.INF_MESSAGE] = NO_USABLE_RUN
+            return
+        st.session_state[state.INF_RUN] = run.id
+        _choose_run(ws, run.id)
+    except FFError as exc:
+        selection.set_status("error", str(exc))
+
+
+def validate_pending(ws) -> None:
+    """Validate the run chosen on this rerun (spinner, then a toast with the outcome)."""
+    run_id = st.session_state.pop(state.MODEL_PENDING_RUN, None)
+    if run_id is None:
+        return
+    try:
+        with st.spinner("Validating adapter..."):
+            run = ws.get_run(run_id)
+            check = selection.apply_run(run, st.session_state.get(state.INF_BASE_MODEL))
+    except FFError as exc:
+        selection.set_status("error", str(exc))
+        st.toast(str(exc), icon=":material/error:")
+        return
+    if check.ok:
+        st.toast(f"{check.run_name}: adapter validated.", icon=":material/check_circle:")
+    else:
+        st.toast(f"{check.run_name}: {check.message}", icon=":material/error:")
+
+
+def on_preset_change() -> None:
+    """A preset sets the sliders (and the advanced values it defines)."""
+    ss = st.session_state
+    preset = PRESETS[ss[state.INF_PRESET]]
+    ss[state.INF_TEMPERATURE] = float(preset.temperature)
+    ss[state.INF_MAX_NEW_TOKENS] = int(preset.max_new_tokens)
+    ss[state.INF_REPETITION_PENALTY] = float(preset.repetition_penalty)
+    ss[state.INF_TOP_P] = float(preset.top_p)
+
+
+def store_settings() -> None:
+    """Keep the chosen settings where every page's Send can read them."""
+    ss = st.session_state
+    base = asdict(PRESETS[DEFAULT_PRESET])
+    base.update(
+        temperature=round(float(ss[state.INF_TEMPERATURE]), 3),
+        max_new_tokens=int(ss[state.INF_MAX_NEW_TOKENS]),
+        repetition_penalty=round(float(ss[state.INF_REPETITION_PENALTY]), 3),
+        top_p=round(float(ss[state.INF_TOP_P]), 3),
+        seed=None if ss[state.INF_SEED] is None else int(ss[state.INF_SEED]),
+        system_prompt=ss[state.INF_SYSTEM_PROMPT] or "",
+    )
+    ss[state.MODEL_SETTINGS] = base
+
+
+def dataset_options(ws) -> tuple[list[int], dict]:
+    datasets = ws.list_datasets()
+    return [d.id for d in datasets], {d.id: f"{d.name} ({d.rows} rows)" for d in datasets}
+
+
+def load_samples(ws) -> None:
+    """Five new random prompts from the chosen dataset; the choice of sample is reset."""
+    ss = st.session_state
+    dataset_id = ss.get(state.INF_DATASET)
+    try:
+        samples = [] if dataset_id is None else ws.sample_prompts(dataset_id, k=SAMPLE_COUNT)
+    except FFError as exc:
+        ss[state.INF_MESSAGE] = str(exc)
+        samples = []
+    ss[state.INF_SAMPLES] = samples
+    ss[state.INF_SAMPLE] = None
+
+
+def ensure_samples(ws, dataset_ids: list[int]) -> None:
+    """Pick the first dataset and its samples the first time the page shows."""
+    ss = st.session_state
+    if ss.get(state.INF_DATASET) not in dataset_ids:
+        ss[state.INF_DATASET] = dataset_ids[0] if dataset_ids else None
+        ss[state.INF_SAMPLES] = None
+    if ss.get(state.INF_SAMPLES) is None:
+        load_samples(ws)
+
+
+def sample_label(index: int) -> str:
+    prompt = st.session_state[state.INF_SAMPLES][index].prompt
+    line = " ".join(prompt.split())
+    return line if len(line) <= 90 else line[:89] + "…"
+
+
+def on_sample_change() -> None:
+    """A sample prompt fills `Prompt` and shows its expected answer."""
+    ss = st.session_state
+    index = ss.get(state.INF_SAMPLE)
+    if index is None:
+        return
+    sample = ss[state.INF_SAMPLES][index]
+    ss[state.INF_PROMPT] = sample.prompt
+    ss[state.INF_EXPECTED] = sample.response
+
+
+def on_generate() -> None:
+    """Generate was clicked: refuse an empty prompt, else answer it on this rerun."""
+    ss = st.session_state
+    prompt = (ss.get(state.INF_PROMPT) or "").strip()
+    if not prompt:
+        ss[state.INF_MESSAGE] = EMPTY_PROMPT_MESSAGE
+        return
+    ss[state.INF_MESSAGE] = None
+    ss[state.INF_PENDING_PROMPT] = prompt
+
+
+def on_clear() -> None:
+    """Empty the history (both views) and start a new conversation; stored messages stay."""
+    conversation.clear_history()
+    st.session_state[state.INF_EXPECTED] = None
+    st.session_state[state.INF_MESSAGE] = None
+    selection.reset_status()
+
+
+def open_dialog() -> None:
+    st.session_state[state.INF_DIALOG_OPEN] = True
+
+
+def close_dialog() -> None:
+    st.session_state[state.INF_DIALOG_OPEN] = False

@@ -1,0 +1,70 @@
+"""The validated run and the model status in st.session_state, shared by both pages."""
+
+import streamlit as st
+
+from ff_lib.chat.selection import READY_MESSAGE, RunCheck, check_run
+from ff_lib.ui import resources, state
+
+STATUSES = ("idle", "validating", "ready", "generating", "waiting", "error")
+IDLE_MESSAGE = "Idle: choose a training run to validate its adapter."
+VALIDATING_MESSAGE = "Validating adapter..."
+LOADING_MESSAGE = "Loading fine-tuned model and generating response..."
+GENERATING_MESSAGE = "Generating response from fine-tuned model..."
+WAITING_MESSAGE = "Waiting for the model: another session is generating."
+
+
+def init_selection() -> None:
+    ss = st.session_state
+    ss.setdefault(state.MODEL_SELECTION, None)
+    ss.setdefault(state.MODEL_STATUS, "idle")
+    ss.setdefault(state.MODEL_STATUS_DETAIL, IDLE_MESSAGE)
+    ss.setdefault(state.MODEL_PENDING_RUN, None)
+    ss.setdefault(state.MODEL_BASE_FILLED, "")
+
+
+def selection() -> RunCheck | None:
+    """The last run check (ok or not), None before any run was chosen."""
+    return st.session_state.get(state.MODEL_SELECTION)
+
+
+def ready_selection() -> RunCheck | None:
+    """The selection when it validated, else None: the chat controls unlock on this."""
+    sel = selection()
+    return sel if sel is not None and sel.ok else None
+
+
+def set_status(status: str, detail: str = "") -> None:
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}")
+    st.session_state[state.MODEL_STATUS] = status
+    st.session_state[state.MODEL_STATUS_DETAIL] = detail
+
+
+def status() -> tuple[str, str]:
+    """(status, detail) for the status line."""
+    ss = st.session_state
+    return ss.get(state.MODEL_STATUS, "idle"), ss.get(state.MODEL_STATUS_DETAIL, IDLE_MESSAGE)
+
+
+def reset_status() -> None:
+    """Back to rest: ready when a validated run is selected, else idle (or its refusal)."""
+    sel = selection()
+    if sel is None:
+        set_status("idle", IDLE_MESSAGE)
+    elif sel.ok:
+        set_status("ready", READY_MESSAGE)
+    else:
+        set_status("error", sel.message)
+
+
+def apply_run(run, base_model: str | None) -> RunCheck:
+    """Check `run` (cached adapter validation), make it the selection and set the status."""
+    check = check_run(run, base_model, resources.check_adapter)
+    st.session_state[state.MODEL_SELECTION] = check
+    reset_status()
+    return check
+
+
+def forget_selection() -> None:
+    st.session_state[state.MODEL_SELECTION] = None
+    reset_status()

@@ -1,0 +1,48 @@
+"""Every st.session_state key of the app, prefixed by the module or page that owns it.
+
+State holds ids and plain data (ChatMessage, dicts, str), never models or connections.
+"""
+
+# --- ff_lib/ui/conversation.py: the shared history (one conversation per browser session) ---
+CHAT_MESSAGES = "chat_messages"  # list[ChatMessage], oldest first
+CHAT_CONVERSATION_ID = "chat_conversation_id"  # str | None, created at the first message
+CHAT_NOTICE = "chat_notice"  # str | None: a one-time message (e.g. a ?c= id that is unknown)
+
+# --- ff_lib/ui/selection.py: the validated run and the model status, shared by both pages ---
+MODEL_SELECTION = "model_selection"  # dict (see selection.Selection.as_state) | None
+MODEL_STATUS = (
+    "model_status"  # "idle" | "validating" | "ready" | "generating" | "waiting" | "error"
+)
+MODEL_STATUS_DETAIL = "model_status_detail"  # str: the reason shown with the status
+MODEL_SETTINGS = "model_settings"  # dict of GenerationSettings fields, set on the Inference page
+MODEL_PENDING_RUN = "model_pending_run"  # int | None: a run chosen, to validate on this rerun
+MODEL_BASE_FILLED = "model_base_filled"  # str: the base model last filled in from a run
+
+# --- pages/1_Inference.py widgets (persisted for the session) ---
+INF_BASE_MODEL = "inf_base_model"
+INF_RUN = "inf_run"
+INF_PRESET = "inf_preset"
+INF_TEMPERATURE = "inf_temperature"
+INF_MAX_NEW_TOKENS = "inf_max_new_tokens"
+INF_REPETITION_PENALTY = "inf_repetition_penalty"
+INF_TOP_P = "inf_top_p"
+INF_SEED = "inf_seed"
+INF_SYSTEM_PROMPT = "inf_system_prompt"
+INF_DATASET = "inf_dataset"
+INF_SAMPLES = "inf_samples"  # list[SamplePair] shown in `Sample prompts` (plain data)
+INF_SAMPLE = "inf_sample"  # index of the chosen sample prompt
+INF_EXPECTED = "inf_expected"  # str | None: the chosen sample's expected answer
+INF_PROMPT = "inf_prompt"
+INF_EXPORT_FORMAT = "inf_export_format"
+INF_COMPARE = "inf_compare"
+INF_PENDING_PROMPT = "inf_pending_prompt"  # str | None: Generate clicked, to run on this rerun
+INF_MESSAGE = "inf_message"  # str | None: a one-time warning under the buttons
+INF_DIALOG_OPEN = "inf_dialog_open"  # bool: the Full Chat View dialog is open
+INF_DIALOG_PENDING = "inf_dialog_pending"  # str | None: a dialog message to answer
+
+# --- pages/2_Full_Chat.py ---
+FULL_EXPORT_FORMAT = "full_export_format"
+
+# --- Home.py ---
+HOME_DELETE_TARGET = "home_delete_target"  # str | None: the conversation id to confirm deleting
+HOME_EXPORT_FORMAT = "home_export_format"

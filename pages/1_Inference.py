@@ -1,0 +1,207 @@
+"""Inference: pick a run, have its adapter validated, then prompt it and compare answers."""
+
+import streamlit as st
+
+from ff_lib.errors import FFError
+from ff_lib.inference import PRESETS
+from ff_lib.ui import conversation, generation, resources, selection, state
+from ff_lib.ui import inference_controls as ctl
+from ff_lib.ui.chat_view import full_chat_dialog
+from ff_lib.ui.widgets import export_controls, meta_line, output_list, status_line, warnings
+
+st.set_page_config(
+    page_title="Inference · FF Playground", page_icon=":material/tune:", layout="wide"
+)
+
+try:
+    ws = resources.workspace()
+    conversation.init_history(ws)
+    run_ids, run_labels = ctl.run_options(ws)
+    dataset_ids, dataset_labels = ctl.dataset_options(ws)
+except FFError as exc:
+    st.error(str(exc), icon=":material/lock:")
+    st.stop()
+selection.init_selection()
+ctl.init_controls()
+ctl.ensure_samples(ws, dataset_ids)
+
+st.title("Inference")
+if notice := conversation.pop_notice():
+    st.warning(notice)
+
+# --- Model & adapter ---
+st.header("Model & adapter")
+status_slot = st.empty()
+meta_slot = st.container()
+base_col, run_col, refresh_col, latest_col = st.columns([3, 3, 1, 2], vertical_alignment="bottom")
+base_col.text_input(
+    "Base model",
+    key=state.INF_BASE_MODEL,
+    on_change=ctl.on_base_change,
+    placeholder="a local folder or a cached model id",
+    persist_state="session",
+)
+run_col.selectbox(
+    "Training run",
+    run_ids,
+    index=None,
+    format_func=run_labels.get,
+    key=state.INF_RUN,
+    on_change=ctl.on_run_change,
+    args=(ws,),
+    placeholder="Choose a training run",
+    persist_state="session",
+)
+refresh_col.button(
+    "Refresh runs", key="inf_refresh_runs", on_click=ctl.on_refresh_runs, icon=":material/refresh:"
+)
+latest_col.button("Use latest completed run", on_click=ctl.on_use_latest, args=(ws,))
+ctl.validate_pending(ws)
+
+with status_slot.container():
+    status_line(*selection.status())
+sel = selection.selection()
+with meta_slot:
+    meta_line(sel, resources.runs_as(sel))
+    if sel is not None:
+        warnings(sel.warnings)
+locked = selection.ready_selection() is None
+
+# --- Prompt & responses ---
+st.header("Prompt & responses")
+st.radio(
+    "Preset",
+    list(PRESETS),
+    key=state.INF_PRESET,
+    on_change=ctl.on_preset_change,
+    horizontal=True,
+    disabled=locked,
+    persist_state="session",
+)
+temp_col, tokens_col = st.columns(2)
+temp_col.slider(
+    "Temperature",
+    0.0,
+    2.0,
+    step=0.05,
+    key=state.INF_TEMPERATURE,
+    disabled=locked,
+    help="0 means greedy decoding: the same answer every time.",
+    persist_state="session",
+)
+tokens_col.slider(
+    "Max new tokens",
+    16,
+    1024,
+    step=16,
+    key=state.INF_MAX_NEW_TOKENS,
+    disabled=locked,
+    persist_state="session",
+)
+with st.expander("Advanced"):
+    st.slider(
+        "Repetition penalty",
+        1.0,
+        2.0,
+        step=0.05,
+        key=state.INF_REPETITION_PENALTY,
+        disabled=locked,
+        persist_state="session",
+    )
+    st.slider(
+        "Top-p", 0.05, 1.0, step=0.05, key=state.INF_TOP_P, disabled=locked, persist_state="session"
+    )
+    st.number_input(
+        "Seed",
+        min_value=0,
+        step=1,
+        key=state.INF_SEED,
+        disabled=locked,
+        placeholder="random",
+        persist_state="session",
+    )
+    st.text_area(
+        "System prompt", key=state.INF_SYSTEM_PROMPT, disabled=locked, persist_state="session"
+    )
+ctl.store_settings()
+
+ds_col, ds_refresh_col, sample_col, sample_refresh_col = st.columns(
+    [3, 1, 5, 1], vertical_alignment="bottom"
+)
+ds_col.selectbox(
+    "Dataset for sample prompts",
+    dataset_ids,
+    format_func=dataset_labels.get,
+    key=state.INF_DATASET,
+    on_change=ctl.load_samples,
+    args=(ws,),
+    disabled=locked,
+    persist_state="session",
+)
+ds_refresh_col.button(
+    "Refresh datasets", key="inf_refresh_datasets", icon=":material/refresh:", disabled=locked
+)
+sample_col.selectbox(
+    "Sample prompts",
+    range(len(st.session_state[state.INF_SAMPLES])),
+    index=None,
+    format_func=ctl.sample_label,
+    key=state.INF_SAMPLE,
+    on_change=ctl.on_sample_change,
+    placeholder="Pick a sample prompt",
+    disabled=locked,
+)
+sample_refresh_col.button(
+    "New samples",
+    key="inf_refresh_samples",
+    on_click=ctl.load_samples,
+    args=(ws,),
+    icon=":material/shuffle:",
+    disabled=locked,
+)
+
+st.text_area("Prompt", key=state.INF_PROMPT, disabled=locked, height=120, persist_state="session")
+pending = st.session_state.pop(state.INF_PENDING_PROMPT, None)
+gen_col, clear_col, export_col, view_col = st.columns([1, 1, 3, 1], vertical_alignment="bottom")
+gen_col.button(
+    "Generate",
+    type="primary",
+    on_click=ctl.on_generate,
+    disabled=locked or pending is not None,
+    icon=":material/play_arrow:",
+)
+clear_col.button(
+    "Clear history", key="inf_clear", on_click=ctl.on_clear, icon=":material/delete_sweep:"
+)
+with export_col:
+    export_controls(
+        conversation.history(), conversation.conversation_id(), key=state.INF_EXPORT_FORMAT
+    )
+view_col.button("Full Chat View", on_click=ctl.open_dialog, icon=":material/forum:")
+st.toggle(
+    "Compare with base model", key=state.INF_COMPARE, disabled=locked, persist_state="session"
+)
+if message := st.session_state.pop(state.INF_MESSAGE, None):
+    st.warning(message, icon=":material/warning:")
+
+if st.session_state[state.INF_DIALOG_OPEN]:
+    full_chat_dialog(ws)
+
+out_col, expected_col = (
+    st.columns([3, 1]) if st.session_state[state.INF_EXPECTED] else (st.container(), None)
+)
+if expected_col is not None:
+    with expected_col.container(border=True):
+        st.caption("Expected answer")
+        st.text(st.session_state[state.INF_EXPECTED])
+with out_col:
+    output_list(conversation.history())
+    if pending is not None:
+        generation.run_turn(
+            ws,
+            pending,
+            chat=False,
+            compare=st.session_state[state.INF_COMPARE],
+            status_slot=status_slot,
+        )
+        st.rerun()
