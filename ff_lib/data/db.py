@@ -50,7 +50,7 @@ def open_connection(db_path: Path, busy_timeout_s: float) -> duckdb.DuckDBPyConn
     delay = _FIRST_DELAY_S
     while True:
         try:
-            return duckdb.connect(str(db_path))
+            con = duckdb.connect(str(db_path))
         except duckdb.IOException as exc:
             if not _is_lock_error(exc):
                 raise WorkspaceError(
@@ -65,6 +65,10 @@ def open_connection(db_path: Path, busy_timeout_s: float) -> duckdb.DuckDBPyConn
             # Jitter keeps two waiting processes from retrying in lockstep.
             time.sleep(min(delay * random.uniform(0.5, 1.0), remaining))
             delay = min(delay * 2, _MAX_DELAY_S)
+            continue
+        # DuckDB's own progress bar writes to stdout, which would break the CLI's --json.
+        con.execute("SET enable_progress_bar = false")
+        return con
 
 
 @contextmanager
