@@ -214,3 +214,26 @@ def test_json_columns_round_trip_unicode(ws):
     msg = ws.add_message(conv.id, "user", "héllo 🌍", meta={"note": "日本"})
     assert ws.messages(conv.id) == [msg]
     assert json.dumps(msg.meta, ensure_ascii=False) == '{"note": "日本"}'
+
+
+def test_session_shares_one_connection_and_releases_the_file(tmp_path, monkeypatch):
+    from ff_lib.data import db
+
+    ws = Workspace.open(tmp_path / "ws")
+    opened = []
+    real_open = db.open_connection
+
+    def counting_open(*args, **kwargs):
+        opened.append(1)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(db, "open_connection", counting_open)
+    with ws.session():
+        run_count = len(ws.list_runs())
+        ds = ws.add_dataset("s", [("q", "a")], source="test")
+        assert ws.get_dataset(ds.id).rows == 1
+    assert run_count == 0
+    assert len(opened) == 1
+    # Outside the session each call opens (and closes) its own connection again.
+    ws.list_datasets()
+    assert len(opened) == 2

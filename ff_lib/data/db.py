@@ -71,14 +71,52 @@ def open_connection(db_path: Path, busy_timeout_s: float) -> duckdb.DuckDBPyConn
         return con
 
 
+# Connections lent by session() to the operations of one thread (one page rerun).
+_sessions = threading.local()
+
+
+def _session_connections() -> dict[str, duckdb.DuckDBPyConnection]:
+    if not hasattr(_sessions, "connections"):
+        _sessions.connections = {}
+    return _sessions.connections
+
+
 @contextmanager
 def connection(db_path: Path, busy_timeout_s: float) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection for one operation, closed (and the file lock released) on exit."""
+    """A connection for one operation, closed (and the file lock released) on exit; inside
+    session() the session's connection is lent instead."""
     with _process_lock(db_path):
+        shared = _session_connections().get(str(db_path))
+        if shared is not None:
+            yield shared
+            return
         con = open_connection(db_path, busy_timeout_s)
         try:
             yield con
         finally:
+            con.close()
+
+
+@contextmanager
+def session(db_path: Path, busy_timeout_s: float) -> Iterator[None]:
+    """One connection for a short batch of operations in this thread.
+
+    Opening the file costs 20-50 ms (DuckDB builds its catalog), so a page rerun that reads
+    runs, datasets and messages opens it once. Keep a session short (never around a model
+    load or a generation): other processes wait for it with backoff.
+    """
+    connections = _session_connections()
+    key = str(db_path)
+    if key in connections:
+        yield
+        return
+    with _process_lock(db_path):
+        con = open_connection(db_path, busy_timeout_s)
+        connections[key] = con
+        try:
+            yield
+        finally:
+            del connections[key]
             con.close()
 
 

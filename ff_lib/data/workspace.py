@@ -72,6 +72,14 @@ class Workspace:
             migrations.migrate(con)
         return ws
 
+    def session(self):
+        """Share one connection between the operations inside this block (same thread).
+
+        For a page rerun's reads: `with ws.session(): runs = ws.list_runs(); ...`. Keep it
+        short; never hold it across a generation.
+        """
+        return db.session(self.db_path, self.busy_timeout_s)
+
     def _read(self):
         return db.connection(self.db_path, self.busy_timeout_s)
 
