@@ -145,7 +145,7 @@ sample_col.selectbox(
     "Sample prompts",
     range(len(st.session_state[state.INF_SAMPLES])),
     index=None,
-    format_func=ctl.sample_label,
+    format_func=ctl.sample_labels(st.session_state[state.INF_SAMPLES]).get,
     key=state.INF_SAMPLE,
     on_change=ctl.on_sample_change,
     placeholder="Pick a sample prompt",

@@ -117,3 +117,27 @@ def test_an_error_is_stored_and_raised():
     assert rec.message.content == "x"
     assert rec.message.meta["error"] == "boom"
     assert rec.error == "boom"
+
+
+def test_a_reply_that_never_started_ends_interrupted_or_failed():
+    ws = FakeWorkspace()
+    rec = ReplyRecorder(ws, "c1")
+    rec.stop()
+    assert rec.message.status == "interrupted"
+    rec.fail("late")  # already ended: kept as it was
+    assert rec.message.status == "interrupted"
+    other = ReplyRecorder(ws, "c1")
+    other.fail("Base model not available offline")
+    assert other.message.status == "error"
+    assert other.message.meta["error"] == "Base model not available offline"
+
+
+def test_base_reply_is_stored_beside_the_adapter_reply():
+    ws = FakeWorkspace()
+    rec = ReplyRecorder(ws, "c1", meta={"adapter": "/a"})
+    list(rec.pieces(FakeStream(["x"])))
+    rec.attach_base_reply("base text", {"adapter": None})
+    assert rec.message.status == "complete"
+    assert rec.message.content == "x"
+    assert rec.message.meta["base_reply"] == {"text": "base text", "adapter": None}
+    assert rec.message.meta["adapter"] == "/a"

@@ -165,10 +165,13 @@ def ensure_samples(ws, dataset_ids: list[int]) -> None:
         load_samples(ws)
 
 
-def sample_label(index: int) -> str:
-    prompt = st.session_state[state.INF_SAMPLES][index].prompt
-    line = " ".join(prompt.split())
-    return line if len(line) <= 90 else line[:89] + "…"
+def sample_labels(samples) -> dict[int, str]:
+    """Index -> the sample's prompt on one line, shortened for the select box."""
+    labels = {}
+    for index, sample in enumerate(samples):
+        line = " ".join(sample.prompt.split())
+        labels[index] = line if len(line) <= 90 else line[:89] + "…"
+    return labels
 
 
 def on_sample_change() -> None:
