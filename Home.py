@@ -5,7 +5,7 @@ import streamlit as st
 from ff_lib.chat import EXPORT_FORMATS, export_bytes, export_filename
 from ff_lib.errors import FFError
 from ff_lib.ui import conversation, resources, state
-from ff_lib.ui.dashboard import conversation_messages, load_dashboard
+from ff_lib.ui.dashboard import load_dashboard
 
 INFERENCE_PAGE = "pages/1_Inference.py"
 FULL_CHAT_PAGE = "pages/2_Full_Chat.py"
@@ -110,7 +110,7 @@ for conv in board.conversations:
         info.caption(f"{conv.message_count} messages · {conv.updated_at:%Y-%m-%d %H:%M}")
         download.download_button(
             "Download",
-            data=export_bytes(conversation_messages(ws, conv.id), fmt),
+            data=export_bytes(board.messages[conv.id], fmt),
             file_name=export_filename(conv.id, fmt),
             mime=EXPORT_FORMATS[fmt].mime,
             on_click="ignore",

@@ -15,15 +15,16 @@ st.set_page_config(
 
 try:
     ws = resources.workspace()
-    conversation.init_history(ws)
-    run_ids, run_labels = ctl.run_options(ws)
-    dataset_ids, dataset_labels = ctl.dataset_options(ws)
+    selection.init_selection()
+    ctl.init_controls()
+    with ws.session():
+        conversation.init_history(ws)
+        run_ids, run_labels = ctl.run_options(ws)
+        dataset_ids, dataset_labels = ctl.dataset_options(ws)
+        ctl.ensure_samples(ws, dataset_ids)
 except FFError as exc:
     st.error(str(exc), icon=":material/lock:")
     st.stop()
-selection.init_selection()
-ctl.init_controls()
-ctl.ensure_samples(ws, dataset_ids)
 
 st.title("Inference")
 if notice := conversation.pop_notice():

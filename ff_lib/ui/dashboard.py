@@ -24,6 +24,7 @@ class Dashboard:
     run_rows: list  # dicts for the runs table, newest first
     datasets: list
     conversations: list
+    messages: dict  # conversation id -> list[ChatMessage], for the downloads
 
 
 def _when(value) -> str:
@@ -39,8 +40,12 @@ def adapter_cell(run) -> str:
 
 
 def load_dashboard(ws) -> Dashboard:
-    """Everything Home shows, read in a few short workspace calls."""
-    runs = ws.list_runs()
+    """Everything Home shows, read over one short-lived connection."""
+    with ws.session():
+        runs = ws.list_runs()
+        datasets = ws.list_datasets()
+        conversations = ws.list_conversations(limit=RECENT_CONVERSATIONS)
+        messages = {c.id: conversation_messages(ws, c.id) for c in conversations}
     counts = Counter(r.status for r in runs)
     rows = [
         {
@@ -55,8 +60,9 @@ def load_dashboard(ws) -> Dashboard:
     return Dashboard(
         run_counts={s: counts.get(s, 0) for s in RUN_STATUSES},
         run_rows=rows,
-        datasets=ws.list_datasets(),
-        conversations=ws.list_conversations(limit=RECENT_CONVERSATIONS),
+        datasets=datasets,
+        conversations=conversations,
+        messages=messages,
     )
 
 
