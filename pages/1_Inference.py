@@ -34,7 +34,9 @@ if notice := conversation.pop_notice():
 st.header("Model & adapter")
 status_slot = st.empty()
 meta_slot = st.container()
-base_col, run_col, refresh_col, latest_col = st.columns([3, 3, 1, 2], vertical_alignment="bottom")
+base_col, run_col, refresh_col, latest_col = st.columns(
+    [3, 3, 1.6, 2.4], vertical_alignment="bottom"
+)
 base_col.text_input(
     "Base model",
     key=state.INF_BASE_MODEL,
@@ -127,7 +129,7 @@ with st.expander("Advanced"):
 ctl.store_settings()
 
 ds_col, ds_refresh_col, sample_col, sample_refresh_col = st.columns(
-    [3, 1, 5, 1], vertical_alignment="bottom"
+    [3, 1.8, 4.5, 1.7], vertical_alignment="bottom"
 )
 ds_col.selectbox(
     "Dataset for sample prompts",

@@ -24,11 +24,14 @@ def chat_body(ws, key: str) -> None:
     status_slot = st.empty()
     with status_slot.container():
         status_line(*selection.status())
-    bubbles(conversation.history())
+    log = st.container()
+    with log:
+        bubbles(conversation.history())
     locked = selection.ready_selection() is None
     prompt = st.chat_input(COMPOSER_PLACEHOLDER, key=key, disabled=locked)
     if prompt and prompt.strip():
-        generation.run_turn(ws, prompt.strip(), chat=True, status_slot=status_slot)
+        with log:  # the new turn goes above the composer, after the history
+            generation.run_turn(ws, prompt.strip(), chat=True, status_slot=status_slot)
 
 
 @st.dialog("Full Chat View", width="large", icon=":material/forum:", on_dismiss=close_dialog)
