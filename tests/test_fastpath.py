@@ -63,9 +63,10 @@ def peft_model_with(folder, adapters):
 
 
 def plain_greedy(model, ids, n, penalty=1.0):
+    dev = model.get_input_embeddings().weight.device
     out = model.generate(
-        input_ids=torch.tensor([ids]),
-        attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+        input_ids=torch.tensor([ids], device=dev),
+        attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=dev),
         max_new_tokens=n,
         min_new_tokens=n,
         do_sample=False,
@@ -164,3 +165,23 @@ def test_text_stream_pieces_join_to_the_decoded_text(tiny):
     assert "".join(pieces) == tokenizer.decode(ids, skip_special_tokens=True)
     assert all("\ufffd" not in p for p in pieces)
     assert sum(1 for p in pieces if p) > 5  # incremental, not one lump at the end
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_cuda_graph_replay_matches_plain_generate(tiny):
+    folder, tokenizer, adapters = tiny
+    model = peft_model_with(folder, adapters).to("cuda")
+    ids = prompt_ids(tokenizer)
+    expected = {}
+    for name in adapters:
+        model.set_adapter(name)
+        expected[name] = plain_greedy(model, ids, 24, 1.2)
+    with model.disable_adapter():
+        expected[None] = plain_greedy(model, ids, 24, 1.2)
+    decoder = FastDecoder(model, max_len=128)
+    assert decoder.use_graph
+    greedy = Sampling(repetition_penalty=1.2)
+    for adapter in ("pirate", None, "capitals", "pirate"):
+        decoder.activate(adapter)
+        assert list(decoder.generate(ids, greedy, 24)) == expected[adapter], adapter
+    assert len(decoder._graphs) == 1  # switching merged adapters never recaptures

@@ -200,15 +200,15 @@ class FastDecoder:
         self._step = torch.compile(self._decode_step, dynamic=False) if compile_step else None
         self.adapter: str | None = None  # what replies answer with now (None = the base)
         self.stats = DecodeStats()
+        self._layers = _lora_layers(self.lm) if self.peft is not None else []
         if self.peft is not None:
             self.adapter = self._current_adapter()
 
     # --- adapters ------------------------------------------------------------------------
     def _current_adapter(self) -> str | None:
-        layers = _lora_layers(self.lm)
-        if not layers:
+        if not self._layers:
             return None
-        first = layers[0]
+        first = self._layers[0]
         if self.merge_adapters:
             return first.merged_adapters[-1] if first.merged else None
         if first.disable_adapters:
@@ -224,18 +224,24 @@ class FastDecoder:
             return 0.0
         t0 = time.perf_counter()
         with self.lock, torch.no_grad():
-            layers = _lora_layers(self.lm)
+            # Per layer through the cached list: peft's model-wide calls walk the whole module
+            # tree several times, which costs more than the merge itself on a small model.
+            layers = self._layers
             if self.merge_adapters:
-                merged = list(layers[0].merged_adapters) if layers else []
-                if merged != ([adapter] if adapter else []):
-                    if merged:
-                        # peft subtracts the same delta it added: weights keep their storage.
-                        self.peft.unmerge_adapter()
-                    if adapter is not None:
-                        self.peft.set_adapter(adapter)
-                        self.peft.merge_adapter()
+                for layer in layers:
+                    if layer.merged and layer.merged_adapters != [adapter]:
+                        # peft subtracts the delta it added: the weights keep their storage.
+                        layer.unmerge()
+                if adapter is not None:
+                    for layer in layers:
+                        if adapter in layer.lora_A and not layer.merged:
+                            layer.set_adapter(adapter, inference_mode=True)
+                            layer.merge(adapter_names=[adapter])
             elif adapter is not None:
-                self.peft.set_adapter(adapter)
+                for layer in layers:
+                    layer.set_adapter(adapter, inference_mode=True)
+            if adapter is not None:
+                self.peft.base_model.active_adapter = adapter
             self.adapter = adapter
             self._sync()
         return time.perf_counter() - t0
@@ -252,7 +258,7 @@ class FastDecoder:
         if self.adapter is None:
             return None
         # A live adapter's graph points at its LoRA tensors; a reloaded adapter needs a new one.
-        layer = _lora_layers(self.lm)[0]
+        layer = self._layers[0]
         return (self.adapter, layer.lora_A[self.adapter].weight.data_ptr())
 
     # --- model steps ---------------------------------------------------------------------
