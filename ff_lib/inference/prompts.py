@@ -19,6 +19,7 @@ class BuiltPrompt:
     template: str  # "chat_template" | "transcript"
     dropped_turns: int  # messages dropped from the start of the history to fit the context
     truncated_tokens: int  # tokens cut from the left of the last user turn (0 normally)
+    max_new_tokens: int | None = None  # new tokens that still fit the context after the prompt
 
 
 def render_transcript(messages: list[dict], add_generation_prompt: bool = True) -> str:
@@ -73,16 +74,21 @@ def build_prompt(
 ) -> BuiltPrompt:
     """The prompt for the last user turn, dropping the oldest turns when it would not fit.
 
-    The budget is `context_length - max_new_tokens` tokens. The system prompt and the last user
-    turn are always kept; when that last turn alone is too long, it is cut from the left.
+    The prompt budget is `context_length - max_new_tokens` tokens (at least a quarter of the
+    context; the reply is then limited to what is left, see BuiltPrompt.max_new_tokens). The
+    system prompt and the last user turn are always kept; when that last turn alone is too
+    long, it is cut from the left.
     """
     messages = normalize_messages(messages, system_prompt)
-    if context_length is not None and max_new_tokens >= context_length:
+    if context_length is not None and max_new_tokens > context_length:
         raise InvalidInput(
-            f"Max new tokens ({max_new_tokens}) must be below the model's context of "
-            f"{context_length} tokens: lower it to leave room for the prompt."
+            f"Max new tokens ({max_new_tokens}) is more than the model's whole context of "
+            f"{context_length} tokens: lower it."
         )
-    budget = None if context_length is None else context_length - max_new_tokens
+    budget = None
+    if context_length is not None:
+        # Keep at least a quarter of the context for the prompt; the reply gets what is left.
+        budget = max(context_length - max_new_tokens, context_length // 4)
 
     system = [m for m in messages[:1] if m["role"] == "system"]
     history = messages[len(system) : -1]
@@ -103,7 +109,8 @@ def build_prompt(
     truncated = 0
     if budget is not None and len(ids) > budget:
         text, template, ids, truncated = _cut_last_turn(tokenizer, system, last, budget)
-    return BuiltPrompt(text, ids, template, dropped, truncated)
+    room = None if context_length is None else min(max_new_tokens, context_length - len(ids))
+    return BuiltPrompt(text, ids, template, dropped, truncated, room)
 
 
 def _cut_last_turn(tokenizer, system: list[dict], last: dict, budget: int):

@@ -1,0 +1,350 @@
+"""Adapter validation: is this folder a LoRA adapter we can load on this base, and if not, why."""
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ff_lib.errors import AdapterInvalid
+
+CONFIG_FILE = "adapter_config.json"
+WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+FULL_MODEL_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+# Folders of a training run that may hold the adapter one level down, in the order tried.
+NESTED_FOLDERS = ("adapter", "outputs/adapter", "output/adapter", "final_adapter")
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# A sane bound: a safetensors header is JSON metadata, never hundreds of megabytes.
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AdapterCheck:
+    """The outcome of validating an adapter folder, ready to show as is."""
+
+    ok: bool
+    reason: str  # one line: what is wrong, or a summary when ok
+    requested_path: str
+    adapter_dir: str | None = None  # the folder really holding the adapter (resolved)
+    resolved_from: str | None = None  # the run folder it was found in, when one level down
+    files: tuple[str, ...] = ()
+    base_model: str | None = None  # base_model_name_or_path declared by the adapter
+    rank: int | None = None
+    target_modules: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def raise_if_invalid(self) -> "AdapterCheck":
+        """AdapterInvalid(reason) when not ok; else self."""
+        if not self.ok:
+            raise AdapterInvalid(self.reason)
+        return self
+
+
+class _Refused(Exception):
+    """Internal: a validation step failed with a user-facing message."""
+
+
+def validate_adapter(path, base_model: str | None = None) -> AdapterCheck:
+    """Check a LoRA adapter folder (or a run folder holding one) without loading any weights.
+
+    When `base_model` is given (or the adapter declares a base that is available locally), the
+    tensor shapes in the weights header are compared with that base's config.json.
+    """
+    requested = Path(path).expanduser()
+    facts: dict = {"requested_path": str(path)}
+    warnings: list[str] = []
+    try:
+        folder = _readable_folder(requested)
+        adapter_dir, note = _resolve(folder)
+        if note:
+            facts["resolved_from"] = str(folder)
+            warnings.append(note)
+        facts["adapter_dir"] = str(adapter_dir)
+        facts["files"] = tuple(sorted(p.name for p in adapter_dir.iterdir()))
+        config = _read_config(adapter_dir)
+        facts["base_model"] = config.get("base_model_name_or_path") or None
+        facts["rank"] = config.get("r")
+        targets = config.get("target_modules") or ()
+        facts["target_modules"] = (targets,) if isinstance(targets, str) else tuple(targets)
+        weights = _weights_file(adapter_dir)
+        shapes = _tensor_shapes(weights)
+        declared = facts["base_model"]
+        if base_model and declared and not same_base(base_model, declared):
+            warnings.append(
+                f"Adapter was trained for {declared}, not {base_model}: answers may be poor."
+            )
+        base_for_shapes = base_model or declared
+        base_config = _local_base_config(base_for_shapes) if base_for_shapes else None
+        if shapes is not None and base_config is not None:
+            _check_shapes(shapes, config, base_config, base_for_shapes, declared, adapter_dir)
+        elif base_for_shapes and base_config is None:
+            warnings.append(
+                f"Base model {base_for_shapes} is not available locally: shapes not checked."
+            )
+    except _Refused as refused:
+        return AdapterCheck(False, str(refused), warnings=tuple(warnings), **facts)
+    rank = facts["rank"]
+    summary = f"LoRA adapter, rank {rank}, on {len(facts['target_modules'])} module types"
+    if facts["base_model"]:
+        summary += f", trained for {facts['base_model']}"
+    return AdapterCheck(True, summary + ".", warnings=tuple(warnings), **facts)
+
+
+def _readable_folder(folder: Path) -> Path:
+    try:
+        if not folder.exists():
+            raise _Refused(f"Adapter folder not found: {folder}")
+        if not folder.is_dir():
+            raise _Refused(f"Not a folder: {folder} (pick the folder that holds the adapter)")
+        os.listdir(folder)
+    except PermissionError as exc:
+        raise _Refused(f"Permission denied reading {folder}: {exc.strerror}") from exc
+    return folder.resolve()
+
+
+def _resolve(folder: Path) -> tuple[Path, str | None]:
+    """(adapter folder, note) — the folder itself, or the adapter one level down in a run."""
+    if (folder / CONFIG_FILE).is_file():
+        return folder, None
+    for nested in NESTED_FOLDERS:
+        if (folder / nested / CONFIG_FILE).is_file():
+            return folder / nested, f"adapter found in {nested}/"
+    checkpoints = []
+    for parent in (folder, folder / "outputs"):
+        if parent.is_dir():
+            for child in parent.iterdir():
+                match = CHECKPOINT.match(child.name)
+                if match and (child / CONFIG_FILE).is_file():
+                    checkpoints.append((int(match.group(1)), child))
+    if checkpoints:
+        _, newest = max(checkpoints)
+        return newest, f"adapter found in {newest.relative_to(folder)}/ (the newest checkpoint)"
+    if (folder / "config.json").is_file() and _has_full_weights(folder):
+        raise _Refused(
+            f"No {CONFIG_FILE} in {folder}: this looks like a full model, not an adapter "
+            "(use it as the base model instead)."
+        )
+    raise _Refused(
+        f"No {CONFIG_FILE} in {folder}: not a LoRA adapter folder "
+        "(expected adapter_config.json and adapter_model.safetensors)."
+    )
+
+
+def _has_full_weights(folder: Path) -> bool:
+    if any((folder / name).is_file() for name in FULL_MODEL_WEIGHTS):
+        return True
+    return any(folder.glob("model-*.safetensors")) or any(folder.glob("pytorch_model-*.bin"))
+
+
+def _read_config(adapter_dir: Path) -> dict:
+    file = adapter_dir / CONFIG_FILE
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except PermissionError as exc:
+        raise _Refused(f"Permission denied reading {file}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _Refused(f"{file} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise _Refused(f"{file} is not a PEFT config (expected a JSON object).")
+    peft_type = config.get("peft_type")
+    if str(peft_type).upper() != "LORA":
+        raise _Refused(
+            f"{file} is not a LoRA config (peft_type is {peft_type!r}, expected 'LORA')."
+        )
+    rank = config.get("r")
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
+        raise _Refused(f"{file} has no valid LoRA rank (r is {rank!r}).")
+    return config
+
+
+def _weights_file(adapter_dir: Path) -> Path:
+    for name in WEIGHT_FILES:
+        file = adapter_dir / name
+        if file.is_file():
+            if file.stat().st_size == 0:
+                raise _Refused(f"Weights file is empty: {file}")
+            return file
+    raise _Refused(
+        f"No weights file in {adapter_dir}: expected adapter_model.safetensors "
+        "or adapter_model.bin."
+    )
+
+
+def read_safetensors_header(file: Path) -> dict:
+    """The JSON header of a safetensors file: {tensor name: {dtype, shape, data_offsets}}.
+
+    Raises AdapterInvalid when the file is truncated or damaged.
+    """
+    size = file.stat().st_size
+    try:
+        with file.open("rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise AdapterInvalid(f"Weights file is truncated: {file} ({size} bytes)")
+            length = int.from_bytes(prefix, "little")
+            if length > MAX_HEADER_BYTES or 8 + length > size:
+                raise AdapterInvalid(
+                    f"Weights file is truncated or damaged: {file} (header says {length} bytes, "
+                    f"the file has {size})"
+                )
+            raw = handle.read(length)
+    except PermissionError as exc:
+        raise AdapterInvalid(f"Permission denied reading {file}") from exc
+    try:
+        header = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AdapterInvalid(
+            f"Weights file is damaged: {file} (its header is not valid JSON)"
+        ) from exc
+    if not isinstance(header, dict):
+        raise AdapterInvalid(f"Weights file is damaged: {file} (unexpected header)")
+    data_end = max(
+        (v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0
+    )
+    if 8 + length + data_end > size:
+        raise AdapterInvalid(
+            f"Weights file is truncated: {file} (tensors need {8 + length + data_end} bytes, "
+            f"the file has {size})"
+        )
+    return header
+
+
+def _tensor_shapes(weights: Path) -> dict[str, tuple[int, ...]] | None:
+    """Tensor name -> shape; None for a .bin we only checked for size."""
+    if weights.suffix == ".safetensors":
+        try:
+            header = read_safetensors_header(weights)
+        except AdapterInvalid as exc:
+            raise _Refused(str(exc)) from exc
+        return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    import zipfile
+
+    # torch.save files are zip archives; anything else would fail on load.
+    if not zipfile.is_zipfile(weights):
+        raise _Refused(f"Weights file is damaged or truncated: {weights} (not a torch archive)")
+    return None
+
+
+# --- base model identity and shape checks -----------------------------------------------------
+_QUANT_SUFFIXES = ("-unsloth-bnb-4bit", "-bnb-4bit", "-bnb-8bit", "-4bit", "-8bit")
+
+
+def _family(name: str) -> str:
+    leaf = name.rstrip("/").split("/")[-1].lower()
+    for suffix in _QUANT_SUFFIXES:
+        if leaf.endswith(suffix):
+            return leaf[: -len(suffix)]
+    return leaf
+
+
+def same_base(a: str, b: str) -> bool:
+    """Whether two base names mean the same model (local folders by path; quant variants too)."""
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    if pa.is_dir() and pb.is_dir():
+        return pa.resolve() == pb.resolve()
+    if pa.is_dir() != pb.is_dir():
+        return False
+    return a.strip().lower() == b.strip().lower() or _family(a) == _family(b)
+
+
+def _local_base_config(base_model: str) -> dict | None:
+    """The base's config.json when it is a local folder or in the local HF cache; else None."""
+    folder = Path(base_model).expanduser()
+    file = folder / "config.json" if folder.is_dir() else None
+    if file is None:
+        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub.errors import HFValidationError
+
+        try:
+            cached = try_to_load_from_cache(base_model, "config.json")
+        except HFValidationError:
+            return None
+        file = Path(cached) if isinstance(cached, str) else None
+    if file is None or not file.is_file():
+        return None
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return None
+    # Multimodal configs keep the language model's sizes in text_config.
+    return config.get("text_config") or config
+
+
+def _expected_dims(module: str, cfg: dict) -> tuple[int, int] | None:
+    """(in_features, out_features) of a Llama-style linear layer, or None if unknown."""
+    hidden = cfg.get("hidden_size")
+    inter = cfg.get("intermediate_size")
+    heads = cfg.get("num_attention_heads")
+    kv_heads = cfg.get("num_key_value_heads") or heads
+    head_dim = cfg.get("head_dim") or (hidden // heads if hidden and heads else None)
+    vocab = cfg.get("vocab_size")
+    table = {
+        "q_proj": (hidden, heads * head_dim if heads and head_dim else None),
+        "k_proj": (hidden, kv_heads * head_dim if kv_heads and head_dim else None),
+        "v_proj": (hidden, kv_heads * head_dim if kv_heads and head_dim else None),
+        "o_proj": (heads * head_dim if heads and head_dim else None, hidden),
+        "gate_proj": (hidden, inter),
+        "up_proj": (hidden, inter),
+        "down_proj": (inter, hidden),
+        "lm_head": (hidden, vocab),
+    }
+    dims = table.get(module)
+    if dims is None or None in dims:
+        return None
+    return dims
+
+
+_LORA_KEY = re.compile(r"(?:^|\.)(\w+)\.lora_(A|B)(?:\.\w+)?\.weight$")
+_LAYER = re.compile(r"\.layers\.(\d+)\.")
+
+
+def _check_shapes(shapes, config, base_cfg, base_name, declared, adapter_dir) -> None:
+    """Refuse an adapter whose tensors cannot fit the base (rank, hidden size, vocab, layers)."""
+    rank_pattern = config.get("rank_pattern") or {}
+    layers = base_cfg.get("num_hidden_layers")
+    trained_for = f" It was trained for {declared}." if declared else ""
+
+    def refuse(what: str) -> None:
+        raise _Refused(
+            f"Adapter {adapter_dir} does not fit base model {base_name}: {what}.{trained_for}"
+        )
+
+    for key, shape in shapes.items():
+        layer = _LAYER.search(key)
+        if layer and layers is not None and int(layer.group(1)) >= layers:
+            refuse(f"{key} is for layer {layer.group(1)}, the base has {layers} layers")
+        if key.endswith(("embed_tokens.weight", "lm_head.weight")) and "lora_" not in key:
+            expected = (base_cfg.get("vocab_size"), base_cfg.get("hidden_size"))
+            if None not in expected and tuple(shape) != expected:
+                refuse(
+                    f"{key} has shape {list(shape)}, the base needs {list(expected)} (vocab, hidden size)"
+                )
+            continue
+        if "lora_embedding_" in key and len(shape) == 2:
+            vocab, hidden = base_cfg.get("vocab_size"), base_cfg.get("hidden_size")
+            dim = shape[1] if "lora_embedding_A" in key else shape[0]
+            want = vocab if "lora_embedding_A" in key else hidden
+            if want is not None and dim != want:
+                refuse(f"{key} has shape {list(shape)}, the base's size there is {want}")
+            continue
+        match = _LORA_KEY.search(key)
+        if not match or len(shape) != 2:
+            continue
+        module, side = match.group(1), match.group(2)
+        rank = next(
+            (r for pattern, r in rank_pattern.items() if re.search(pattern, key)), config["r"]
+        )
+        rank_dim = shape[0] if side == "A" else shape[1]
+        if rank_dim != rank:
+            refuse(f"{key} has rank {rank_dim}, adapter_config.json says r={rank}")
+        dims = _expected_dims(module, base_cfg)
+        if dims is None:
+            continue
+        got = shape[1] if side == "A" else shape[0]
+        want = dims[0] if side == "A" else dims[1]
+        if got != want:
+            what = "input" if side == "A" else "output"
+            refuse(
+                f"{key} has shape {list(shape)}, but the base's {module} {what} size is {want} "
+                f"(hidden size {base_cfg.get('hidden_size')})"
+            )
