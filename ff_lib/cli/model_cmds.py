@@ -1,0 +1,269 @@
+"""`validate`, `generate` and `chat`: adapters and replies from a terminal (torch loads lazily)."""
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from ff_lib.cli.output import print_json
+from ff_lib.errors import InvalidInput
+from ff_lib.workspace_path import resolve_workspace
+
+PRESET_NAMES = ("Deterministic", "Balanced", "Creative")  # = ff_lib.inference.PRESETS
+QUANTIZATION_CHOICES = ("auto", "none", "bf16", "nf4")  # = ff_lib.inference.QUANTIZATIONS
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "validate",
+        parents=[common],
+        help="check a LoRA adapter folder (or a run folder holding one)",
+        description="Exit 0 when the adapter is valid, 1 with the reason on stderr when not.",
+    )
+    p.add_argument("path", help="adapter folder, or a run folder with adapter/ or checkpoint-N/")
+    p.add_argument("--base-model", metavar="B", help="base model to check the shapes against")
+    p.set_defaults(handler=validate_cmd)
+
+    p = sub.add_parser(
+        "generate",
+        parents=[common],
+        help="answer one prompt with a run's adapter (streamed)",
+    )
+    _model_args(p)
+    p.add_argument("--prompt", required=True, help="the question to answer")
+    p.add_argument("--preset", choices=PRESET_NAMES, default="Balanced")
+    p.add_argument("--temperature", type=float, metavar="T", help="0 = greedy (0..2)")
+    p.add_argument("--max-new-tokens", type=int, metavar="N")
+    p.add_argument("--repetition-penalty", type=float, metavar="R")
+    p.add_argument("--top-p", type=float, metavar="P")
+    p.add_argument("--top-k", type=int, metavar="K")
+    p.add_argument("--seed", type=int, metavar="S")
+    p.add_argument("--system-prompt", metavar="TEXT")
+    p.set_defaults(handler=generate_cmd)
+
+    p = sub.add_parser(
+        "chat",
+        parents=[common],
+        help="multi-turn chat in the terminal (/clear resets, /exit or EOF quits)",
+    )
+    _model_args(p)
+    p.add_argument("--preset", choices=PRESET_NAMES, default="Balanced")
+    p.add_argument("--temperature", type=float, metavar="T")
+    p.add_argument("--max-new-tokens", type=int, metavar="N")
+    p.add_argument("--seed", type=int, metavar="S")
+    p.add_argument("--system-prompt", metavar="TEXT")
+    p.set_defaults(handler=chat_cmd)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--run", type=int, metavar="ID", help="a completed run of the workspace")
+    which.add_argument("--adapter", metavar="PATH", help="an adapter folder")
+    p.add_argument("--base-model", metavar="B", help="default: the run's base, else the adapter's")
+    p.add_argument("--no-adapter", action="store_true", help="answer with the base model alone")
+    p.add_argument("--quantization", choices=QUANTIZATION_CHOICES, default="auto")
+
+
+# --- validate ---------------------------------------------------------------------------------
+def validate_cmd(args: argparse.Namespace) -> int:
+    from ff_lib.inference import validate_adapter
+
+    check = validate_adapter(args.path, base_model=args.base_model)
+    if args.json:
+        print_json(
+            {
+                "ok": check.ok,
+                "reason": check.reason,
+                "adapter_dir": check.adapter_dir,
+                "base_model": check.base_model,
+                "warnings": list(check.warnings),
+                "files": list(check.files),
+                "rank": check.rank,
+                "target_modules": list(check.target_modules),
+                "resolved_from": check.resolved_from,
+                "requested_path": check.requested_path,
+            }
+        )
+    else:
+        if check.ok:
+            print(f"ok: {check.reason}")
+            print(f"adapter: {check.adapter_dir}")
+        for warning in check.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    if not check.ok:
+        print(f"error: {check.reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- generate / chat --------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What answers: the base model and the adapter folder (None = the base alone)."""
+
+    base_model: str
+    adapter_dir: Path | None
+    warnings: tuple[str, ...] = ()
+
+
+def resolve_target(args: argparse.Namespace) -> Target:
+    """From --run / --adapter / --base-model / --no-adapter; refuses what cannot answer."""
+    from ff_lib.inference import validate_adapter
+
+    adapter_path, base = None, args.base_model
+    if args.run is not None:
+        from ff_lib.data import Workspace
+
+        run = Workspace.open(resolve_workspace(args.workspace)).get_run(args.run)
+        if run.status != "completed":
+            raise InvalidInput(
+                f"Run {run.id} ({run.name}) is {run.status}, not completed: "
+                "its adapter cannot be used yet."
+            )
+        if not run.adapter_path:
+            raise InvalidInput(f"Run {run.id} ({run.name}) has no adapter path.")
+        adapter_path, base = run.adapter_path, base or run.base_model
+    elif args.adapter:
+        adapter_path = args.adapter
+    elif not args.no_adapter or not base:
+        raise InvalidInput("Give --run ID or --adapter PATH (or --no-adapter with --base-model).")
+
+    warnings: tuple[str, ...] = ()
+    adapter_dir = None
+    if adapter_path is not None:
+        check = validate_adapter(adapter_path, base_model=base).raise_if_invalid()
+        base = base or check.base_model
+        warnings = check.warnings
+        adapter_dir = Path(check.adapter_dir)
+    if not base:
+        raise InvalidInput("No base model: the adapter does not name one; pass --base-model.")
+    return Target(base, None if args.no_adapter else adapter_dir, warnings)
+
+
+def settings_from(args: argparse.Namespace):
+    """The preset, with any explicit option applied over it."""
+    from ff_lib.inference import PRESETS
+
+    changes = {
+        "temperature": args.temperature,
+        "max_new_tokens": args.max_new_tokens,
+        "repetition_penalty": getattr(args, "repetition_penalty", None),
+        "top_p": getattr(args, "top_p", None),
+        "top_k": getattr(args, "top_k", None),
+        "seed": args.seed,
+        "system_prompt": args.system_prompt,
+    }
+    return dataclasses.replace(
+        PRESETS[args.preset], **{k: v for k, v in changes.items() if v is not None}
+    )
+
+
+def generate_cmd(args: argparse.Namespace) -> int:
+    from ff_lib.inference import get_host
+
+    target = resolve_target(args)
+    settings = settings_from(args)
+    for warning in target.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    stream = get_host().stream_reply(
+        target.base_model,
+        [{"role": "user", "content": args.prompt}],
+        settings,
+        target.adapter_dir,
+        quantization=args.quantization,
+        on_wait=lambda: print("waiting for the model...", file=sys.stderr),
+    )
+    if args.json:
+        stream.text()
+        reply = stream.reply
+        print_json(
+            {
+                "text": reply.text,
+                "adapter": reply.adapter,
+                "base_model": reply.base_model,
+                "settings": reply.settings,
+                "stats": dataclasses.asdict(reply.stats),
+                "seed": reply.seed,
+                "quantization": reply.describe,
+                "template": reply.template,
+                "dropped_turns": reply.dropped_turns,
+                "finish_reason": reply.finish_reason,
+            }
+        )
+        return 0
+    _stream_to_stdout(stream)
+    return 0
+
+
+def _stream_to_stdout(stream) -> None:
+    try:
+        for piece in stream:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    finally:
+        stream.close()
+    sys.stdout.write("\n")
+    reply = stream.reply
+    if reply is not None:
+        s = reply.stats
+        ttft = "-" if s.ttft_s is None else f"{s.ttft_s:.2f} s"
+        line = (
+            f"[{s.new_tokens} tokens, {s.tokens_per_s:.1f} tokens/s, first token {ttft}, "
+            f"{reply.describe}{', seed ' + str(reply.seed) if reply.seed is not None else ''}]"
+        )
+        print(line, file=sys.stderr)
+        if reply.notice:
+            print(f"note: {reply.notice}", file=sys.stderr)
+
+
+def chat_cmd(args: argparse.Namespace) -> int:
+    from ff_lib.errors import EmptyPrompt
+    from ff_lib.inference import get_host
+
+    target = resolve_target(args)
+    settings = settings_from(args)
+    host = get_host()
+    for warning in target.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    who = "base model" if target.adapter_dir is None else str(target.adapter_dir)
+    print(f"chat with {who} on {target.base_model} (/clear resets, /exit quits)", file=sys.stderr)
+    interactive = sys.stdin.isatty()
+    history: list[dict] = []
+    transcript: list[dict] = []
+    while True:
+        if interactive:
+            print("you> ", end="", flush=True, file=sys.stderr)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        text = line.strip()
+        if text in ("/exit", "/quit"):
+            break
+        if text == "/clear":
+            history = []
+            print("(history cleared)", file=sys.stderr)
+            continue
+        if not text:
+            continue
+        messages = history + [{"role": "user", "content": text}]
+        try:
+            stream = host.stream_reply(
+                target.base_model,
+                messages,
+                settings,
+                target.adapter_dir,
+                quantization=args.quantization,
+            )
+        except EmptyPrompt as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        if args.json:
+            stream.text()
+        else:
+            _stream_to_stdout(stream)
+        reply = stream.reply
+        history = messages + [{"role": "assistant", "content": reply.text}]
+        transcript.append({"prompt": text, "text": reply.text, "stats": reply.stats})
+    if args.json:
+        print_json(transcript)
+    return 0
