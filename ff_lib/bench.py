@@ -147,6 +147,9 @@ def measure_ours(cfg: BenchConfig, base: Path, adapters: dict, log) -> dict:
 
     names = list(adapters)
     peft = benchkit.attach_adapters(model, {names[0]: adapters[names[0]]})
+    # A base weight watched for drift: merging and unmerging round it each time.
+    probe = peft.get_base_model().model.layers[0].mlp.down_proj.get_base_layer().weight
+    probe_before = probe.detach().clone()
     max_len = -(-(cfg.prompt_tokens + cfg.new_tokens + 8) // 128) * 128
     decoder = FastDecoder(
         peft, max_len=max_len, use_graph=cfg.use_graph, compile_step=cfg.compile_step
@@ -156,6 +159,14 @@ def measure_ours(cfg: BenchConfig, base: Path, adapters: dict, log) -> dict:
     )
     out["fast_path"] = "cuda-graph" if decoder.use_graph else "static-cache loop (no graphs)"
     out["adapter_mode"] = "merged in place" if decoder.merge_adapters else "live LoRA"
+    switched = [0]
+    activate = decoder.activate
+
+    def counting_activate(adapter):
+        switched[0] += 1
+        return activate(adapter)
+
+    decoder.activate = counting_activate
     decoder.activate(names[0])
     out["warm_up_s"] = decoder.warm_up()
     log(f"ours: warm-up {out['warm_up_s']:.2f} s")
@@ -191,17 +202,24 @@ def measure_ours(cfg: BenchConfig, base: Path, adapters: dict, log) -> dict:
     out["peak_memory_gib"] = peaks
     log(f"ours: switch {out['switch_s'] * 1000:.1f} ms, recaptures {out['switch_recaptures']}")
 
-    # Greedy equality with the plain path on the same weights (merged adapter; the base).
+    # Greedy equality with the plain path, each pair on the same weights.
     n = cfg.equality_tokens
     decoder.activate(names[0])
+    merged_fast = _fast_run(decoder, ids, n)[0]
     merged_plain = benchkit.plain_generate(peft, ids, n).tokens
     decoder.activate(None)
+    base_fast = _fast_run(decoder, ids, n)[0]
     with peft.disable_adapter():
         base_plain = benchkit.plain_generate(peft, ids, n).tokens
     out["greedy_first_difference"] = {
-        "merged_adapter_vs_generate": _first_difference(fast_tokens[names[0]], merged_plain),
-        "base_vs_generate": _first_difference(fast_tokens["base"], base_plain),
+        "merged_adapter_vs_generate": _first_difference(merged_fast, merged_plain),
+        "base_vs_generate": _first_difference(base_fast, base_plain),
     }
+    out["greedy_tokens_compared"] = n
+    out["base_drift"] = {"switches": switched[0], **benchkit.weight_drift(probe, probe_before)}
+    log(
+        f"ours: greedy first difference {out['greedy_first_difference']}, drift {out['base_drift']}"
+    )
     del decoder, peft, model
     benchkit.free_memory()
     return {"out": out, "fast_tokens": fast_tokens, "ids": ids}

@@ -217,6 +217,17 @@ def decode_bytes_per_token(model) -> int:
     return total
 
 
+def weight_drift(weight, before) -> dict:
+    """How far a base weight moved from `before` (fraction of elements changed, max |diff|)."""
+    if weight.dtype != before.dtype:  # quantized: never merged
+        return {"changed_fraction": 0.0, "max_abs_diff": 0.0}
+    diff = (weight.detach().float() - before.float()).abs()
+    return {
+        "changed_fraction": float((diff > 0).float().mean()),
+        "max_abs_diff": float(diff.max()),
+    }
+
+
 def copy_bandwidth_gb_s(size_gib: float = 1.0, repeats: int = 20) -> float | None:
     """Device-to-device copy rate, bytes read + written per second (GB/s); None off CUDA."""
     if not torch.cuda.is_available():

@@ -158,6 +158,49 @@ def _is_quantized(lm) -> bool:
     return bool(getattr(lm, "is_loaded_in_4bit", False) or getattr(lm, "is_loaded_in_8bit", False))
 
 
+def _merge_factors(layer, name: str, sign: float):
+    """(B * scaling * sign, A) of one vanilla LoRA, in the base weight's dtype."""
+    weight = layer.get_base_layer().weight
+    b = layer.lora_B[name].weight.to(weight.dtype) * (layer.scaling[name] * sign)
+    return b, layer.lora_A[name].weight.to(weight.dtype)
+
+
+def _switch_merged(layer, new: str | None) -> None:
+    """Make `new` (None = nothing) the adapter merged into this layer's weight, in place.
+
+    Unmerging the old delta and merging the new one is one addmm_: a single rounding of the
+    weight per switch (peft's unmerge + merge rounds twice, and rounds each delta to bf16 first),
+    so the base drifts less over many switches. The storage never moves, so captured graphs
+    stay valid.
+    """
+    old = list(layer.merged_adapters)
+    if old == ([new] if new else []):
+        return
+    weight = layer.get_base_layer().weight
+    plain = (
+        weight.dim() == 2
+        and not getattr(layer, "lora_variant", None)
+        and not any(getattr(layer, "lora_bias", {}).get(n, False) for n in [*old, new] if n)
+        and all(n in layer.lora_A for n in [*old, new] if n)
+    )
+    if not plain:  # DoRA, LoRA bias, convolutions: peft's own merge
+        if old:
+            layer.unmerge()
+        if new:
+            layer.merge(adapter_names=[new])
+        return
+    factors = [_merge_factors(layer, n, -1.0) for n in old]
+    if new:
+        factors.append(_merge_factors(layer, new, 1.0))
+    b = torch.cat([f[0] for f in factors], dim=1)
+    a = torch.cat([f[1] for f in factors], dim=0)
+    if layer.fan_in_fan_out:
+        weight.data.addmm_(a.T, b.T)
+    else:
+        weight.data.addmm_(b, a)
+    layer.merged_adapters[:] = [new] if new else []
+
+
 class FastDecoder:
     """A decode loop around one causal LM (plain or PeftModel); `generate` yields token ids.
 
@@ -200,7 +243,10 @@ class FastDecoder:
         self._step = torch.compile(self._decode_step, dynamic=False) if compile_step else None
         self.adapter: str | None = None  # what replies answer with now (None = the base)
         self.stats = DecodeStats()
-        self._layers = _lora_layers(self.lm) if self.peft is not None else []
+        self._layers: list = []
+        self._layers_for: tuple | None = None
+        if self.peft is not None:
+            self._lora_layers()
         if self.peft is not None:
             self.adapter = self._current_adapter()
 
@@ -224,27 +270,26 @@ class FastDecoder:
             return 0.0
         t0 = time.perf_counter()
         with self.lock, torch.no_grad():
-            # Per layer through the cached list: peft's model-wide calls walk the whole module
-            # tree several times, which costs more than the merge itself on a small model.
-            layers = self._layers
+            layers = self._lora_layers()
             if self.merge_adapters:
                 for layer in layers:
-                    if layer.merged and layer.merged_adapters != [adapter]:
-                        # peft subtracts the delta it added: the weights keep their storage.
-                        layer.unmerge()
-                if adapter is not None:
-                    for layer in layers:
-                        if adapter in layer.lora_A and not layer.merged:
-                            layer.set_adapter(adapter, inference_mode=True)
-                            layer.merge(adapter_names=[adapter])
-            elif adapter is not None:
-                for layer in layers:
-                    layer.set_adapter(adapter, inference_mode=True)
+                    _switch_merged(layer, adapter if adapter in layer.lora_A else None)
             if adapter is not None:
+                for layer in layers:
+                    if adapter in layer.lora_A and layer.active_adapters != [adapter]:
+                        layer.set_adapter(adapter, inference_mode=True)
                 self.peft.base_model.active_adapter = adapter
             self.adapter = adapter
             self._sync()
         return time.perf_counter() - t0
+
+    def _lora_layers(self) -> list:
+        # Cached per set of adapters: peft's model-wide calls walk the whole module tree several
+        # times, which costs more than the merge itself on a small model.
+        names = tuple(getattr(self.peft, "peft_config", {}))
+        if names != self._layers_for:
+            self._layers, self._layers_for = _lora_layers(self.lm), names
+        return self._layers
 
     def _state_context(self):
         # Base answers with unmerged weights must also skip the live LoRA branch.
@@ -285,6 +330,29 @@ class FastDecoder:
         return logits
 
     def _prefill(self, ids: list[int]) -> torch.Tensor:
+        from transformers import DynamicCache
+        from transformers.cache_utils import StaticLayer
+
+        n = len(ids)
+        layers = self.cache.layers
+        if not all(type(layer) is StaticLayer for layer in layers):
+            return self._prefill_static(ids)  # sliding windows etc.: let the cache place them
+        if not layers[0].is_initialized:
+            self._prefill_static(ids[:1])  # allocates the static tensors
+        # The prompt goes through a dynamic cache with no mask, exactly as generate() runs it
+        # (the causal flash kernel, not a masked one over the whole static length), then its
+        # keys/values are copied into the static cache the graph reads.
+        dynamic = DynamicCache(config=self.lm.config)
+        inp = torch.tensor([ids], dtype=torch.long, device=self.device)
+        out = self.lm(input_ids=inp, use_cache=True, logits_to_keep=1, **{self._cache_kw: dynamic})
+        for static, layer in zip(layers, dynamic.layers, strict=True):
+            static.keys[:, :, :n].copy_(layer.keys)
+            static.values[:, :, :n].copy_(layer.values)
+            static.cumulative_length.fill_(n)
+        self.pos.fill_(n)
+        return out.logits[:, -1, :]
+
+    def _prefill_static(self, ids: list[int]) -> torch.Tensor:
         n = len(ids)
         self.cache.reset()
         inp = torch.tensor([ids], dtype=torch.long, device=self.device)
@@ -297,7 +365,7 @@ class FastDecoder:
 
     def _capture(self, key) -> None:
         step = self._step or self._decode_step
-        self._prefill([0])
+        self._prefill_static([0])
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
@@ -317,7 +385,7 @@ class FastDecoder:
             if self.use_graph and self._graph_key() not in self._graphs:
                 self._capture(self._graph_key())
             elif not self.use_graph:
-                self._prefill([0])
+                self._prefill_static([0])
                 self._decode_step()
             self._sync()
         return time.perf_counter() - t0
