@@ -66,11 +66,12 @@ loaded = resources.host().info()
 if loaded is None:
     st.caption("No model loaded yet: it loads at the first prompt.")
 else:
-    adapters = ", ".join(loaded.adapters) or "none"
     st.markdown(
-        f"Base `{loaded.base_model}` · {loaded.quantization} on {loaded.device} · "
-        f"adapters attached: `{adapters}`"
+        f"Base `{loaded.base_model}` · quantization {loaded.quantization} · "
+        f"device {loaded.device} · {len(loaded.adapters)} adapter(s) attached"
     )
+    for folder in loaded.adapters:
+        st.caption(f"Adapter `{folder}`")
 
 
 def forget_delete() -> None:

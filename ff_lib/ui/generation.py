@@ -75,11 +75,8 @@ def run_turn(
     host = resources.host()
     loaded = host.info()
     first = loaded is None or str(loaded.base_model) != str(check.base_model)
-    _show_status(
-        status_slot,
-        "generating",
-        selection.LOADING_MESSAGE if first else selection.GENERATING_MESSAGE,
-    )
+    detail = selection.LOADING_MESSAGE if first else selection.GENERATING_MESSAGE
+    _show_status(status_slot, "generating", detail)
 
     prior = conversation.history()
     cid = ensure_conversation(ws, conversation.conversation_id(), prompt, check.run_id)
@@ -110,14 +107,24 @@ def run_turn(
         stop_slot.button("Stop", key=f"stop_{recorder.message.id}", icon=":material/stop:")
         with main_area, st.spinner("Generating...", show_time=True):
             stream = host.stream_reply(
-                check.base_model, messages, settings, Path(check.adapter_dir)
+                check.base_model,
+                messages,
+                settings,
+                Path(check.adapter_dir),
+                on_wait=lambda: _show_status(status_slot, "waiting", selection.WAITING_MESSAGE),
             )
             pieces = recorder.pieces(stream)
-            st.write_stream(pieces)
+            st.write_stream(_after_wait(pieces, status_slot, detail))
         if compare:
             with base_area or nullcontext(), st.spinner("Base model...", show_time=True):
-                base_stream = host.stream_reply(check.base_model, messages, settings, None)
-                text = st.write_stream(base_stream)
+                base_stream = host.stream_reply(
+                    check.base_model,
+                    messages,
+                    settings,
+                    None,
+                    on_wait=lambda: _show_status(status_slot, "waiting", selection.WAITING_MESSAGE),
+                )
+                text = st.write_stream(_after_wait(base_stream, status_slot, detail))
                 recorder.attach_base_reply(
                     text if isinstance(text, str) else "", base_stream.reply.as_meta()
                 )
@@ -137,6 +144,14 @@ def run_turn(
             selection.reset_status()
     _show_status(status_slot, *selection.status())
     return ok
+
+
+def _after_wait(pieces, slot, detail: str):
+    """Pass the pieces through; once a wait for the model ends, the status says generating."""
+    for piece in pieces:
+        if selection.status()[0] == "waiting":
+            _show_status(slot, "generating", detail)
+        yield piece
 
 
 def _show_status(slot, status: str, detail: str) -> None:

@@ -63,4 +63,4 @@ def runs_as(check) -> str:
     info = host().info()
     if info is None or str(info.base_model) != str(check.base_model):
         return "loads at the first prompt"
-    return f"{info.quantization} on {info.device}"
+    return info.describe

@@ -72,9 +72,12 @@ def _message_body(message: ChatMessage, placeholder: str = "_(no text)_") -> Non
 
 
 def figures_caption(meta: dict) -> None:
+    """The reply's figures, and the engine's notice when turns were dropped to fit."""
     line = reply_figures(meta)
     if line:
         st.caption(line)
+    if meta.get("notice"):
+        st.caption(meta["notice"])
 
 
 def _base_reply(meta: dict) -> None:
