@@ -40,7 +40,7 @@ def test_incomplete_runs_are_refused_with_their_status():
     for status in ("pending", "running", "failed", "cancelled"):
         check = check_run(run("r", status=status), None, validator())
         assert not check.ok
-        assert f"is {status}" in check.message
+        assert f"(status: {status})" in check.message
 
 
 def test_invalid_adapter_gives_the_validation_message():

@@ -4,6 +4,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 READY_MESSAGE = "Adapter validated. Ready for inference."
+STATUS_PHRASES = {
+    "pending": "has not started",
+    "running": "is still running",
+    "failed": "failed",
+    "cancelled": "was cancelled",
+}
 
 
 @dataclass(frozen=True)
@@ -32,9 +38,10 @@ def check_run(run, base_model: str | None, validate: Callable) -> RunCheck:
     base = (base_model or "").strip() or run.base_model or None
     refused = RunCheck(False, "", run.id, run.name, run.status, base_model=base)
     if run.status != "completed":
+        state = STATUS_PHRASES.get(run.status, f"has status {run.status}")
         message = (
-            f"Run '{run.name}' is {run.status}: only a completed run has an adapter to use. "
-            "Pick a completed run."
+            f"Run '{run.name}' {state} (status: {run.status}): only a completed run has an "
+            "adapter to use. Pick a completed run."
         )
         return _replace(refused, message=message)
     if not run.adapter_path:
