@@ -105,6 +105,11 @@ class Reply:
     stopped: bool  # the reader stopped the stream before the end
     finish_reason: str  # "eos" | "length" | "stopped"
     decoder: str = "generate"  # "generate" (transformers) or the fast path's name
+    # Provenance, so the answer can be reproduced later: which weights, which base files.
+    adapter_weights: str | None = None  # the weights file read (None for a base answer)
+    adapter_sha256: str | None = None  # SHA-256 of that file
+    base_source: str = ""  # the resolved local folder, or the Hugging Face id loaded
+    base_revision: str | None = None  # the hub commit of a cached model, None for a folder
 
     @property
     def notice(self) -> str:
@@ -126,10 +131,13 @@ class Reply:
         return " ".join(parts)
 
     def as_meta(self) -> dict:
-        """Plain JSON values for Message.meta (the prompt text is left out: it is the history)."""
+        """Plain JSON values for Message.meta: settings, figures and provenance.
+
+        The exact prompt text the model saw (after the chat template) is kept, so an export
+        holds everything needed to reproduce the answer; the reply text is the message itself.
+        """
         meta = dataclasses.asdict(self)
         meta.pop("text")
-        meta.pop("prompt_text")
         meta["notice"] = self.notice
         return meta
 

@@ -7,8 +7,8 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,6 +109,43 @@ def adapter_name(adapter_dir: Path) -> str:
     return f"a{digest}"
 
 
+_SHA256_CACHE: dict[tuple[str, int, int], str] = {}
+_SHA256_LOCK = threading.Lock()
+
+
+def adapter_weights_file(adapter_dir: Path) -> Path | None:
+    """The adapter's weights file (safetensors first), None when it has none."""
+    for name in WEIGHT_FILES:
+        if (Path(adapter_dir) / name).is_file():
+            return Path(adapter_dir) / name
+    return None
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, cached by (resolved path, mtime_ns, size): a rewrite is hashed again."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    with _SHA256_LOCK:
+        if key in _SHA256_CACHE:
+            return _SHA256_CACHE[key]
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    with _SHA256_LOCK:
+        _SHA256_CACHE[key] = digest.hexdigest()
+    return _SHA256_CACHE[key]
+
+
+def adapter_sha256(adapter_dir: Path) -> tuple[str | None, str | None]:
+    """(weights file, its SHA-256) of an adapter folder; (None, None) when it has no weights."""
+    weights = adapter_weights_file(adapter_dir)
+    if weights is None:
+        return None, None
+    return str(weights.resolve()), file_sha256(weights)
+
+
 @dataclass(frozen=True)
 class LoadedInfo:
     """What is loaded now, for status lines."""
@@ -148,6 +185,12 @@ class LoadedModel:
     @property
     def key(self) -> tuple[str, str]:
         return (self.source, self.mode)
+
+    @property
+    def revision(self) -> str | None:
+        """The hub commit the weights came from (a cached hub model), None for a local folder."""
+        config = getattr(self.model, "config", None)
+        return getattr(config, "_commit_hash", None) or None
 
     @property
     def eos_token_ids(self) -> tuple[int, ...]:
@@ -424,6 +467,33 @@ class ModelHost:
         stream.text()
         return stream.reply
 
+    @contextmanager
+    def holding(
+        self, base_model: str, adapter_dir: Path | None, quantization: str = "auto"
+    ) -> Iterator[tuple[LoadedModel, str | None]]:
+        """Hold the model lock with `adapter_dir` attached and active: (loaded, adapter name).
+
+        For work that needs raw forward passes (adapter on vs off): no other session's reply
+        interleaves. Adapters are live (a fast decoder's merged weights are undone first), so
+        `loaded.model.disable_adapter()` gives the bare base.
+        """
+        if adapter_dir is not None:
+            check = validate_adapter(adapter_dir, base_model=base_model).raise_if_invalid()
+            adapter_dir = Path(check.adapter_dir)
+        if not self.lock.acquire(timeout=self.lock_timeout_s):
+            raise GenerationError(
+                f"The model stayed busy with another reply for {self.lock_timeout_s:.0f} s: "
+                "try again."
+            )
+        try:
+            loaded = self._load_base_locked(base_model, quantization)
+            name = self._select_adapter_locked(loaded, adapter_dir)
+            if loaded.fast is not None:
+                loaded.fast.activate(None)
+            yield loaded, name
+        finally:
+            self.lock.release()
+
     def _acquire(self, stream: ReplyStream) -> None:
         if self.lock.acquire(blocking=False):
             return
@@ -462,6 +532,7 @@ class ModelHost:
                 adapter_name=name,
                 max_new_tokens=built.max_new_tokens or settings.max_new_tokens,
             )
+            weights, sha256 = (None, None) if adapter_dir is None else adapter_sha256(adapter_dir)
             fast = self._decoder_locked(loaded)
             decode = self._fast_decode(fast) if fast is not None else self._hf_decode(loaded)
             outcome = DecodeOutcome()
@@ -486,6 +557,10 @@ class ModelHost:
                     stopped=outcome.stopped,
                     finish_reason=finish_reason(outcome, req.max_new_tokens),
                     decoder="generate" if fast is None else type(fast).__name__,
+                    adapter_weights=weights,
+                    adapter_sha256=sha256,
+                    base_source=loaded.source,
+                    base_revision=loaded.revision,
                 )
 
             text = stream_text(
