@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> int:
     from ff_lib.bench import BenchConfig, build_models
+    from ff_lib.errors import FFError
     from ff_lib.inference import GenerationSettings, ModelHost
     from ff_lib.inference.fastpath import FastDecoder
 
@@ -37,7 +38,13 @@ def main() -> int:
 
     def reply(label: str, adapter: str) -> None:
         t = time.perf_counter()
-        r = host.generate(str(base), messages, settings, adapters[adapter])
+        try:
+            r = host.generate(str(base), messages, settings, adapters[adapter])
+        except FFError as exc:  # recorded: the engine issue needs to know
+            row = {"label": label, "adapter": adapter, "error": str(exc)}
+            result["replies"].append(row)
+            print(json.dumps(row), flush=True)
+            return
         row = {
             "label": label,
             "adapter": adapter,

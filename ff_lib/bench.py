@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -216,6 +217,17 @@ def measure_ours(cfg: BenchConfig, base: Path, adapters: dict, log) -> dict:
         "base_vs_generate": _first_difference(base_fast, base_plain),
     }
     out["greedy_tokens_compared"] = n
+    gaps = {}
+    for label, fast, plain, ctx in (
+        ("merged_adapter_vs_generate", merged_fast, merged_plain, names[0]),
+        ("base_vs_generate", base_fast, base_plain, None),
+    ):
+        k = _first_difference(fast, plain)
+        if k is not None and k < min(len(fast), len(plain)):
+            decoder.activate(ctx)
+            with peft.disable_adapter() if ctx is None else nullcontext():
+                gaps[label] = benchkit.logit_gap(peft, ids, plain[:k], fast[k], plain[k])
+    out["greedy_disagreement_gaps"] = gaps
     out["base_drift"] = {"switches": switched[0], **benchkit.weight_drift(probe, probe_before)}
     log(
         f"ours: greedy first difference {out['greedy_first_difference']}, drift {out['base_drift']}"

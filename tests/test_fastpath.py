@@ -185,3 +185,17 @@ def test_cuda_graph_replay_matches_plain_generate(tiny):
         decoder.activate(adapter)
         assert list(decoder.generate(ids, greedy, 24)) == expected[adapter], adapter
     assert len(decoder._graphs) == 1  # switching merged adapters never recaptures
+
+
+def test_background_warm_up_waits_for_the_hosts_lock(tiny):
+    folder, _, adapters = tiny
+    decoder = FastDecoder(peft_model_with(folder, adapters), max_len=64)
+    assert decoder.ready_for("pirate")  # no graphs on the CPU: nothing to warm
+    lock = threading.Lock()
+    with lock:  # a reply on the plain path holds the model
+        assert decoder.warm_up_in_background(lock, "pirate")
+        assert not decoder.wait_warm(0.3)
+        assert decoder.adapter is None
+    assert decoder.wait_warm(60)
+    assert decoder.warm_up_error is None
+    assert decoder.adapter == "pirate"

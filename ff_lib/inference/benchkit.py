@@ -217,6 +217,18 @@ def decode_bytes_per_token(model) -> int:
     return total
 
 
+def logit_gap(model, ids: list[int], prefix: list[int], ours: int, theirs: int) -> dict:
+    """At a greedy disagreement: the plain forward's logit gap between its pick and ours, next
+    to the logits' spread (a gap far below the spread is a bf16 near-tie, not a bug)."""
+    dev = model.get_input_embeddings().weight.device
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids + prefix], device=dev)).logits[0, -1].float()
+    return {
+        "gap": float(logits[theirs] - logits[ours]),
+        "logit_std": float(logits.std()),
+    }
+
+
 def weight_drift(weight, before) -> dict:
     """How far a base weight moved from `before` (fraction of elements changed, max |diff|)."""
     if weight.dtype != before.dtype:  # quantized: never merged

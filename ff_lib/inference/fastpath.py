@@ -10,12 +10,15 @@ own graph, captured on first use.
 On the CPU the same loop runs without graphs, so the CPU tests exercise its logic.
 """
 
+import functools
 import inspect
+import sys
 import threading
 import time
+import types
 from collections import deque
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -201,6 +204,98 @@ def _switch_merged(layer, new: str | None) -> None:
     layer.merged_adapters[:] = [new] if new else []
 
 
+# --- fused small ops ---------------------------------------------------------------------------
+# Between the GEMMs an 8B Llama decode step launches ~30 tiny elementwise kernels per layer
+# (RMSNorm alone is 7); in a graph each still costs a few microseconds. Compiling these three
+# pure functions fuses them (one kernel each) in seconds, without tracing the model (which takes
+# ~50 s and would bake peft's adapter state into the trace).
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    # Exactly LlamaRMSNorm.forward's arithmetic.
+    dtype = x.dtype
+    h = x.to(torch.float32)
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(dtype)
+
+
+def _silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.silu(gate) * up
+
+
+@functools.cache
+def _compiled(name: str, fn=None):
+    fns = {"rms_norm": _rms_norm, "silu_mul": _silu_mul}
+    return torch.compile(fns.get(name, fn), dynamic=False, fullgraph=True)
+
+
+def _norm_forward(self, hidden_states):
+    return _compiled("rms_norm")(hidden_states, self.weight, self.variance_epsilon)
+
+
+def _mlp_forward(self, x):
+    return self.down_proj(_compiled("silu_mul")(self.gate_proj(x), self.up_proj(x)))
+
+
+def _fusable(lm) -> tuple[list, list, types.ModuleType | None]:
+    """(norm modules, MLP modules, modeling module with apply_rotary_pos_emb) of a Llama-like lm."""
+    norms, mlps = [], []
+    for m in lm.modules():
+        name = type(m).__name__
+        if name.endswith("RMSNorm") and hasattr(m, "variance_epsilon") and m.weight.dim() == 1:
+            norms.append(m)
+        elif (
+            name.endswith("MLP")
+            and all(hasattr(m, p) for p in ("gate_proj", "up_proj", "down_proj"))
+            and isinstance(getattr(m, "act_fn", None), torch.nn.SiLU)
+        ):
+            mlps.append(m)
+    module = sys.modules.get(type(lm).__module__)
+    rope = module if callable(getattr(module, "apply_rotary_pos_emb", None)) else None
+    return norms, mlps, rope
+
+
+@contextmanager
+def _fused_small_ops(lm):
+    """While a graph is captured: norms, rotary and SiLU-gating as compiled kernels. The model
+    is back to its own forwards afterwards (the plain path keeps transformers' arithmetic)."""
+    norms, mlps, rope = _fusable(lm)
+    original_rope = rope.apply_rotary_pos_emb if rope is not None else None
+    for m in norms:
+        m.forward = types.MethodType(_norm_forward, m)
+    for m in mlps:
+        m.forward = types.MethodType(_mlp_forward, m)
+    if rope is not None:
+        rope.apply_rotary_pos_emb = _compiled("rope", original_rope)
+    try:
+        yield
+    finally:
+        for m in [*norms, *mlps]:
+            del m.forward
+        if rope is not None:
+            rope.apply_rotary_pos_emb = original_rope
+
+
+def _precompile(lm, dtype, device) -> None:
+    """Compile the fused ops on stand-in tensors shaped like a decode step's (no model access,
+    so it can run while the plain path answers)."""
+    cfg = lm.config
+    norms, mlps, rope = _fusable(lm)
+    hidden, heads, kv = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads
+    head_dim = getattr(cfg, "head_dim", None) or hidden // heads
+    x = torch.zeros(1, 1, hidden, dtype=dtype, device=device)
+    if norms:
+        _compiled("rms_norm")(x, norms[0].weight, norms[0].variance_epsilon)
+    if mlps:
+        g = torch.zeros(1, 1, cfg.intermediate_size, dtype=dtype, device=device)
+        _compiled("silu_mul")(g, g)
+    if rope is not None:
+        q = torch.zeros(1, 1, heads, head_dim, dtype=dtype, device=device).transpose(1, 2)
+        k = torch.zeros(1, 1, kv, head_dim, dtype=dtype, device=device).transpose(1, 2)
+        cos = torch.zeros(1, 1, head_dim, dtype=dtype, device=device)
+        _compiled("rope", rope.apply_rotary_pos_emb)(q, k, cos, cos)
+
+
 class FastDecoder:
     """A decode loop around one causal LM (plain or PeftModel); `generate` yields token ids.
 
@@ -209,12 +304,15 @@ class FastDecoder:
     the weights.
     """
 
+    name = "fast"  # what Reply.decoder says when this decoder answered
+
     def __init__(
         self,
         model,
         max_len: int | None = None,
         use_graph: bool | None = None,
         compile_step: bool = False,
+        fuse: bool | None = None,
     ):
         self.peft = model if hasattr(model, "get_base_model") else None
         self.lm = model.get_base_model() if self.peft is not None else model
@@ -241,6 +339,10 @@ class FastDecoder:
         self._graphs: dict = {}  # state key -> (CUDAGraph, static logits)
         self._pool = None
         self._step = torch.compile(self._decode_step, dynamic=False) if compile_step else None
+        # Fusing needs Triton (CUDA); a fully compiled step has fused everything already.
+        self.fuse = (self.use_graph and not compile_step) if fuse is None else fuse
+        self._warming: threading.Thread | None = None
+        self.warm_up_error: BaseException | None = None
         self.adapter: str | None = None  # what replies answer with now (None = the base)
         self.stats = DecodeStats()
         self._layers: list = []
@@ -279,6 +381,7 @@ class FastDecoder:
                     if adapter in layer.lora_A and layer.active_adapters != [adapter]:
                         layer.set_adapter(adapter, inference_mode=True)
                 self.peft.base_model.active_adapter = adapter
+                self.peft.active_adapter = adapter
             self.adapter = adapter
             self._sync()
         return time.perf_counter() - t0
@@ -364,6 +467,10 @@ class FastDecoder:
         return logits
 
     def _capture(self, key) -> None:
+        with _fused_small_ops(self.lm) if self.fuse else nullcontext():
+            self._capture_step(key)
+
+    def _capture_step(self, key) -> None:
         step = self._step or self._decode_step
         self._prefill_static([0])
         side = torch.cuda.Stream(self.device)
@@ -394,6 +501,46 @@ class FastDecoder:
     def ready(self) -> bool:
         """True when a reply now would not pay for a capture."""
         return not self.use_graph or self._graph_key() in self._graphs
+
+    def ready_for(self, adapter: str | None) -> bool:
+        """True when a reply with `adapter` would not pay for a compile or a capture."""
+        if not self.use_graph:
+            return True
+        if self.merge_adapters or self.peft is None:
+            return "weights" in self._graphs
+        if adapter is None or adapter not in self._layers[0].lora_A:
+            return False
+        ptr = self._layers[0].lora_A[adapter].weight.data_ptr()
+        return (adapter, ptr) in self._graphs
+
+    def warm_up_in_background(self, lock, adapter: str | None) -> bool:
+        """Compile and capture for `adapter` in a thread; the caller answers on its plain path
+        meanwhile. `lock` (the host's) is taken only for the capture itself (a second or two).
+        Returns False when a warm-up is already running."""
+        if self._warming is not None and self._warming.is_alive():
+            return False
+
+        def work() -> None:
+            try:
+                if self.fuse:
+                    _precompile(self.lm, self.dtype, self.device)  # the slow part, no lock
+                with lock:
+                    self.activate(adapter)
+                    self.warm_up()
+            except (RuntimeError, ValueError, GenerationError) as exc:
+                # Kept for the status; the plain path goes on answering.
+                self.warm_up_error = exc
+
+        self._warming = threading.Thread(target=work, name="ff-fastpath-warm-up", daemon=True)
+        self._warming.start()
+        return True
+
+    def wait_warm(self, timeout: float | None = None) -> bool:
+        """Wait for a background warm-up; True when none is running any more."""
+        if self._warming is not None:
+            self._warming.join(timeout)
+            return not self._warming.is_alive()
+        return True
 
     def _step_logits(self) -> torch.Tensor:
         if self.use_graph:
