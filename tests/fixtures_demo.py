@@ -1,0 +1,29 @@
+"""One built demo workspace per test session, shared by every test file that imports it.
+
+    from tests.fixtures_demo import demo_workspace  # noqa: F401  (session fixture)
+
+Tests that change the workspace must copy it first (see browser_fixtures.browser_workspace).
+"""
+
+from pathlib import Path
+
+import pytest
+
+from ff_lib.demo import DemoResult, build_demo
+
+# A fixture imported into several test modules is registered once per module, so its session
+# scope alone would build once per module: the build itself is kept here, once per process.
+_BUILT: list[DemoResult] = []
+
+
+def first_demo_build(base_temp: Path) -> DemoResult:
+    """The result of this session's one demo build (made on first call)."""
+    if not _BUILT:
+        _BUILT.append(build_demo(base_temp / "demo-workspace", progress=print))
+    return _BUILT[0]
+
+
+@pytest.fixture(scope="session")
+def demo_workspace(tmp_path_factory) -> Path:
+    """Path of the built demo workspace (tiny base, two LoRA adapters, runs in every state)."""
+    return first_demo_build(tmp_path_factory.getbasetemp()).workspace
