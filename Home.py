@@ -43,13 +43,12 @@ for col, (status, count) in zip(metrics, board.run_counts.items(), strict=False)
     col.metric(f"Runs {status}", count)
 metrics[-1].metric("Datasets", len(board.datasets))
 
-runs_col, data_col = st.columns([3, 2])
-with runs_col:
-    st.subheader("Recent training runs")
-    if board.run_rows:
-        st.dataframe(board.run_rows, hide_index=True, width="stretch")
-    else:
-        st.caption("No training runs registered.")
+st.subheader("Recent training runs")
+if board.run_rows:
+    st.dataframe(board.run_rows, hide_index=True, width="stretch")
+else:
+    st.caption("No training runs registered.")
+data_col, model_col = st.columns(2)
 with data_col:
     st.subheader("Datasets")
     if board.datasets:
@@ -61,17 +60,18 @@ with data_col:
     else:
         st.caption("No datasets imported.")
 
-st.subheader("Model in this process")
-loaded = resources.host().info()
-if loaded is None:
-    st.caption("No model loaded yet: it loads at the first prompt.")
-else:
-    st.markdown(
-        f"Base `{loaded.base_model}` · quantization {loaded.quantization} · "
-        f"device {loaded.device} · {len(loaded.adapters)} adapter(s) attached"
-    )
-    for folder in loaded.adapters:
-        st.caption(f"Adapter `{folder}`")
+with model_col:
+    st.subheader("Model in this process")
+    loaded = resources.host().info()
+    if loaded is None:
+        st.caption("No model loaded yet: it loads at the first prompt.")
+    else:
+        st.markdown(
+            f"Base `{loaded.base_model}` · quantization {loaded.quantization} · "
+            f"device {loaded.device} · {len(loaded.adapters)} adapter(s) attached"
+        )
+        for folder in loaded.adapters:
+            st.caption(f"Adapter `{folder}`")
 
 
 def forget_delete() -> None:

@@ -68,7 +68,7 @@ def _message_body(message: ChatMessage, placeholder: str = "_(no text)_") -> Non
     elif message.status == "error":
         st.caption(f"Failed: {message.meta.get('error', 'see the status line')}")
     elif message.status == "streaming":
-        st.caption("Not finished (the app stopped while it was being written).")
+        st.caption("Still being written, or cut off when the app stopped.")
 
 
 def figures_caption(meta: dict) -> None:
