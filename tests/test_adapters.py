@@ -1,0 +1,241 @@
+"""Adapter validation: every refusal names the path and says what is wrong; no weights load."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from ff_lib.errors import AdapterInvalid
+from ff_lib.inference import validate_adapter
+
+LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def base_config(folder: Path, hidden=128, inter=256, heads=4, kv_heads=2, layers=2, vocab=300):
+    """A base-model folder holding just config.json (all validation reads)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": hidden,
+        "intermediate_size": inter,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "num_hidden_layers": layers,
+        "vocab_size": vocab,
+        "max_position_embeddings": 512,
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def write_adapter(folder: Path, base: str, hidden=128, inter=256, kv=64, rank=4, layers=2):
+    """A LoRA folder with the tensor names and shapes peft writes for a Llama."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dims = {
+        "q_proj": (hidden, hidden),
+        "k_proj": (hidden, kv),
+        "v_proj": (hidden, kv),
+        "o_proj": (hidden, hidden),
+        "gate_proj": (hidden, inter),
+        "up_proj": (hidden, inter),
+        "down_proj": (inter, hidden),
+    }
+    tensors = {}
+    for layer in range(layers):
+        for name, (fan_in, fan_out) in dims.items():
+            group = "self_attn" if name in LAYERS[:4] else "mlp"
+            key = f"base_model.model.model.layers.{layer}.{group}.{name}"
+            tensors[f"{key}.lora_A.weight"] = torch.zeros(rank, fan_in)
+            tensors[f"{key}.lora_B.weight"] = torch.zeros(fan_out, rank)
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "r": rank,
+        "lora_alpha": 2 * rank,
+        "target_modules": list(LAYERS),
+        "base_model_name_or_path": base,
+    }
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture
+def base(tmp_path) -> Path:
+    return base_config(tmp_path / "base")
+
+
+@pytest.fixture
+def adapter(tmp_path, base) -> Path:
+    return write_adapter(tmp_path / "run" / "adapter", str(base))
+
+
+def refused(path, base_model=None) -> str:
+    check = validate_adapter(path, base_model=base_model)
+    assert not check.ok
+    assert "\n" not in check.reason
+    return check.reason
+
+
+def test_a_valid_adapter_reports_what_it_is(adapter, base):
+    check = validate_adapter(adapter, base_model=str(base))
+    assert check.ok, check.reason
+    assert check.adapter_dir == str(adapter.resolve())
+    assert check.resolved_from is None
+    assert check.files == ("adapter_config.json", "adapter_model.safetensors")
+    assert check.base_model == str(base)
+    assert check.rank == 4
+    assert check.target_modules == LAYERS
+    assert check.warnings == ()
+    assert check.raise_if_invalid() is check
+
+
+def test_missing_folder(tmp_path):
+    missing = tmp_path / "nope"
+    assert refused(missing) == f"Adapter folder not found: {missing}"
+    with pytest.raises(AdapterInvalid, match="Adapter folder not found"):
+        validate_adapter(missing).raise_if_invalid()
+
+
+def test_a_file_is_not_a_folder(adapter):
+    file = adapter / "adapter_config.json"
+    assert refused(file).startswith(f"Not a folder: {file}")
+
+
+def test_permission_denied(adapter, monkeypatch):
+    # Tests may run as root, who can read anything: make the listing fail as it would.
+    real_listdir = os.listdir
+
+    def listdir(path):
+        if Path(path) == adapter:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    assert refused(adapter).startswith(f"Permission denied reading {adapter}")
+
+
+def test_empty_folder_is_not_an_adapter(tmp_path):
+    (tmp_path / "empty").mkdir()
+    reason = refused(tmp_path / "empty")
+    assert reason.startswith(f"No adapter_config.json in {(tmp_path / 'empty').resolve()}")
+    assert "not a LoRA adapter folder" in reason
+
+
+def test_full_model_folder_is_named_as_such(base):
+    (base / "model.safetensors").write_bytes(b"x" * 16)
+    reason = refused(base)
+    assert "this looks like a full model, not an adapter" in reason
+    assert str(base.resolve()) in reason
+
+
+def test_config_not_json(adapter):
+    (adapter / "adapter_config.json").write_text("{not json")
+    reason = refused(adapter)
+    assert reason.startswith(f"{adapter.resolve() / 'adapter_config.json'} is not valid JSON")
+
+
+def test_not_a_lora_config(adapter):
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "PREFIX_TUNING"}))
+    reason = refused(adapter)
+    assert "is not a LoRA config (peft_type is 'PREFIX_TUNING'" in reason
+
+
+def test_no_weights_file(adapter):
+    (adapter / "adapter_model.safetensors").unlink()
+    reason = refused(adapter)
+    assert reason == (
+        f"No weights file in {adapter.resolve()}: expected adapter_model.safetensors "
+        "or adapter_model.bin."
+    )
+
+
+def test_empty_weights(adapter):
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    assert refused(adapter) == (
+        f"Weights file is empty: {adapter.resolve() / 'adapter_model.safetensors'}"
+    )
+
+
+@pytest.mark.parametrize("keep", [4, 100, -10])
+def test_truncated_weights(adapter, keep):
+    weights = adapter / "adapter_model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:keep])
+    reason = refused(adapter)
+    assert "truncated" in reason
+    assert str(weights.resolve()) in reason
+
+
+def test_bin_weights_are_accepted(tmp_path, adapter):
+    weights = adapter / "adapter_model.safetensors"
+    weights.unlink()
+    torch.save({"x": torch.zeros(2)}, adapter / "adapter_model.bin")
+    assert validate_adapter(adapter).ok
+    (adapter / "adapter_model.bin").write_bytes(b"garbage")
+    assert "not a torch archive" in refused(adapter)
+
+
+def test_run_folder_resolves_to_its_adapter(adapter):
+    run = adapter.parent
+    check = validate_adapter(run)
+    assert check.ok
+    assert check.adapter_dir == str(adapter.resolve())
+    assert check.resolved_from == str(run.resolve())
+    assert "adapter found in adapter/" in check.warnings
+
+
+def test_run_folder_resolves_to_the_newest_checkpoint(tmp_path, base):
+    run = tmp_path / "trainer-run"
+    for step in (20, 300, 100):
+        write_adapter(run / f"checkpoint-{step}", str(base))
+    check = validate_adapter(run)
+    assert check.ok
+    assert check.adapter_dir == str((run / "checkpoint-300").resolve())
+    assert check.warnings == ("adapter found in checkpoint-300/ (the newest checkpoint)",)
+
+
+def test_shape_mismatch_is_refused_before_loading(tmp_path):
+    small = base_config(tmp_path / "small-base", hidden=64, inter=128)
+    big = base_config(tmp_path / "big-base", hidden=128, inter=256)
+    adapter = write_adapter(tmp_path / "a", str(small), hidden=64, inter=128, kv=32)
+    assert validate_adapter(adapter).ok  # on its own base
+    reason = refused(adapter, base_model=str(big))
+    assert reason.startswith(f"Adapter {adapter.resolve()} does not fit base model {big}")
+    assert "hidden size 128" in reason
+    assert reason.endswith(f"It was trained for {small}.")
+
+
+def test_rank_mismatch_between_config_and_weights(adapter, base):
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    config["r"] = 8
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    assert "adapter_config.json says r=8" in refused(adapter, base_model=str(base))
+
+
+def test_a_different_base_is_a_warning(adapter, tmp_path):
+    other = base_config(tmp_path / "other-base")
+    check = validate_adapter(adapter, base_model=str(other))
+    assert check.ok
+    assert any(w.startswith("Adapter was trained for") for w in check.warnings)
+
+
+def test_same_base_by_path_or_quantized_variant(tmp_path):
+    real = base_config(tmp_path / "real")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    adapter = write_adapter(tmp_path / "a", str(real))
+    assert validate_adapter(adapter, base_model=str(link)).warnings == ()
+
+    hub = write_adapter(tmp_path / "b", "unsloth/Llama-3.2-1B-Instruct-bnb-4bit")
+    check = validate_adapter(hub, base_model="meta-llama/Llama-3.2-1B-Instruct")
+    assert not any("trained for" in w for w in check.warnings)
+    # Not in the local cache: nothing to compare shapes with, and the user is told.
+    assert check.ok
+    assert check.warnings == (
+        "Base model meta-llama/Llama-3.2-1B-Instruct is not available locally: shapes not checked.",
+    )
