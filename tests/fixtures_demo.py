@@ -5,6 +5,7 @@
 Tests that change the workspace must copy it first (see browser_fixtures.browser_workspace).
 """
 
+import os
 from pathlib import Path
 
 import pytest
@@ -25,5 +26,14 @@ def first_demo_build(base_temp: Path) -> DemoResult:
 
 @pytest.fixture(scope="session")
 def demo_workspace(tmp_path_factory) -> Path:
-    """Path of the built demo workspace (tiny base, two LoRA adapters, runs in every state)."""
+    """Path of the built demo workspace (tiny base, two LoRA adapters, runs in every state).
+
+    FF_TEST_DEMO_WORKSPACE names an already built demo to use instead (a faster dev loop);
+    tests that change a workspace copy it first, so it is never written to.
+    """
+    prebuilt = os.environ.get("FF_TEST_DEMO_WORKSPACE")
+    if prebuilt:
+        if not (Path(prebuilt) / "demo.json").is_file():
+            pytest.fail(f"FF_TEST_DEMO_WORKSPACE={prebuilt} is not a built demo (no demo.json)")
+        return Path(prebuilt)
     return first_demo_build(tmp_path_factory.getbasetemp()).workspace
