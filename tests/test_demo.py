@@ -21,7 +21,7 @@ from ff_lib.demo import (
     demo_base_path,
 )
 from ff_lib.inference import GenerationSettings, get_host, validate_adapter
-from tests.fixtures_demo import demo_workspace, first_demo_build  # noqa: F401
+from tests.fixtures_demo import demo_workspace  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=48, repetition_penalty=1.0)
@@ -31,8 +31,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def built(demo_workspace) -> DemoResult:  # noqa: F811
-    result = first_demo_build(demo_workspace.parent.parent)
-    assert result.workspace == demo_workspace
+    """The session's demo as build_demo reports it (already built, so read back, not rebuilt)."""
+    result = build_demo(demo_workspace, progress=lambda _: None)
+    assert result.workspace == demo_workspace.resolve() and not result.built
     return result
 
 
