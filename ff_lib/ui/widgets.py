@@ -64,11 +64,22 @@ def _message_body(message: ChatMessage, placeholder: str = "_(no text)_") -> Non
     else:
         st.markdown(placeholder)
     if message.status == "interrupted":
-        st.caption("Stopped before the end.")
+        st.caption(interrupted_note(message.meta), help=INTERRUPTED_HELP)
     elif message.status == "error":
         st.caption(f"Failed: {message.meta.get('error', 'see the status line')}")
     elif message.status == "streaming":
-        st.caption("Still being written, or cut off when the app stopped.")
+        st.caption("Still being written (in another tab or session).")
+
+
+INTERRUPTED_HELP = "The text generated until then is kept; send the prompt again for a full reply."
+
+
+def interrupted_note(meta: dict) -> str:
+    """The marker under a reply that did not finish: cut off by a restart, or stopped."""
+    reason = meta.get("interrupted")
+    if reason:
+        return f":material/block: Interrupted: {reason}."
+    return ":material/block: Interrupted: stopped before the end."
 
 
 def figures_caption(meta: dict) -> None:
