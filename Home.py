@@ -15,7 +15,7 @@ two datasets and trained adapters), or register your own runs:
 
 ```
 python -m ff_lib demo
-python -m ff_lib runs add NAME --base-model BASE --adapter-path DIR
+python -m ff_lib runs add --name NAME --base-model BASE --adapter DIR
 python -m ff_lib runs scan DIR
 ```
 """

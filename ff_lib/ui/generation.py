@@ -68,8 +68,13 @@ def run_turn(
     `chat` renders bubbles (chat views) instead of a Prompt/Response block; `status_slot` is
     an st.empty() holding the status line, refreshed as the status changes.
     """
-    check = _recheck(ws)
+    try:
+        check = _recheck(ws)
+    except FFError as exc:  # the run is gone, or the workspace is locked by another process
+        selection.set_status("error", str(exc))
+        check = None
     if check is None:
+        _show_status(status_slot, *selection.status())
         return False
     settings = current_settings()
     host = resources.host()
@@ -79,17 +84,17 @@ def run_turn(
     _show_status(status_slot, "generating", detail)
 
     prior = conversation.history()
-    cid = ensure_conversation(ws, conversation.conversation_id(), prompt, check.run_id)
-    conversation.set_conversation(cid)
-    conversation.append(record_message(ws, cid, "user", prompt, meta=check.as_meta()))
     meta = {
         **check.as_meta(),
         "base_model": check.base_model,
         "adapter": check.adapter_dir,
         "settings": asdict(settings),
     }
-    recorder = ReplyRecorder(ws, cid, meta=meta)
-    conversation.append(recorder.message)
+    try:
+        recorder = _store_turn(ws, prompt, check, meta)
+    except FFError as exc:  # e.g. the workspace is locked by another process: nothing sent
+        _show_status(status_slot, "error", str(exc))
+        return False
 
     if chat:
         with st.chat_message("user"):
@@ -138,12 +143,25 @@ def run_turn(
         # Also on Stop (a rerun unwinds through here): end generation, keep what was generated.
         if pieces is not None:
             pieces.close()
-        recorder.stop()
+        try:
+            recorder.stop()
+        except FFError as exc:  # the reply stays in the history; loading it again marks it
+            selection.set_status("error", str(exc))
         conversation.replace(recorder.message)
         if selection.status()[0] in ("generating", "waiting"):
             selection.reset_status()
     _show_status(status_slot, *selection.status())
     return ok
+
+
+def _store_turn(ws, prompt: str, check, meta: dict) -> ReplyRecorder:
+    """Store the prompt (creating the conversation at its first turn) and open its reply."""
+    cid = ensure_conversation(ws, conversation.conversation_id(), prompt, check.run_id)
+    conversation.set_conversation(cid)
+    conversation.append(record_message(ws, cid, "user", prompt, meta=check.as_meta()))
+    recorder = ReplyRecorder(ws, cid, meta=meta)
+    conversation.append(recorder.message)
+    return recorder
 
 
 def _after_wait(pieces, slot, detail: str):
