@@ -18,6 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def seed_messages(ws, conversation_id: str, count: int) -> None:
+    for i in range(count):
+        role = "user" if i % 2 == 0 else "assistant"
+        text = f"Message {i}: " + "lorem ipsum dolor sit amet " * 8
+        meta = {"tokens_per_s": 42.0, "new_tokens": 40} if role == "assistant" else None
+        ws.add_message(conversation_id, role, text, meta=meta)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=500)
@@ -31,11 +39,8 @@ def main() -> int:
 
         ws = Workspace.open(tmp)
         conv = ws.create_conversation("bench: long history")
-        for i in range(args.messages):
-            role = "user" if i % 2 == 0 else "assistant"
-            text = f"Message {i}: " + "lorem ipsum dolor sit amet " * 8
-            meta = {"tokens_per_s": 42.0, "new_tokens": 40} if role == "assistant" else None
-            ws.add_message(conv.id, role, text, meta=meta)
+        with ws.session():  # one DuckDB open for the whole seeding
+            seed_messages(ws, conv.id, args.messages)
         at = AppTest.from_file(str(ROOT / "pages" / "1_Inference.py"), default_timeout=120)
         at.query_params["c"] = conv.id
         at.run()

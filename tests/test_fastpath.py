@@ -199,3 +199,22 @@ def test_background_warm_up_waits_for_the_hosts_lock(tiny):
     assert decoder.wait_warm(60)
     assert decoder.warm_up_error is None
     assert decoder.adapter == "pirate"
+
+
+def test_engine_replies_through_the_fast_path_match_the_plain_path(tiny):
+    from ff_lib.inference import GenerationSettings, ModelHost
+
+    folder, _, adapters = tiny
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    greedy = GenerationSettings(temperature=0.0, max_new_tokens=16, repetition_penalty=1.2)
+    plain, fast = ModelHost(), ModelHost()
+    fast.decoder = lambda model: FastDecoder(model, max_len=256)
+    for adapter in (adapters["pirate"], None, adapters["capitals"], adapters["pirate"]):
+        expected = plain.generate(str(folder), messages, greedy, adapter)
+        got = fast.generate(str(folder), messages, greedy, adapter)
+        if got.decoder != "fast":  # CUDA: plain path while the graph is captured in background
+            assert fast._loaded.fast.wait_warm(120)
+            got = fast.generate(str(folder), messages, greedy, adapter)
+        assert expected.decoder == "generate"
+        assert got.decoder == "fast"
+        assert got.text == expected.text, adapter

@@ -508,7 +508,9 @@ class FastDecoder:
             return True
         if self.merge_adapters or self.peft is None:
             return "weights" in self._graphs
-        if adapter is None or adapter not in self._layers[0].lora_A:
+        if adapter is None:
+            return None in self._graphs
+        if adapter not in self._layers[0].lora_A:
             return False
         ptr = self._layers[0].lora_A[adapter].weight.data_ptr()
         return (adapter, ptr) in self._graphs
@@ -614,3 +616,9 @@ class FastDecoder:
                 self.stats.new_tokens += 1
                 yield token
             pending.clear()
+
+
+def cuda_decoder(model) -> FastDecoder | None:
+    """ModelHost's default decoder factory: the fast path on CUDA, None (generate) elsewhere."""
+    embed = model.get_input_embeddings().weight
+    return FastDecoder(model) if embed.device.type == "cuda" else None

@@ -196,7 +196,9 @@ def hf_decode(model, req: DecodeRequest) -> None:
 
     class StopOnEvent(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
-            return torch.full((input_ids.shape[0],), req.stop.is_set(), dtype=torch.bool)
+            return torch.full(
+                (input_ids.shape[0],), req.stop.is_set(), dtype=torch.bool, device=input_ids.device
+            )
 
     ids = torch.tensor([req.input_ids], dtype=torch.long, device=model.device)
     if req.seed is not None:

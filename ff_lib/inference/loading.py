@@ -409,7 +409,10 @@ class ModelHost:
             loaded.model.eval()
             loaded.adapters[name] = folder
             self.adapter_loads += 1
-        loaded.model.set_adapter(name)
+        if getattr(loaded.model, "active_adapter", None) != name:
+            # peft's set_adapter unmerges every layer, even for the adapter already merged:
+            # with a fast decoder that would cost an unmerge + merge on every reply.
+            loaded.model.set_adapter(name)
         # A retrained adapter in the same folder replaces its old version; then the LRU bound.
         stale = [n for n, f in loaded.adapters.items() if f == folder and n != name]
         while len(loaded.adapters) - len(stale) > self.max_adapters:
@@ -534,6 +537,11 @@ class ModelHost:
             )
             weights, sha256 = (None, None) if adapter_dir is None else adapter_sha256(adapter_dir)
             fast = self._decoder_locked(loaded)
+            if fast is not None and not getattr(fast, "ready_for", lambda _: True)(name):
+                # Never make the user wait for a compile: this reply takes the plain path while
+                # the fast path compiles (and captures, under this lock, between replies).
+                fast.warm_up_in_background(self.lock, name)
+                fast = None
             decode = self._fast_decode(fast) if fast is not None else self._hf_decode(loaded)
             outcome = DecodeOutcome()
             pieces: list[str] = []
@@ -556,7 +564,7 @@ class ModelHost:
                     max_new_tokens=req.max_new_tokens,
                     stopped=outcome.stopped,
                     finish_reason=finish_reason(outcome, req.max_new_tokens),
-                    decoder="generate" if fast is None else type(fast).__name__,
+                    decoder="generate" if fast is None else getattr(fast, "name", "fast"),
                     adapter_weights=weights,
                     adapter_sha256=sha256,
                     base_source=loaded.source,
@@ -617,6 +625,13 @@ class ModelHost:
         return decode
 
 
+def _default_decoder(model):
+    """The fast decoder on CUDA (where plain generate is host-bound); None keeps generate()."""
+    from ff_lib.inference.fastpath import cuda_decoder
+
+    return cuda_decoder(model)
+
+
 _HOST: ModelHost | None = None
 _HOST_LOCK = threading.Lock()
 
@@ -627,4 +642,5 @@ def get_host() -> ModelHost:
     with _HOST_LOCK:
         if _HOST is None:
             _HOST = ModelHost()
+            _HOST.decoder = _default_decoder
         return _HOST
