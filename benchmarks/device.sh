@@ -23,6 +23,9 @@ for step in "$@"; do
       timeout 330 python3 -m ff_lib bench --model llama-8b-shape --quantization $q $extra \
         --models-dir $M --sample-rows 1000 --page-messages 0 --json "$OUT/$step.json" 2>&1 \
         | quiet | tee "$OUT/$step.log" | tail -40 ;;
+    enginetests)
+      timeout 200 python3 -m pytest -x -q -p no:cacheprovider tests/test_loading.py \
+        tests/test_generation.py 2>&1 | tail -6 ;;
     engine)
       timeout 300 python3 benchmarks/engine_nf4.py --models-dir $M --json "$OUT/engine.json" 2>&1 \
         | quiet | tee "$OUT/engine.log" | tail -30 ;;
