@@ -12,3 +12,6 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Shared model and demo fixtures; each builds lazily, once per test session, when first used.
+pytest_plugins = ["tests.fixtures_models", "tests.fixtures_demo"]

@@ -11,7 +11,6 @@ from ff_lib.cli import main
 from tests.fixtures_models import CAPITAL_PAIRS
 
 # The model fixtures (tiny_base, capitals_adapter, host, ...), registered once per session.
-pytest_plugins = ["tests.fixtures_models"]
 
 
 def run_cli(capsys, *argv):

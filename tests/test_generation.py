@@ -19,7 +19,6 @@ from ff_lib.inference.generation import WORKER_PREFIX
 from tests.fixtures_models import CAPITAL_PAIRS
 
 # The model fixtures (tiny_base, capitals_adapter, host, ...), registered once per session.
-pytest_plugins = ["tests.fixtures_models"]
 
 GREEDY = PRESETS["Deterministic"]
 

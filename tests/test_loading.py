@@ -12,7 +12,6 @@ from ff_lib.inference.loading import choose_quantization
 from tests.fixtures_models import CAPITAL_PAIRS
 
 # The model fixtures (tiny_base, capitals_adapter, host, ...), registered once per session.
-pytest_plugins = ["tests.fixtures_models"]
 
 GREEDY = PRESETS["Deterministic"]
 
