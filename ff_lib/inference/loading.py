@@ -6,6 +6,7 @@ import os
 import random
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -331,7 +332,10 @@ class ModelHost:
     def _from_pretrained(self, base_model: str, source: str, mode: str):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        # A progress bar per load would land in the server's log, not in front of the user.
+        hf_logging.disable_progress_bar()
         cuda = torch.cuda.is_available()
         device = "cuda:0" if cuda else "cpu"
         kwargs: dict = {"trust_remote_code": self.trust_remote_code}
@@ -399,9 +403,17 @@ class ModelHost:
                 if isinstance(loaded.model, PeftModel):
                     loaded.model.load_adapter(folder, adapter_name=name, is_trainable=False)
                 else:
-                    loaded.model = PeftModel.from_pretrained(
-                        loaded.model, folder, adapter_name=name, is_trainable=False
-                    )
+                    with warnings.catch_warnings():
+                        # peft 0.21 asks the model a deprecated transformers 5 question; the
+                        # warning says nothing to the user and would fill the server's log.
+                        warnings.filterwarnings(
+                            "ignore",
+                            message=".*is_gradient_checkpointing.*",
+                            category=FutureWarning,
+                        )
+                        loaded.model = PeftModel.from_pretrained(
+                            loaded.model, folder, adapter_name=name, is_trainable=False
+                        )
             except (RuntimeError, ValueError, KeyError, OSError) as exc:
                 raise AdapterInvalid(
                     f"Adapter {folder} could not be loaded on {loaded.base_model}: {exc}"
