@@ -1,0 +1,188 @@
+"""`effect`, `score` and `replay`: did the fine-tune change anything, and for the better."""
+
+import argparse
+import sys
+
+from ff_lib.cli.output import print_json, print_table
+from ff_lib.workspace_path import resolve_workspace
+
+QUANTIZATION_CHOICES = ("auto", "none", "bf16", "nf4")  # = ff_lib.inference.QUANTIZATIONS
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "effect",
+        parents=[common],
+        help="how much an adapter changes the base's answers (adapter on vs off)",
+        description=(
+            "Greedy-decode a few prompts with the adapter, feed each reply through the base with "
+            "the adapter on and off, and report the share of tokens whose argmax differs and the "
+            "mean KL(adapter || base) per token."
+        ),
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", type=int, metavar="ID", help="a completed run (result stored)")
+    which.add_argument("--adapter", metavar="PATH", help="an adapter folder")
+    p.add_argument("--base-model", metavar="B", help="default: the run's base, else the adapter's")
+    p.add_argument("--quantization", choices=QUANTIZATION_CHOICES, default="auto")
+    p.add_argument("--refresh", action="store_true", help="measure again even when stored")
+    p.set_defaults(handler=effect_cmd)
+
+    p = sub.add_parser(
+        "score",
+        parents=[common],
+        help="score base vs run (vs another run) on a dataset's rows",
+    )
+    p.add_argument("--run", type=int, metavar="ID", required=True)
+    p.add_argument("--dataset", type=int, metavar="ID", required=True)
+    p.add_argument("-n", type=int, default=20, metavar="N", help="rows, in file order (20)")
+    p.add_argument("--compare-run", type=int, metavar="ID", help="a second run on the same base")
+    p.add_argument("--max-new-tokens", type=int, metavar="N", help="default: the preset's 128")
+    p.add_argument("--quantization", choices=QUANTIZATION_CHOICES, default="auto")
+    p.set_defaults(handler=score_cmd)
+
+    p = sub.add_parser(
+        "replay",
+        parents=[common],
+        help="answer a saved conversation's user turns again with another run",
+    )
+    p.add_argument("conversation_id", metavar="CONVERSATION_ID")
+    p.add_argument("--run", type=int, metavar="ID", required=True)
+    p.add_argument("--quantization", choices=QUANTIZATION_CHOICES, default="auto")
+    p.set_defaults(handler=replay_cmd)
+
+
+def _workspace(args: argparse.Namespace):
+    from ff_lib.data import Workspace
+
+    return Workspace.open(resolve_workspace(args.workspace))
+
+
+def _bar(done: int, total: int, what: str) -> None:
+    """A one-line progress bar on stderr (stdout stays clean for --json)."""
+    width = 24
+    filled = width * done // max(total, 1)
+    end = "\n" if done >= total else ""
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {what:<32}", end=end,
+          file=sys.stderr, flush=True)  # fmt: skip
+
+
+# --- effect -----------------------------------------------------------------------------------
+def effect_cmd(args: argparse.Namespace) -> int:
+    from ff_lib import evaluation
+    from ff_lib.inference import get_host
+
+    host = get_host()
+    if args.run is not None:
+        effect = evaluation.run_effect(
+            host,
+            _workspace(args),
+            args.run,
+            base_model=args.base_model,
+            quantization=args.quantization,
+            refresh=args.refresh,
+        )
+    else:
+        effect = evaluation.adapter_effect(
+            host, args.adapter, base_model=args.base_model, quantization=args.quantization
+        )
+    if args.json:
+        print_json(effect.as_dict())
+        return 0
+    print(effect.summary())
+    if effect.warning:
+        print(f"warning: {effect.warning}", file=sys.stderr)
+    print_table(
+        ("PROMPT", "TOKENS", "CHANGED", "MEAN KL"),
+        [(_short(p.prompt), p.positions, p.changed, f"{p.mean_kl:.4f}") for p in effect.per_prompt],
+    )
+    return 0
+
+
+# --- score ------------------------------------------------------------------------------------
+def score_cmd(args: argparse.Namespace) -> int:
+    from ff_lib import evaluation
+    from ff_lib.inference import get_host
+
+    card = evaluation.score_run(
+        get_host(),
+        _workspace(args),
+        args.run,
+        args.dataset,
+        n=args.n,
+        compare_run_id=args.compare_run,
+        quantization=args.quantization,
+        max_new_tokens=args.max_new_tokens,
+        progress=None if args.json else _bar,
+    )
+    if args.json:
+        print_json(
+            {
+                "id": card.id,
+                "run_id": card.run_id,
+                "dataset_id": card.dataset_id,
+                "created_at": card.created_at,
+                "summary": card.summary,
+                "rows": card.rows,
+            }
+        )
+        return 0
+    models = card.summary["models"]
+    headers = ["PROMPT", "EXPECTED"] + [f"{m['label'].upper()} (F1)" for m in models.values()]
+    print_table(
+        headers,
+        [
+            [_short(r["prompt"], 40), _short(r["expected"], 30)]
+            + [f"{_short(r['answers'][k], 30)} ({r['scores'][k]['token_f1']:.2f})" for k in models]
+            for r in card.rows
+        ],
+    )
+    print()
+    print_table(
+        ("MODEL", "EXACT MATCH", "TOKEN F1", "ROUGE-L"),
+        [
+            (
+                row["Model"],
+                f"{row['Exact match']:.2f}",
+                f"{row['Token F1']:.2f}",
+                f"{row['ROUGE-L']:.2f}",
+            )  # fmt: skip
+            for row in evaluation.scorecard_means(card)
+        ],
+    )
+    print(f"scorecard {card.id} stored ({card.summary['n']} rows, {card.summary['seconds']} s)")
+    return 0
+
+
+# --- replay -----------------------------------------------------------------------------------
+def replay_cmd(args: argparse.Namespace) -> int:
+    from ff_lib import evaluation
+    from ff_lib.inference import get_host
+
+    replay = evaluation.replay_conversation(
+        get_host(),
+        _workspace(args),
+        args.conversation_id,
+        args.run,
+        quantization=args.quantization,
+        progress=None if args.json else _bar,
+    )
+    if args.json:
+        print_json(replay)
+        return 0
+    for i, turn in enumerate(replay.turns, 1):
+        print(f"--- turn {i}: {turn.prompt}")
+        print(f"[{replay.original_label}] {turn.original if turn.original is not None else '-'}")
+        print(f"[{replay.run_name}] {turn.replayed}")
+    same = sum(t.original == t.replayed for t in replay.turns)
+    print(
+        f"{same}/{len(replay.turns)} answers unchanged · {replay.base_loads} base loads · "
+        f"{replay.seconds} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _short(text: str | None, width: int = 50) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"

@@ -1,0 +1,82 @@
+"""`python -m ff_lib effect | score | replay`: JSON shapes, refusals and exit codes."""
+
+import json
+
+import pytest
+
+from ff_lib.cli import main
+from tests.test_effect import zero_b_adapter  # noqa: F401
+from tests.test_evaluation import (  # noqa: F401
+    _conversation,
+    capitals_dataset,
+    eval_workspace,
+    run_named,
+)
+
+
+def cli(capsys, ws, *args):
+    code = main(["--workspace", str(ws.path), *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_effect_json_for_an_adapter_folder(capsys, eval_workspace, zero_b_adapter):  # noqa: F811
+    code, out, err = cli(capsys, eval_workspace, "effect", "--adapter", zero_b_adapter, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert {"changed_token_share", "mean_kl", "prompts", "warning"} <= set(data)
+    assert data["changed_token_share"] == 0.0 and data["prompts"] == 4
+    assert "almost no effect" in data["warning"]
+
+
+def test_effect_for_a_run_prints_the_share(capsys, eval_workspace):  # noqa: F811
+    run = run_named(eval_workspace, "capitals")
+    code, out, err = cli(capsys, eval_workspace, "effect", "--run", run.id)
+    assert code == 0, err
+    assert "adapter changes" in out and "% of tokens" in out
+    assert "warning" not in err
+    stored = eval_workspace.get_run(run.id).metrics["effect"]
+    assert stored["changed_token_share"] > 0.5
+
+
+def test_effect_needs_a_run_or_an_adapter(capsys, eval_workspace):  # noqa: F811
+    with pytest.raises(SystemExit) as exc:
+        cli(capsys, eval_workspace, "effect")
+    assert exc.value.code == 2
+
+
+def test_score_json_and_refusal(capsys, eval_workspace):  # noqa: F811
+    ws = eval_workspace
+    run, ds = run_named(ws, "capitals"), capitals_dataset(ws)
+    args = ("score", "--run", run.id, "--dataset", ds.id, "-n", 2, "--max-new-tokens", 24)
+    code, out, err = cli(capsys, ws, *args, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["run_id"] == run.id and len(data["rows"]) == 2
+    assert data["summary"]["means"]["run"]["exact_match"] == 1.0
+    code, out, err = cli(capsys, ws, *args, "--compare-run", run_named(ws, "other-base").id)
+    assert code == 1 and "same base model" in err and out == ""
+
+
+def test_score_table_for_people(capsys, eval_workspace):  # noqa: F811
+    ws = eval_workspace
+    run, ds = run_named(ws, "capitals"), capitals_dataset(ws)
+    code, out, err = cli(
+        capsys, ws, "score", "--run", run.id, "--dataset", ds.id, "-n", 1, "--max-new-tokens", 24
+    )
+    assert code == 0, err
+    assert "EXACT MATCH" in out and "capitals" in out and "stored" in out
+    assert "2/2 done" in err  # the progress bar (1 row x 2 models), on stderr
+
+
+def test_replay_json(capsys, eval_workspace, host):  # noqa: F811
+    ws = eval_workspace
+    cid = _conversation(ws, host, run_named(ws, "capitals"), ["What is the capital of Peru?"])
+    code, out, err = cli(capsys, ws, "replay", cid, "--run", run_named(ws, "other").id, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["conversation_id"] == cid and data["run_name"] == "other"
+    assert data["turns"][0]["original"] == "The capital of Peru is Lima."
+    assert data["turns"][0]["replayed"]
+    code, out, err = cli(capsys, ws, "replay", "no-such-id", "--run", 1)
+    assert code == 1 and "no conversation" in err
