@@ -6,6 +6,7 @@ from ff_lib.chat import EXPORT_FORMATS, export_bytes, export_filename
 from ff_lib.errors import FFError
 from ff_lib.ui import conversation, resources, state
 from ff_lib.ui.dashboard import load_dashboard
+from ff_lib.ui.evaluation import scorecards_list
 
 INFERENCE_PAGE = "pages/1_Inference.py"
 FULL_CHAT_PAGE = "pages/2_Full_Chat.py"
@@ -97,6 +98,8 @@ def confirm_delete(conversation_id: str, title: str) -> None:
         st.session_state[state.HOME_DELETE_TARGET] = None
         st.rerun()
 
+
+scorecards_list(ws)
 
 st.subheader("Recent conversations")
 if not board.conversations:

@@ -5,6 +5,7 @@ import streamlit as st
 from ff_lib.errors import FFError
 from ff_lib.inference import PRESETS
 from ff_lib.ui import conversation, generation, resources, selection, state
+from ff_lib.ui import evaluation as evaluation_ui
 from ff_lib.ui import inference_controls as ctl
 from ff_lib.ui.chat_view import full_chat_dialog
 from ff_lib.ui.widgets import export_controls, meta_line, output_list, status_line, warnings
@@ -68,6 +69,7 @@ with meta_slot:
     meta_line(sel, resources.runs_as(sel))
     if sel is not None:
         warnings(sel.warnings)
+    evaluation_ui.effect_line(ws, sel)
 locked = selection.ready_selection() is None
 
 # --- Prompt & responses ---
@@ -186,6 +188,7 @@ st.toggle(
 )
 if message := st.session_state.pop(state.INF_MESSAGE, None):
     st.warning(message, icon=":material/warning:")
+evaluation_ui.score_panel(ws, selection.ready_selection(), locked)
 
 if st.session_state[state.INF_DIALOG_OPEN]:
     full_chat_dialog(ws)

@@ -5,6 +5,7 @@ import streamlit as st
 from ff_lib.errors import FFError
 from ff_lib.ui import conversation, resources, selection, state
 from ff_lib.ui.chat_view import chat_body, run_caption
+from ff_lib.ui.evaluation import replay_panel
 from ff_lib.ui.inference_controls import on_clear
 from ff_lib.ui.widgets import export_controls
 
@@ -38,3 +39,4 @@ with tools[1]:
     )
 
 chat_body(ws, key="full_chat_input")
+replay_panel(ws, conversation.conversation_id())

@@ -4,6 +4,7 @@ Importing this package is cheap: torch and transformers load when a model is fir
 """
 
 from ff_lib.inference.adapters import AdapterCheck, validate_adapter
+from ff_lib.inference.effect import AdapterEffect, measure_effect
 from ff_lib.inference.generation import (
     DEFAULT_PRESET,
     PRESETS,
@@ -27,6 +28,7 @@ __all__ = [
     "PRESETS",
     "QUANTIZATIONS",
     "AdapterCheck",
+    "AdapterEffect",
     "BuiltPrompt",
     "GenerationSettings",
     "LoadedInfo",
@@ -37,5 +39,6 @@ __all__ = [
     "ReplyStream",
     "build_prompt",
     "get_host",
+    "measure_effect",
     "validate_adapter",
 ]

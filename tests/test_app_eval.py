@@ -1,0 +1,89 @@
+"""AppTest: Score on the Inference page, scorecards on Home, the adapter effect, replay on Full Chat."""
+
+import shutil
+
+import pytest
+
+from ff_lib.ui.evaluation import diff_html
+from tests.test_app_pages import FULL_CHAT, INFERENCE, by_label, run_id, select_run, start
+
+pytestmark = pytest.mark.slow
+CAPITALS_RUN, PIRATE_RUN = "capitals-lora", "pirate-lora"
+
+
+@pytest.fixture(scope="module")
+def eval_demo(demo_workspace, tmp_path_factory):
+    """A private copy of the demo: scoring and measuring write to the workspace."""
+    target = tmp_path_factory.mktemp("eval-app") / "workspace"
+    shutil.copytree(demo_workspace, target)
+    return target
+
+
+@pytest.fixture
+def ws_env(eval_demo, monkeypatch):
+    monkeypatch.setenv("FF_WORKSPACE", str(eval_demo))
+    return eval_demo
+
+
+def deterministic(at):
+    by_label(at.radio, "Preset").set_value("Deterministic").run()
+    by_label(at.slider, "Max new tokens").set_value(32).run()
+    return at
+
+
+def test_score_shows_base_vs_run_and_lands_on_home(ws_env):
+    at = select_run(start(INFERENCE), ws_env, CAPITALS_RUN)
+    assert not at.button(key="score_button").disabled
+    assert at.selectbox(key="score_dataset").value is not None  # the run's own dataset
+    at.number_input(key="score_rows").set_value(3).run()
+    at.button(key="score_button").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    means = {row["Model"]: row for _, row in at.dataframe[-2].value.iterrows()}
+    assert means[CAPITALS_RUN]["Exact match"] == 1.0
+    assert means["base model"]["Exact match"] == 0.0
+    rows = at.dataframe[-1].value
+    assert len(rows) == 3 and {"Prompt", "Expected", CAPITALS_RUN} <= set(rows.columns)
+    assert any("Scorecard" in m.value for m in at.markdown)
+
+    home = start()
+    assert any(h.value == "Scorecards" for h in home.subheader)
+    assert any(m.value == f"**{CAPITALS_RUN}**" for m in home.markdown)
+
+
+def test_score_is_locked_without_a_validated_run(ws_env):
+    at = start(INFERENCE)
+    assert at.button(key="score_button").disabled
+
+
+def test_effect_line_says_how_much_the_adapter_changes(ws_env):
+    at = select_run(start(INFERENCE), ws_env, PIRATE_RUN)
+    measure = [b for b in at.button if b.key == "effect_button"]
+    if measure:  # the base was not loaded yet in this process
+        measure[0].click().run()
+    assert not at.exception, at.exception
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("adapter changes 100% of tokens") for c in captions), captions
+    assert not any("almost no effect" in w.value for w in at.warning)
+
+
+def test_replay_a_conversation_against_another_run(ws_env):
+    at = deterministic(select_run(start(INFERENCE), ws_env, CAPITALS_RUN))
+    at.switch_page(FULL_CHAT).run()
+    at.chat_input(key="full_chat_input").set_value("What is the capital of France?").run()
+    assert not at.exception, at.exception
+    at.selectbox(key="replay_run").select(run_id(ws_env, PIRATE_RUN)).run()
+    at.button(key="replay_button").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    captions = " ".join(c.value for c in at.caption)
+    assert "0/1 answers unchanged" in captions and "0 base model loads" in captions
+    stored, replayed = (h.proto.body for h in at.html[-2:])
+    assert "The capital of France is Paris." in stored.replace("<mark>", "").replace("</mark>", "")
+    assert "<mark>" in replayed and "Arr" in replayed
+
+
+def test_diff_html_escapes_model_text():
+    out = diff_html([("<script>alert(1)</script> & ", True), ("fine", False)])
+    assert "<script>" not in out
+    assert "<mark>&lt;script&gt;alert(1)&lt;/script&gt; &amp; </mark>fine" in out
