@@ -14,12 +14,7 @@ import streamlit as st
 from ff_lib import evaluation
 from ff_lib.errors import FFError
 from ff_lib.ui import resources
-
-# Session-state keys owned by this module (plain data only).
-EVAL_SCORECARD_ID = "eval_scorecard_id"  # int | None: the scorecard shown under Score
-EVAL_REPLAY = "eval_replay"  # evaluation.Replay | None: the last replay shown
-EVAL_MEASURE = "eval_measure_effect"  # int | None: a run whose effect to measure on this rerun
-EVAL_SCORE_RUN = "eval_score_run"  # int | None: the run the Score dataset was defaulted for
+from ff_lib.ui.state import EVAL_MEASURE, EVAL_REPLAY, EVAL_SCORE_RUN, EVAL_SCORECARD_ID
 
 NOT_MEASURED = "Adapter effect: measured once the model is loaded (or measure it now)."
 

@@ -40,6 +40,12 @@ INF_MESSAGE = "inf_message"  # str | None: a one-time warning under the buttons
 INF_DIALOG_OPEN = "inf_dialog_open"  # bool: the Full Chat View dialog is open
 INF_DIALOG_PENDING = "inf_dialog_pending"  # str | None: a dialog message to answer
 
+# --- ff_lib/ui/evaluation.py: effect, Score and replay panels ---
+EVAL_SCORECARD_ID = "eval_scorecard_id"  # int | None: the scorecard shown under Score
+EVAL_REPLAY = "eval_replay"  # evaluation.Replay | None: the last replay shown
+EVAL_MEASURE = "eval_measure_effect"  # int | None: a run whose effect to measure on this rerun
+EVAL_SCORE_RUN = "eval_score_run"  # int | None: the run the Score dataset was defaulted for
+
 # --- pages/2_Full_Chat.py ---
 FULL_EXPORT_FORMAT = "full_export_format"
 
