@@ -3,6 +3,7 @@
 import gc
 import hashlib
 import os
+import pickle
 import random
 import threading
 import time
@@ -414,7 +415,9 @@ class ModelHost:
                         loaded.model = PeftModel.from_pretrained(
                             loaded.model, folder, adapter_name=name, is_trainable=False
                         )
-            except (RuntimeError, ValueError, KeyError, OSError) as exc:
+            # UnpicklingError: a .bin whose pickle asks for code; torch's weights_only load
+            # refuses it before anything runs, and the user sees why.
+            except (RuntimeError, ValueError, KeyError, OSError, pickle.UnpicklingError) as exc:
                 raise AdapterInvalid(
                     f"Adapter {folder} could not be loaded on {loaded.base_model}: {exc}"
                 ) from exc
