@@ -1,11 +1,13 @@
 """FF Playground dashboard: the workspace at a glance and the way into the playground."""
 
+from functools import partial
+
 import streamlit as st
 
-from ff_lib.chat import EXPORT_FORMATS, export_bytes, export_filename
+from ff_lib.chat import EXPORT_FORMATS, export_filename
 from ff_lib.errors import FFError
 from ff_lib.ui import conversation, resources, state
-from ff_lib.ui.dashboard import load_dashboard
+from ff_lib.ui.dashboard import conversation_export, load_dashboard
 from ff_lib.ui.evaluation import scorecards_list
 
 INFERENCE_PAGE = "pages/1_Inference.py"
@@ -114,7 +116,8 @@ for conv in board.conversations:
         info.caption(f"{conv.message_count} messages · {conv.updated_at:%Y-%m-%d %H:%M}")
         download.download_button(
             "Download",
-            data=export_bytes(board.messages[conv.id], fmt),
+            # Made on click: Home never reads every conversation's messages to render.
+            data=partial(conversation_export, ws, conv.id, fmt),
             file_name=export_filename(conv.id, fmt),
             mime=EXPORT_FORMATS[fmt].mime,
             on_click="ignore",

@@ -3,7 +3,7 @@
 from collections import Counter
 from dataclasses import dataclass
 
-from ff_lib.chat import from_record
+from ff_lib.chat import export_bytes, from_record
 from ff_lib.data import RUN_STATUSES
 from ff_lib.ui import resources
 
@@ -24,7 +24,6 @@ class Dashboard:
     run_rows: list  # dicts for the runs table, newest first
     datasets: list
     conversations: list
-    messages: dict  # conversation id -> list[ChatMessage], for the downloads
 
 
 def _when(value) -> str:
@@ -45,7 +44,6 @@ def load_dashboard(ws) -> Dashboard:
         runs = ws.list_runs()
         datasets = ws.list_datasets()
         conversations = ws.list_conversations(limit=RECENT_CONVERSATIONS)
-        messages = {c.id: conversation_messages(ws, c.id) for c in conversations}
     counts = Counter(r.status for r in runs)
     rows = [
         {
@@ -62,10 +60,14 @@ def load_dashboard(ws) -> Dashboard:
         run_rows=rows,
         datasets=datasets,
         conversations=conversations,
-        messages=messages,
     )
 
 
 def conversation_messages(ws, conversation_id: str) -> list:
     """The stored messages of one conversation as ChatMessages (for its export)."""
     return [from_record(m) for m in ws.messages(conversation_id)]
+
+
+def conversation_export(ws, conversation_id: str, fmt: str) -> bytes:
+    """One stored conversation in an export format, read when its download is clicked."""
+    return export_bytes(conversation_messages(ws, conversation_id), fmt)

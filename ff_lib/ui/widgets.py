@@ -148,9 +148,11 @@ def export_controls(messages: list[ChatMessage], conversation_id: str | None, ke
     with fmt_col:
         fmt = st.selectbox("Export format", list(EXPORT_FORMATS), key=key, persist_state="session")
     with button_col:
+        snapshot = list(messages)
         st.download_button(
             "Export chats",
-            data=export_bytes(messages, fmt),
+            # Made on click, not on every rerun: a long history's JSONL runs to megabytes.
+            data=lambda: export_bytes(snapshot, fmt),
             file_name=export_filename(conversation_id, fmt),
             mime=EXPORT_FORMATS[fmt].mime,
             disabled=not messages,
