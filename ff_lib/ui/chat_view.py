@@ -26,7 +26,7 @@ def chat_body(ws, key: str) -> None:
         status_line(*selection.status())
     log = st.container()
     with log:
-        bubbles(conversation.history())
+        bubbles(conversation.history(), key=key)
     locked = selection.ready_selection() is None
     prompt = st.chat_input(COMPOSER_PLACEHOLDER, key=key, disabled=locked)
     if prompt and prompt.strip():

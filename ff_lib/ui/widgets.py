@@ -25,6 +25,7 @@ STATUS_BADGES = {
 }
 EMPTY_OUTPUT = "No prompts yet. Responses will appear here, newest last."
 EMPTY_CHAT = "No messages yet. Say something to the fine-tuned model."
+RECENT_SHOWN = 50  # Prompt / Response pairs drawn before "Show N earlier"
 
 
 def status_line(status: str, detail: str) -> None:
@@ -121,21 +122,30 @@ def turn_block(turn: Turn) -> None:
             figures_caption(turn.reply.meta)
 
 
+def recent(items: list, key: str, shown: int = RECENT_SHOWN) -> list:
+    """The newest `shown` items, or all of them once the user asks (a long history would make
+    every rerun slow to draw)."""
+    hidden = len(items) - shown
+    if hidden <= 0 or st.toggle(f"Show {hidden} earlier", key=key):
+        return items
+    return items[-shown:]
+
+
 def output_list(messages: list[ChatMessage]) -> None:
     """Every Prompt / Response pair of the history, newest last; a quiet line when empty."""
     turns = pairs(messages)
     if not turns:
         st.caption(EMPTY_OUTPUT)
-    for turn in turns:
+    for turn in recent(turns, key="inf_show_all_pairs"):
         turn_block(turn)
 
 
-def bubbles(messages: list[ChatMessage]) -> None:
+def bubbles(messages: list[ChatMessage], key: str) -> None:
     """The history as chat bubbles (a Generate shows up as a user / assistant pair)."""
     shown = [m for m in messages if m.role in ("user", "assistant")]
     if not shown:
         st.caption(EMPTY_CHAT)
-    for m in shown:
+    for m in recent(shown, key=f"{key}_show_all", shown=2 * RECENT_SHOWN):
         with st.chat_message(m.role):
             _message_body(m)
             if m.role == "assistant":
