@@ -269,15 +269,13 @@ def measure_reference(cfg: BenchConfig, base: Path, adapters: dict, log) -> dict
     return {"out": out, "live_tokens": run.tokens[: cfg.equality_tokens]}
 
 
-def time_sample_prompts(rows: int) -> tuple[float | None, float | None, str | None]:
-    """(whole Workspace.sample_prompts ms, query alone ms, reason when not measured)."""
+def time_sample_prompts(rows: int) -> tuple[dict | None, str | None]:
+    """({in_session, with_open, query} ms, reason when not measured)."""
     try:
         from ff_lib.data.bench import time_sample_prompts as timer
     except ImportError as exc:
-        return None, None, f"ff_lib.data.bench unavailable: {exc}"
-    whole = timer(rows=rows, repeats=10, include_open=True)
-    query = timer(rows=rows, repeats=10, include_open=False)
-    return whole, query, None
+        return None, f"ff_lib.data.bench unavailable: {exc}"
+    return timer(rows=rows, repeats=10), None
 
 
 def time_page_rerun(messages: int) -> tuple[float | None, str | None]:
@@ -331,8 +329,12 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     result["memory_per_adapter_gib"] = (
         result["peak_memory_gib"]["4"] - result["peak_memory_gib"]["2"]
     ) / 2
-    whole, query, reason = time_sample_prompts(cfg.sample_rows)
-    result["sample_prompts_ms"], result["sample_prompts_query_ms"] = whole, query
+    sampled, reason = time_sample_prompts(cfg.sample_rows)
+    sampled = sampled or {}
+    # As the page calls it: inside the rerun's one DuckDB session.
+    result["sample_prompts_ms"] = sampled.get("in_session")
+    result["sample_prompts_query_ms"] = sampled.get("query")
+    result["sample_prompts_open_ms"] = sampled.get("with_open")
     result["sample_prompts_rows"] = cfg.sample_rows
     if reason:
         log(f"sample_prompts not measured: {reason}")
@@ -396,10 +398,16 @@ def table_rows(r: dict) -> list[tuple]:
         ("floor (bandwidth / weight bytes)", _fmt(r["floor_tokens_per_s"], " tok/s"), None, None),
         ("ours as % of floor", _fmt(r["percent_of_floor"], " %", digits=0), None, ">= 60 %"),
         (
-            f"sample_prompts ({r['sample_prompts_rows']:,} rows)",
+            f"sample_prompts ({r['sample_prompts_rows']:,} rows), in a rerun's session",
             _fmt(r["sample_prompts_ms"], " ms", digits=2),
             None,
             "<= 10 ms",
+        ),
+        (
+            "sample_prompts, a lone call (DuckDB open + close)",
+            _fmt(r["sample_prompts_open_ms"], " ms", digits=2),
+            None,
+            None,
         ),
         (
             f"Inference page rerun ({r['page_rerun_messages']} msgs)",

@@ -29,14 +29,16 @@ def _median_ms(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def time_sample_prompts(
-    rows: int = 1_000_000, repeats: int = 20, k: int = 5, include_open: bool = False
-) -> float:
-    """Median ms of one k-row reservoir sample on a `rows`-row dataset. include_open=True times
-    the whole Workspace.sample_prompts call, whose DuckDB open + close dominates it."""
+def time_sample_prompts(rows: int = 1_000_000, repeats: int = 20, k: int = 5) -> dict[str, float]:
+    """Median ms of a k-row reservoir sample on a `rows`-row dataset, three ways:
+    `in_session`: Workspace.sample_prompts as a page rerun calls it (file opened once per rerun);
+    `with_open`: a lone call that opens and closes the file (DuckDB's open dominates it);
+    `query`: the SQL alone."""
     with tempfile.TemporaryDirectory(prefix="ff-bench-") as tmp:
         ws, dataset_id = build_synthetic_workspace(Path(tmp), rows)
-        if include_open:
-            return _median_ms(lambda: ws.sample_prompts(dataset_id, k), repeats)
+        with_open = _median_ms(lambda: ws.sample_prompts(dataset_id, k), repeats)
+        with ws.session():
+            in_session = _median_ms(lambda: ws.sample_prompts(dataset_id, k), repeats)
         with db.connection(ws.db_path, ws.busy_timeout_s) as con:
-            return _median_ms(lambda: store.sample_pairs(con, dataset_id, k), repeats)
+            query = _median_ms(lambda: store.sample_pairs(con, dataset_id, k), repeats)
+    return {"in_session": in_session, "with_open": with_open, "query": query}
