@@ -23,10 +23,10 @@ from tests.browser_fixtures import (  # noqa: F401  (fixtures)
 from tests.fixtures_demo import demo_workspace  # noqa: F401  (session fixture)
 
 READY = "Adapter validated. Ready for inference."
-UNICODE_MESSAGE = "Ça va? Größe · 東京 · naïve café 🌍🚀"
+UNICODE_MESSAGE = "Ça va? Größe · Ελλάδα · naïve café 🌍🚀"
 TIMEOUT_MS = 120_000
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 # What the tests learn along the way (they run in file order).
 journey: dict = {}
@@ -54,6 +54,21 @@ def wait_stored(workspace, count: int, cid: str | set, timeout_s: float = 120) -
             return messages
         time.sleep(0.3)
     raise AssertionError(f"no {count} finished messages after {timeout_s} s: {messages}")
+
+
+def whole_page_screenshot(page: Page, name: str) -> None:
+    """A screenshot of the whole page once it is at rest: Streamlit scrolls inside its main
+    block, so the viewport is made tall enough for everything rather than full_page."""
+    settle(page)
+    size = page.viewport_size
+    height = page.evaluate(
+        "Math.max(...[...document.querySelectorAll('[data-testid=stMain] *')]"
+        ".map(e => e.scrollHeight))"
+    )
+    page.set_viewport_size({"width": size["width"], "height": min(max(height, 900), 3000)})
+    page.wait_for_timeout(300)
+    screenshot(page, name)
+    page.set_viewport_size(size)
 
 
 def conversation_id(page: Page) -> str:
@@ -125,7 +140,6 @@ def test_generate_with_the_latest_run_streams_a_reply(page: Page, app_server):  
     assert stored[0].content == sample
     journey["first_prompt"], journey["first_reply"] = sample, stored[1].content
     expect(page.get_by_text(stored[1].content.strip()[:40]).first).to_be_visible()
-    screenshot(page, "inference")
 
     # --- the Full Chat View dialog: the same history, one more turn ---
     page.get_by_role("button", name="Full Chat View").click()
@@ -147,16 +161,24 @@ def test_generate_with_the_latest_run_streams_a_reply(page: Page, app_server):  
     assert stored[2].content == UNICODE_MESSAGE
     assert [r.strip() for r in in_dialog] == [m.content.strip() for m in stored[1::2]]
     expect(page.get_by_text(UNICODE_MESSAGE)).to_be_visible()  # the page's list agrees
+    whole_page_screenshot(page, "inference")
+
+    # The Full Chat page in the same session: same history, same run.
+    page.get_by_test_id("stSidebar").get_by_role("link", name="Full Chat").click()
+    expect(page.get_by_test_id("stChatMessage")).to_have_count(4, timeout=TIMEOUT_MS)
+    expect(page.get_by_text(READY)).to_be_visible(timeout=TIMEOUT_MS)
+    assert [r.strip() for r in replies(page)] == [m.content.strip() for m in stored[1::2]]
+    whole_page_screenshot(page, "full_chat")
 
 
-def test_full_chat_page_agrees_and_sends(page: Page, app_server):  # noqa: F811
+def test_the_conversation_link_opens_it_in_a_fresh_session(page: Page, app_server):  # noqa: F811
     page.goto(f"{app_server.url}/Full_Chat?c={journey['cid']}")
     messages = page.get_by_test_id("stChatMessage")
     expect(messages).to_have_count(4, timeout=TIMEOUT_MS)
     expect(messages.nth(2)).to_contain_text(UNICODE_MESSAGE)
     stored = Workspace.open(app_server.workspace).messages(journey["cid"])
     assert [r.strip() for r in replies(page)] == [m.content.strip() for m in stored[1::2]]
-    screenshot(page, "full_chat")
+    screenshot(page, "full_chat_restored")
 
 
 def test_export_downloads_the_conversation_as_shown(page: Page, app_server):  # noqa: F811

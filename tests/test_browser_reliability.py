@@ -34,7 +34,7 @@ from tests.test_browser_journey import (
 
 DATA = Path(__file__).resolve().parent.parent / "ff_lib" / "demo_data"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 def first_pair(dataset: str) -> dict:

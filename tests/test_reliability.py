@@ -418,6 +418,7 @@ def test_streamlit_config_is_local_xsrf_protected_and_sends_nothing():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["address"] in ("localhost", "127.0.0.1")
     assert config["server"]["enableXsrfProtection"] is True
+    assert config["server"]["enableCORS"] is True
     assert config["browser"]["gatherUsageStats"] is False
 
 
