@@ -195,7 +195,10 @@ def wait_partial_reply(workspace: Path, known: set, timeout_s: float = 120) -> t
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for cid in conversation_ids(workspace) - known:
-            reply = ws.messages(cid)[-1]
+            messages = ws.messages(cid)  # empty for a moment: created, prompt not yet stored
+            if not messages:
+                continue
+            reply = messages[-1]
             if reply.role == "assistant" and reply.status == "streaming" and reply.content:
                 return cid, reply.content
             if reply.role == "assistant" and reply.status != "streaming":
