@@ -160,14 +160,28 @@ def test_a_server_killed_mid_reply_brings_the_conversation_back(
         expect(page.get_by_text(READY)).to_be_visible(timeout=TIMEOUT_MS)
         page.locator(".st-key-inf_preset").get_by_text("Creative", exact=True).click()
         settle(page)
+        # Hottest sampling (Creative's 512 tokens is the demo's whole context): the tiny model
+        # then rarely ends before the first save of its text.
+        page.locator(".st-key-inf_temperature").get_by_role("slider").press("End")
+        settle(page)
         page.locator(".st-key-inf_prompt textarea").fill(
             "Tell me a very long story about the sea, the stars, the ships and every sailor."
         )
         page.locator(".st-key-inf_prompt textarea").blur()
         settle(page)
-        known = conversation_ids(browser_workspace)
-        page.get_by_role("button", name="Generate").click()
-        cid, partial = wait_partial_reply(browser_workspace, known)
+        found = None
+        for _attempt in range(5):  # a reply that ends before its first save: try again
+            known = conversation_ids(browser_workspace)
+            page.get_by_role("button", name="Generate").click()
+            found = wait_partial_reply(browser_workspace, known)
+            if found:
+                break
+            settle(page)
+            page.locator(".st-key-inf_clear").get_by_role("button").click()
+            settle(page)
+        assert found, "every reply ended before its text was first saved"
+        assert page.locator(".st-key-inf_temperature").get_by_text("2.00").count() >= 1
+        cid, partial = found
     finally:
         os.kill(first.process.pid, signal.SIGKILL)  # no clean shutdown: as a crash
         first.process.wait(timeout=15)
@@ -189,8 +203,9 @@ def test_a_server_killed_mid_reply_brings_the_conversation_back(
         stop_app(second)
 
 
-def wait_partial_reply(workspace: Path, known: set, timeout_s: float = 120) -> tuple[str, str]:
-    """(conversation id, text) once a new reply is stored mid-stream with some text."""
+def wait_partial_reply(workspace: Path, known: set, timeout_s: float = 120) -> tuple | None:
+    """(conversation id, text) once a new reply is stored mid-stream with some text; None
+    when the reply ended first."""
     ws = Workspace.open(workspace)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -202,6 +217,6 @@ def wait_partial_reply(workspace: Path, known: set, timeout_s: float = 120) -> t
             if reply.role == "assistant" and reply.status == "streaming" and reply.content:
                 return cid, reply.content
             if reply.role == "assistant" and reply.status != "streaming":
-                raise AssertionError(f"the reply ended before the kill: {reply}")
-        time.sleep(0.2)
-    raise AssertionError("no partial reply was stored")
+                return None
+        time.sleep(0.1)
+    raise AssertionError("no reply was stored")
