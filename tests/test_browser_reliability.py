@@ -1,5 +1,6 @@
 """Reliability in a real browser: broken runs, two users on one model, hostile text, a server
-killed mid-reply. One server for the module (plus a private pair for the restart test)."""
+killed mid-reply, a locked workspace. One server for the module (the restart test starts and
+kills its own)."""
 
 import json
 import os
@@ -31,6 +32,7 @@ from tests.test_browser_journey import (
     settle,
     wait_stored,
 )
+from tests.test_reliability import hold_workspace_lock
 
 DATA = Path(__file__).resolve().parent.parent / "ff_lib" / "demo_data"
 
@@ -142,6 +144,23 @@ def test_html_and_script_in_replies_show_as_text_and_never_run(page: Page, app_s
     expect(messages.nth(1)).to_contain_text("<b>not bold</b>")
     expect(messages.nth(1)).to_contain_text('onerror="window.__ffPwned')
     screenshot(page, "hostile_text")
+
+
+def test_a_workspace_locked_by_another_process_says_busy_then_works(page: Page, app_server):  # noqa: F811
+    page.goto(f"{app_server.url}/Inference")
+    expect(page.get_by_role("heading", name="Model & adapter")).to_be_visible(timeout=TIMEOUT_MS)
+    child = hold_workspace_lock(app_server.workspace / "ff.duckdb", 8)  # past the 5 s of retries
+    try:
+        page.reload()
+        busy = page.get_by_test_id("stAlertContentError").filter(has_text="workspace is busy")
+        expect(busy).to_be_visible(timeout=TIMEOUT_MS)
+        screenshot(page, "workspace_busy")
+    finally:
+        child.wait(timeout=30)
+    page.reload()
+    expect(page.get_by_role("heading", name="Model & adapter")).to_be_visible(timeout=TIMEOUT_MS)
+    page.get_by_role("button", name="Use latest completed run").click()
+    expect(page.get_by_text(READY)).to_be_visible(timeout=TIMEOUT_MS)
 
 
 def test_the_server_log_has_no_traceback(app_server):  # noqa: F811
