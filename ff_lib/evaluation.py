@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ff_lib.chat.selection import check_run
 from ff_lib.errors import InvalidInput
 from ff_lib.inference import PRESETS, GenerationSettings, validate_adapter
 from ff_lib.inference.adapters import same_base
@@ -53,23 +54,10 @@ class RunAdapter:
 
 
 def usable_run(ws, run_id: int, base_model: str | None = None) -> RunAdapter:
-    """The run with its adapter validated; InvalidInput / AdapterInvalid say why it cannot."""
+    """The run with its adapter validated; InvalidInput says why it cannot answer."""
     run = ws.get_run(run_id)
-    if run.status != "completed":
-        raise InvalidInput(
-            f"Run {run.id} ({run.name}) is {run.status}, not completed: "
-            "only a completed run has an adapter to use."
-        )
-    if not run.adapter_path:
-        raise InvalidInput(f"Run {run.id} ({run.name}) has no adapter path.")
-    base = (base_model or "").strip() or run.base_model
-    check = validate_adapter(run.adapter_path, base_model=base).raise_if_invalid()
-    base = base or check.base_model
-    if not base:
-        raise InvalidInput(
-            f"Run {run.id} ({run.name}): no base model (the adapter does not name one)."
-        )
-    return RunAdapter(run, Path(check.adapter_dir), str(base), tuple(check.warnings))
+    check = check_run(run, base_model, validate_adapter).raise_if_refused()
+    return RunAdapter(run, Path(check.adapter_dir), str(check.base_model), check.warnings)
 
 
 # --- adapter effect ---------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def test_generate_from_a_run_of_the_workspace(capsys, capitals_adapter, tiny_bas
     assert json.loads(out)["text"] == answer
     code, out, err = run_cli(capsys, *common, "--run", running.id)
     assert code == 1
-    assert "is running, not completed" in err
+    assert "(status: running)" in err
 
 
 def test_chat_keeps_history_until_clear(capsys, capitals_adapter, monkeypatch):

@@ -3,6 +3,8 @@
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from ff_lib.errors import InvalidInput
+
 READY_MESSAGE = "Adapter validated. Ready for inference."
 STATUS_PHRASES = {
     "pending": "has not started",
@@ -24,6 +26,12 @@ class RunCheck:
     adapter_dir: str | None = None  # the folder really loaded (may be one level down)
     base_model: str | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def raise_if_refused(self) -> "RunCheck":
+        """Self when ok; else InvalidInput with the same one-line message (CLI, scorecards)."""
+        if not self.ok:
+            raise InvalidInput(self.message)
+        return self
 
     def as_meta(self) -> dict:
         """The provenance stored with each reply of this run."""

@@ -112,18 +112,14 @@ def resolve_target(args: argparse.Namespace) -> Target:
 
     adapter_path, base = None, args.base_model
     if args.run is not None:
+        from ff_lib.chat.selection import check_run
         from ff_lib.data import Workspace
 
         run = Workspace.open(resolve_workspace(args.workspace)).get_run(args.run)
-        if run.status != "completed":
-            raise InvalidInput(
-                f"Run {run.id} ({run.name}) is {run.status}, not completed: "
-                "its adapter cannot be used yet."
-            )
-        if not run.adapter_path:
-            raise InvalidInput(f"Run {run.id} ({run.name}) has no adapter path.")
-        adapter_path, base = run.adapter_path, base or run.base_model
-    elif args.adapter:
+        check = check_run(run, base, validate_adapter).raise_if_refused()
+        adapter_dir = None if args.no_adapter else Path(check.adapter_dir)
+        return Target(str(check.base_model), adapter_dir, check.warnings)
+    if args.adapter:
         adapter_path = args.adapter
     elif not args.no_adapter or not base:
         raise InvalidInput("Give --run ID or --adapter PATH (or --no-adapter with --base-model).")
