@@ -14,7 +14,16 @@ import streamlit as st
 from ff_lib import evaluation
 from ff_lib.errors import FFError
 from ff_lib.ui import resources
-from ff_lib.ui.state import EVAL_MEASURE, EVAL_REPLAY, EVAL_SCORE_RUN, EVAL_SCORECARD_ID
+from ff_lib.ui.state import (
+    EVAL_MEASURE,
+    EVAL_REPLAY,
+    EVAL_REPLAY_RUN,
+    EVAL_SCORE_COMPARE_RUN,
+    EVAL_SCORE_DATASET,
+    EVAL_SCORE_ROWS,
+    EVAL_SCORE_RUN,
+    EVAL_SCORECARD_ID,
+)
 
 NOT_MEASURED = "Adapter effect: measured once the model is loaded (or measure it now)."
 
@@ -93,24 +102,24 @@ def score_panel(ws, check, locked: bool) -> None:
         # A newly chosen run starts on its own dataset (when it has one in the workspace).
         run_key = None if run is None else run.id
         if (
-            st.session_state.get("score_dataset") not in ids
+            st.session_state.get(EVAL_SCORE_DATASET) not in ids
             or st.session_state.get(EVAL_SCORE_RUN) != run_key
         ):
             own = run.dataset_id if run is not None and run.dataset_id in ids else ids[0]
-            st.session_state["score_dataset"] = own
+            st.session_state[EVAL_SCORE_DATASET] = own
             st.session_state[EVAL_SCORE_RUN] = run_key
         others = [r.id for r in runs if check is None or r.id != check.run_id]
         names = {r.id: r.name for r in runs}
         data_col, rows_col, compare_col = st.columns([3, 1, 3], vertical_alignment="bottom")
         data_col.selectbox(
-            "Score dataset", ids, format_func=labels.get, key="score_dataset", disabled=locked
+            "Score dataset", ids, format_func=labels.get, key=EVAL_SCORE_DATASET, disabled=locked
         )
         rows_col.number_input(
             "Rows",
             min_value=1,
             max_value=evaluation.MAX_SCORE_ROWS,
             value=evaluation.DEFAULT_SCORE_ROWS,
-            key="score_rows",
+            key=EVAL_SCORE_ROWS,
             disabled=locked,
         )
         compare_col.selectbox(
@@ -118,7 +127,7 @@ def score_panel(ws, check, locked: bool) -> None:
             others,
             index=None,
             format_func=names.get,
-            key="score_compare_run",
+            key=EVAL_SCORE_COMPARE_RUN,
             placeholder="(base model and this run only)",
             disabled=locked,
         )
@@ -134,9 +143,9 @@ def score_panel(ws, check, locked: bool) -> None:
                     resources.host(),
                     ws,
                     check.run_id,
-                    st.session_state["score_dataset"],
-                    n=int(st.session_state["score_rows"]),
-                    compare_run_id=st.session_state.get("score_compare_run"),
+                    st.session_state[EVAL_SCORE_DATASET],
+                    n=int(st.session_state[EVAL_SCORE_ROWS]),
+                    compare_run_id=st.session_state.get(EVAL_SCORE_COMPARE_RUN),
                     base_model=check.base_model,
                     progress=_progress_callback(bar),
                 )
@@ -230,10 +239,10 @@ def replay_panel(ws, conversation_id: str | None) -> None:
             list(names),
             index=None,
             format_func=names.get,
-            key="replay_run",
+            key=EVAL_REPLAY_RUN,
             placeholder="Choose a completed run on the same base",
         )
-        run_id = st.session_state.get("replay_run")
+        run_id = st.session_state.get(EVAL_REPLAY_RUN)
         clicked = button_col.button(
             "Replay", key="replay_button", disabled=run_id is None, icon=":material/replay:"
         )

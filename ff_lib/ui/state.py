@@ -46,6 +46,12 @@ EVAL_REPLAY = "eval_replay"  # evaluation.Replay | None: the last replay shown
 EVAL_MEASURE = "eval_measure_effect"  # int | None: a run whose effect to measure on this rerun
 EVAL_SCORE_RUN = "eval_score_run"  # int | None: the run the Score dataset was defaulted for
 
+# Widget keys of those panels (also their `.st-key-<key>` for browser tests).
+EVAL_SCORE_DATASET = "score_dataset"  # int: the dataset Score answers
+EVAL_SCORE_ROWS = "score_rows"  # int: how many of its rows
+EVAL_SCORE_COMPARE_RUN = "score_compare_run"  # int | None: a second run to score beside
+EVAL_REPLAY_RUN = "replay_run"  # int | None: the run a conversation is replayed with
+
 # --- pages/2_Full_Chat.py ---
 FULL_EXPORT_FORMAT = "full_export_format"
 
