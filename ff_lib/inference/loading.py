@@ -7,7 +7,6 @@ import pickle
 import random
 import threading
 import time
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -34,6 +33,7 @@ from ff_lib.inference.generation import (
     stream_text,
 )
 from ff_lib.inference.prompts import build_prompt, normalize_messages
+from ff_lib.inference.quiet import quiet_libraries
 
 QUANTIZATIONS = ("auto", "none", "bf16", "nf4")
 QUANTIZATION_LABELS = {"float32": "float32", "bf16": "bf16", "nf4": "4-bit NF4"}
@@ -333,10 +333,7 @@ class ModelHost:
     def _from_pretrained(self, base_model: str, source: str, mode: str):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
-        # A progress bar per load would land in the server's log, not in front of the user.
-        hf_logging.disable_progress_bar()
         cuda = torch.cuda.is_available()
         device = "cuda:0" if cuda else "cpu"
         kwargs: dict = {"trust_remote_code": self.trust_remote_code}
@@ -361,10 +358,11 @@ class ModelHost:
         else:
             kwargs["dtype"] = torch.bfloat16 if mode == "bf16" else torch.float32
         try:
-            tokenizer = AutoTokenizer.from_pretrained(
-                source, trust_remote_code=self.trust_remote_code
-            )
-            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+            with quiet_libraries():
+                tokenizer = AutoTokenizer.from_pretrained(
+                    source, trust_remote_code=self.trust_remote_code
+                )
+                model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         except OSError as exc:
             raise BaseModelUnavailable(
                 f"Base model {base_model} could not be loaded: {exc}"
@@ -404,14 +402,7 @@ class ModelHost:
                 if isinstance(loaded.model, PeftModel):
                     loaded.model.load_adapter(folder, adapter_name=name, is_trainable=False)
                 else:
-                    with warnings.catch_warnings():
-                        # peft 0.21 asks the model a deprecated transformers 5 question; the
-                        # warning says nothing to the user and would fill the server's log.
-                        warnings.filterwarnings(
-                            "ignore",
-                            message=".*is_gradient_checkpointing.*",
-                            category=FutureWarning,
-                        )
+                    with quiet_libraries():
                         loaded.model = PeftModel.from_pretrained(
                             loaded.model, folder, adapter_name=name, is_trainable=False
                         )

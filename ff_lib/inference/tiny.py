@@ -4,6 +4,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ff_lib.inference.quiet import quiet_libraries
+
 # Llama-3 style: header tokens around the role, <|eot_id|> closes each turn.
 LLAMA3_CHAT_TEMPLATE = (
     "{{ bos_token }}"
@@ -92,6 +94,7 @@ def build_tiny_base(
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    with quiet_libraries():
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
     return folder

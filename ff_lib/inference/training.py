@@ -3,6 +3,8 @@
 import math
 from pathlib import Path
 
+from ff_lib.inference.quiet import quiet_libraries
+
 # All seven linear projections of a Llama block: q/v alone memorizes far less on tiny models.
 LLAMA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -60,8 +62,6 @@ def train_lora(
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     torch.manual_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).to(device)
     config = LoraConfig(
         r=rank,
         lora_alpha=alpha,
@@ -69,7 +69,10 @@ def train_lora(
         target_modules=list(LLAMA_TARGET_MODULES),
         task_type="CAUSAL_LM",
     )
-    model = get_peft_model(model, config)
+    with quiet_libraries():
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).to(device)
+        model = get_peft_model(model, config)
 
     encoded = [encode_pair(tokenizer, p, r, system_prompt) for p, r in pairs]
     width = max(len(ids) for ids, _ in encoded)
