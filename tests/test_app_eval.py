@@ -1,11 +1,17 @@
 """AppTest: Score on the Inference page, scorecards on Home, the adapter effect, replay on Full Chat."""
 
-import shutil
-
 import pytest
 
 from ff_lib.ui.evaluation import diff_html
-from tests.test_app_pages import FULL_CHAT, INFERENCE, by_label, run_id, select_run, start
+from tests.apptest_helpers import (
+    FULL_CHAT,
+    INFERENCE,
+    deterministic,
+    private_copy,
+    run_id,
+    select_run,
+    start,
+)
 
 pytestmark = pytest.mark.slow
 CAPITALS_RUN, PIRATE_RUN = "capitals-lora", "pirate-lora"
@@ -14,21 +20,13 @@ CAPITALS_RUN, PIRATE_RUN = "capitals-lora", "pirate-lora"
 @pytest.fixture(scope="module")
 def eval_demo(demo_workspace, tmp_path_factory):
     """A private copy of the demo: scoring and measuring write to the workspace."""
-    target = tmp_path_factory.mktemp("eval-app") / "workspace"
-    shutil.copytree(demo_workspace, target)
-    return target
+    return private_copy(demo_workspace, tmp_path_factory, "eval-app")
 
 
 @pytest.fixture
 def ws_env(eval_demo, monkeypatch):
     monkeypatch.setenv("FF_WORKSPACE", str(eval_demo))
     return eval_demo
-
-
-def deterministic(at):
-    by_label(at.radio, "Preset").set_value("Deterministic").run()
-    by_label(at.slider, "Max new tokens").set_value(32).run()
-    return at
 
 
 def test_score_shows_base_vs_run_and_lands_on_home(ws_env):

@@ -1,6 +1,5 @@
 """AppTest: every control of Home, Inference and Full Chat, driven by its label on the demo."""
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,48 +10,31 @@ from ff_lib.demo import BROKEN_RUN, FAILED_RUN, RUNNING_RUN
 from ff_lib.errors import WorkspaceBusy
 from ff_lib.inference.prompts import EMPTY_PROMPT_MESSAGE
 from ff_lib.ui import state
+from tests.apptest_helpers import (
+    FULL_CHAT,
+    GOOD_RUN,
+    HOME,
+    INFERENCE,
+    READY,
+    TIMEOUT,
+    by_label,
+    deterministic,
+    generate,
+    page_text,
+    private_copy,
+    run_id,
+    select_run,
+    start,
+)
 from tests.fixtures_demo import demo_workspace  # noqa: F401  (session fixture)
 
-ROOT = Path(__file__).resolve().parent.parent
-HOME = str(ROOT / "Home.py")
-INFERENCE = "pages/1_Inference.py"
-FULL_CHAT = "pages/2_Full_Chat.py"
-READY = "Adapter validated. Ready for inference."
-GOOD_RUN = "capitals-lora"
-TIMEOUT = 60
-
 pytestmark = pytest.mark.slow
-
-
-# --- helpers: find elements the way a user does, by their label ---
-def by_label(elements, label):
-    found = [e for e in elements if e.label == label]
-    assert found, f"no element labelled {label!r}: {[e.label for e in elements]}"
-    return found[0]
-
-
-def texts(at) -> list[str]:
-    """Every bit of text on the page (markdown, captions, text, alerts)."""
-    out = []
-    for kind in ("markdown", "caption", "text", "success", "error", "warning", "info"):
-        out += [str(e.value) for e in getattr(at, kind)]
-    return out
-
-
-def page_text(at) -> str:
-    return "\n".join(texts(at))
-
-
-def run_id(folder: Path, name: str) -> int:
-    return next(r.id for r in Workspace.open(folder).list_runs() if r.name == name)
 
 
 @pytest.fixture(scope="module")
 def app_workspace(demo_workspace, tmp_path_factory) -> Path:  # noqa: F811
     """A private copy of the built demo: these tests add conversations to it."""
-    target = tmp_path_factory.mktemp("app") / "workspace"
-    shutil.copytree(demo_workspace, target)
-    return target
+    return private_copy(demo_workspace, tmp_path_factory, "app")
 
 
 @pytest.fixture
@@ -61,36 +43,8 @@ def ws_env(app_workspace, monkeypatch):
     return app_workspace
 
 
-def start(page: str | None = None, query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
-    if query:
-        at.query_params.update(query)
-    at.run()
-    assert not at.exception, at.exception
-    if page:
-        at.switch_page(page).run()
-        assert not at.exception, at.exception
-    return at
-
-
-def select_run(at, folder, name) -> AppTest:
-    by_label(at.selectbox, "Training run").select(run_id(folder, name)).run()
-    assert not at.exception, at.exception
-    return at
-
-
 def ready_inference(folder) -> AppTest:
-    at = select_run(start(INFERENCE), folder, GOOD_RUN)
-    by_label(at.radio, "Preset").set_value("Deterministic").run()
-    by_label(at.slider, "Max new tokens").set_value(32).run()
-    return at
-
-
-def generate(at, prompt: str) -> AppTest:
-    by_label(at.text_area, "Prompt").input(prompt).run()
-    by_label(at.button, "Generate").click().run()
-    assert not at.exception, at.exception
-    return at
+    return deterministic(select_run(start(INFERENCE), folder, GOOD_RUN))
 
 
 # --- Home ---

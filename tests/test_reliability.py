@@ -24,64 +24,28 @@ from ff_lib.errors import FFError
 from ff_lib.inference import PRESETS, get_host, validate_adapter
 from ff_lib.ui import generation as ui_generation
 from ff_lib.ui import state
+from tests.apptest_helpers import (
+    FULL_CHAT,
+    GOOD_RUN,
+    INFERENCE,
+    READY,
+    ROOT,
+    by_label,
+    deterministic,
+    generate,
+    page_text,
+    private_copy,
+    run_named,
+    select_run,
+    start,
+)
 from tests.fixtures_demo import demo_workspace  # noqa: F401  (session fixture)
-
-ROOT = Path(__file__).resolve().parent.parent
-HOME = str(ROOT / "Home.py")
-INFERENCE = "pages/1_Inference.py"
-FULL_CHAT = "pages/2_Full_Chat.py"
-READY = "Adapter validated. Ready for inference."
-GOOD_RUN = "capitals-lora"
-TIMEOUT = 90
 
 pytestmark = pytest.mark.slow
 
 
-# --- helpers: find elements the way a user does ---
-def by_label(elements, label):
-    found = [e for e in elements if e.label == label]
-    assert found, f"no element labelled {label!r}: {[e.label for e in elements]}"
-    return found[0]
-
-
-def page_text(at) -> str:
-    kinds = ("markdown", "caption", "text", "success", "error", "warning", "info")
-    return "\n".join(str(e.value) for kind in kinds for e in getattr(at, kind))
-
-
-def start(page: str | None = None, query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
-    if query:
-        at.query_params.update(query)
-    at.run()
-    assert not at.exception, at.exception
-    if page:
-        at.switch_page(page).run()
-        assert not at.exception, at.exception
-    return at
-
-
-def run_named(folder: Path, name: str):
-    return next(r for r in Workspace.open(folder).list_runs() if r.name == name)
-
-
-def select_run(at, folder: Path, name: str) -> AppTest:
-    by_label(at.selectbox, "Training run").select(run_named(folder, name).id).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def generate(at, prompt: str) -> AppTest:
-    by_label(at.text_area, "Prompt").input(prompt).run()
-    by_label(at.button, "Generate").click().run()
-    assert not at.exception, at.exception
-    return at
-
-
 def ready(folder: Path, run: str = GOOD_RUN) -> AppTest:
-    at = select_run(start(INFERENCE), folder, run)
-    by_label(at.radio, "Preset").set_value("Deterministic").run()
-    by_label(at.slider, "Max new tokens").set_value(32).run()
+    at = deterministic(select_run(start(INFERENCE), folder, run))
     assert [s.value for s in at.success] == [READY]
     return at
 
@@ -98,9 +62,7 @@ def assert_still_works(at, folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def app_workspace(demo_workspace, tmp_path_factory) -> Path:  # noqa: F811
-    target = tmp_path_factory.mktemp("reliability") / "workspace"
-    shutil.copytree(demo_workspace, target)
-    return target
+    return private_copy(demo_workspace, tmp_path_factory, "reliability")
 
 
 @pytest.fixture
