@@ -40,6 +40,7 @@ from tests.apptest_helpers import (
     start,
 )
 from tests.fixtures_demo import demo_workspace  # noqa: F401  (session fixture)
+from tests.test_data_concurrency import hold_database as hold_workspace_lock
 
 pytestmark = pytest.mark.slow
 
@@ -301,26 +302,6 @@ def test_a_dataset_with_no_usable_columns_is_refused_by_the_cli(tmp_path, capsys
     assert "found no prompt and response columns" in err
     assert "alpha" in err  # names the columns it saw
     assert Workspace.open(tmp_path / "ws").list_datasets() == []
-
-
-LOCK_HOLDER = """
-import sys, time, duckdb
-con = duckdb.connect(sys.argv[1])
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-con.close()
-"""
-
-
-def hold_workspace_lock(db_path: Path, seconds: float) -> subprocess.Popen:
-    """A child process holding the workspace file open read-write (as a trainer might)."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(db_path), str(seconds)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout.readline().strip() == "locked"
-    return child
 
 
 def test_a_workspace_locked_by_another_process_says_busy_then_recovers(ws_env):
