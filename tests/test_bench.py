@@ -43,16 +43,9 @@ def test_bench_demo_writes_the_figures(tmp_path, capsys):
         assert key in result, key
     assert result["device"] == "cpu"
     assert result["bandwidth_gb_s"] is None and result["floor_tokens_per_s"] is None  # CPU
-    for key in (
-        "load_s",
-        "switch_s",
-        "reference_switch_s",
-        "ttft_s",
-        "decode_tokens_per_s",
-        "reference_decode_tokens_per_s",
-        "stream_overhead",
-        "sample_prompts_ms",
-    ):
+    # device is a name; bandwidth and floor are CUDA-only; the page rerun may be unmeasured
+    not_numbers_here = {"device", "bandwidth_gb_s", "floor_tokens_per_s", "page_rerun_ms"}
+    for key in set(KEYS) - not_numbers_here:
         assert isinstance(result[key], int | float), key
     assert set(result["peak_memory_gib"]) == {"1", "2", "4"}
     assert all(isinstance(v, float) for v in result["peak_memory_gib"].values())

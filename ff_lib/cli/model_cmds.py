@@ -31,14 +31,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     )
     _model_args(p)
     p.add_argument("--prompt", required=True, help="the question to answer")
-    p.add_argument("--preset", choices=PRESET_NAMES, default="Balanced")
-    p.add_argument("--temperature", type=float, metavar="T", help="0 = greedy (0..2)")
-    p.add_argument("--max-new-tokens", type=int, metavar="N")
-    p.add_argument("--repetition-penalty", type=float, metavar="R")
-    p.add_argument("--top-p", type=float, metavar="P")
-    p.add_argument("--top-k", type=int, metavar="K")
-    p.add_argument("--seed", type=int, metavar="S")
-    p.add_argument("--system-prompt", metavar="TEXT")
+    _settings_args(p)
     p.set_defaults(handler=generate_cmd)
 
     p = sub.add_parser(
@@ -47,12 +40,20 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         help="multi-turn chat in the terminal (/clear resets, /exit or EOF quits)",
     )
     _model_args(p)
+    _settings_args(p)
+    p.set_defaults(handler=chat_cmd)
+
+
+def _settings_args(p: argparse.ArgumentParser) -> None:
+    """A preset and the settings that may override it (generate and chat alike)."""
     p.add_argument("--preset", choices=PRESET_NAMES, default="Balanced")
-    p.add_argument("--temperature", type=float, metavar="T")
+    p.add_argument("--temperature", type=float, metavar="T", help="0 = greedy (0..2)")
     p.add_argument("--max-new-tokens", type=int, metavar="N")
+    p.add_argument("--repetition-penalty", type=float, metavar="R")
+    p.add_argument("--top-p", type=float, metavar="P")
+    p.add_argument("--top-k", type=int, metavar="K")
     p.add_argument("--seed", type=int, metavar="S")
     p.add_argument("--system-prompt", metavar="TEXT")
-    p.set_defaults(handler=chat_cmd)
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -143,9 +144,9 @@ def settings_from(args: argparse.Namespace):
     changes = {
         "temperature": args.temperature,
         "max_new_tokens": args.max_new_tokens,
-        "repetition_penalty": getattr(args, "repetition_penalty", None),
-        "top_p": getattr(args, "top_p", None),
-        "top_k": getattr(args, "top_k", None),
+        "repetition_penalty": args.repetition_penalty,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
         "seed": args.seed,
         "system_prompt": args.system_prompt,
     }
