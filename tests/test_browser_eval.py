@@ -19,6 +19,7 @@ from tests.fixtures_demo import demo_workspace  # noqa: F401  (session fixture)
 from tests.test_browser_journey import (
     READY,
     TIMEOUT_MS,
+    choose,
     conversation_id,
     conversation_ids,
     settle,
@@ -35,23 +36,8 @@ def run_id(workspace, name: str) -> int:
 def open_ready_run(page: Page, url: str, run_name: str) -> None:
     page.goto(f"{url}/Inference")
     expect(page.get_by_role("heading", name="Model & adapter")).to_be_visible(timeout=TIMEOUT_MS)
-    pick_option(page, "inf_run", f"{run_name} · ")
+    choose(page, "inf_run", f"{run_name} · ")
     expect(page.get_by_text(READY)).to_be_visible(timeout=TIMEOUT_MS)
-
-
-def pick_option(page: Page, key: str, name) -> None:
-    """Open the select box `key` and pick `name`; a click that lands while the expander around
-    it is still opening is lost, so the box is opened again until the option shows."""
-    option = page.get_by_role("option", name=name).first
-    for _ in range(5):
-        page.locator(f".st-key-{key}").get_by_role("combobox").click()
-        try:
-            expect(option).to_be_visible(timeout=3000)
-            break
-        except AssertionError:
-            page.keyboard.press("Escape")
-    option.click()
-    settle(page)
 
 
 def test_score_puts_the_trained_run_far_above_the_base(page: Page, app_server):  # noqa: F811
@@ -92,7 +78,7 @@ def test_replay_answers_a_saved_chat_with_another_run(page: Page, app_server):  
     assert conversation_id(page) == cid
     page.locator(".st-key-replay_panel").get_by_text("Replay against another run").click()
     settle(page)
-    pick_option(page, "replay_run", re.compile(r"^pirate-lora · "))
+    choose(page, "replay_run", re.compile(r"^pirate-lora · "))
     page.locator(".st-key-replay_button").get_by_role("button").click()
 
     results = page.locator(".st-key-replay_results")

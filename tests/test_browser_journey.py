@@ -84,10 +84,19 @@ def settle(page: Page) -> None:
     expect(idle).to_have_count(1, timeout=TIMEOUT_MS)
 
 
-def choose(page: Page, key: str, option: str) -> None:
-    """Pick `option` in the select box with widget key `key`, and let the page rerun."""
-    page.locator(f".st-key-{key}").get_by_role("combobox").click()
-    page.get_by_role("option", name=option).first.click()
+def choose(page: Page, key: str, option) -> None:
+    """Pick `option` (text or pattern) in the select box with widget key `key`, and let the page
+    rerun. A click that lands while the page is still settling is lost, so the box is opened
+    again until the option shows."""
+    wanted = page.get_by_role("option", name=option).first
+    for _ in range(5):
+        page.locator(f".st-key-{key}").get_by_role("combobox").click()
+        try:
+            expect(wanted).to_be_visible(timeout=3000)
+            break
+        except AssertionError:
+            page.keyboard.press("Escape")
+    wanted.click()
     settle(page)
 
 
