@@ -1,0 +1,389 @@
+"""The forward passes of a Llama-family model over many rows: prefill, decode step, scoring.
+
+Each row of a batch has its own KV-cache row, position and adapter slot. The base's own modules
+do the base arithmetic (so NF4 layers work as they are); q/k/v and gate/up of a bf16/fp32 base
+are concatenated once into one weight each (the modules keep views of it, nothing is rewritten),
+so a layer costs four base GEMMs. LoRA comes from AdapterSlots: x @ A_all, a per-row 0/1 mask,
+one addmm with B_all into the base output. On CUDA the decode step is captured as a graph per
+(rows, KV length) bucket, so attention reads what the sequences need, not the whole cache.
+"""
+
+import threading
+
+import torch
+import torch.nn.functional as F
+
+from ff_lib.errors import GenerationError
+from ff_lib.inference.slots import GROUPS, AdapterSlots
+
+ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+PREFILL_CHUNK = 2048
+
+
+def kv_buckets(max_len: int) -> list[int]:
+    """KV lengths the decode graphs are captured for: 256, 512, 1024, then every 1024."""
+    sizes = [256, 512, 1024]
+    while sizes[-1] < max_len:
+        sizes.append(sizes[-1] + 1024)
+    return sorted({min(s, max_len) for s in sizes})
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    # Exactly LlamaRMSNorm's arithmetic.
+    h = x.to(torch.float32)
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(x.dtype)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+def unsupported_reason(lm) -> str | None:
+    """Why the batched engine cannot run this model ('' / None when it can)."""
+    inner = getattr(lm, "model", None)
+    layers = getattr(inner, "layers", None)
+    if inner is None or layers is None or not hasattr(inner, "rotary_emb"):
+        return f"{type(lm).__name__} is not a Llama-family decoder"
+    cfg = lm.config
+    if getattr(cfg, "hidden_act", "silu") != "silu":
+        return f"{type(lm).__name__} uses the {cfg.hidden_act} activation"
+    attn, mlp = layers[0].self_attn, layers[0].mlp
+    for owner, names in (
+        (attn, GROUPS["qkv"] + GROUPS["o"]),
+        (mlp, GROUPS["gate_up"] + ("down_proj",)),
+    ):
+        if not all(hasattr(owner, n) for n in names):
+            return f"{type(lm).__name__} has no {'/'.join(names)} projections"
+    head_dim = attn.head_dim
+    if abs(getattr(attn, "scaling", head_dim**-0.5) - head_dim**-0.5) > 1e-9:
+        return f"{type(lm).__name__} scales attention by {attn.scaling}"
+    window = getattr(cfg, "sliding_window", None) if getattr(cfg, "use_sliding_window", True) else None
+    if window and window < getattr(cfg, "max_position_embeddings", 0):
+        return f"{type(lm).__name__} uses sliding-window attention"
+    return None
+
+
+class BatchedLM:
+    """A loaded causal LM driven row by row: KV cache rows, slots, graphs per bucket.
+
+    Called from one thread at a time (the scheduler's worker, or a caller holding `lock`).
+    """
+
+    def __init__(self, lm, max_rows: int, max_len: int, max_slots: int, use_graphs: bool):
+        reason = unsupported_reason(lm)
+        if reason:
+            raise GenerationError(
+                f"The engine cannot run this base: {reason}. Supported: Llama, Mistral, Qwen2/3 "
+                "and other Llama-family decoders."
+            )
+        self.lm = lm
+        self.lock = threading.RLock()
+        cfg = lm.config
+        inner = lm.model
+        self.layers = list(inner.layers)
+        embed = inner.embed_tokens.weight
+        self.device, self.dtype = embed.device, embed.dtype
+        self.compute_dtype = self.dtype
+        attn = self.layers[0].self_attn
+        self.head_dim = attn.head_dim
+        self.n_heads = cfg.num_attention_heads
+        self.n_kv = getattr(cfg, "num_key_value_heads", None) or self.n_heads
+        self.max_rows, self.max_len = max_rows, max_len
+        self.use_graphs = use_graphs
+        self.vocab = int(lm.get_output_embeddings().weight.shape[0])
+        self._fuse_base()
+        self.slots = AdapterSlots(
+            self._group_dims(), len(self.layers), self.dtype, self.device, max_slots
+        )
+        shape = (max_rows, self.n_kv, max_len, self.head_dim)
+        self.k_cache = [
+            torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers
+        ]
+        self.v_cache = [
+            torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers
+        ]
+        self.key_pos = torch.arange(max_len, device=self.device)
+        self._neg = torch.finfo(self.dtype).min
+        self.cos, self.sin = self._rope_table(max_len)
+        self._graphs: dict = {}  # (rows, kv, slots.version) -> (graph, inputs, logits)
+        self._pool = None
+        self.captures = 0
+
+    # --- setup ---------------------------------------------------------------------------------
+    def _fuse_base(self) -> None:
+        """q/k/v and gate/up weights concatenated once; the modules keep views (same values)."""
+        self.fused: list[dict] = []
+        for layer in self.layers:
+            fused = {}
+            for group, owner in (("qkv", layer.self_attn), ("gate_up", layer.mlp)):
+                mods = [getattr(owner, n) for n in GROUPS[group]]
+                if not all(type(m) is torch.nn.Linear for m in mods):
+                    continue  # quantized (NF4) layers answer module by module
+                with torch.no_grad():
+                    weight = torch.cat([m.weight for m in mods])
+                    bias = None
+                    if any(m.bias is not None for m in mods):
+                        bias = torch.cat(
+                            [
+                                m.bias if m.bias is not None else weight.new_zeros(m.out_features)
+                                for m in mods
+                            ]
+                        )
+                    start = 0
+                    for m in mods:
+                        end = start + m.out_features
+                        m.weight = torch.nn.Parameter(weight[start:end], requires_grad=False)
+                        if m.bias is not None:
+                            m.bias = torch.nn.Parameter(bias[start:end], requires_grad=False)
+                        start = end
+                fused[group] = (weight, bias)
+            self.fused.append(fused)
+
+    def _group_dims(self) -> dict:
+        layer = self.layers[0]
+        dims = {}
+        for group, mods in GROUPS.items():
+            owner = layer.self_attn if group in ("qkv", "o") else layer.mlp
+            modules = [getattr(owner, n) for n in mods]
+            dims[group] = (modules[0].in_features, [m.out_features for m in modules])
+        return dims
+
+    def _rope_table(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # The model's own rotary module, once for every position (the same per-position values
+        # it computes on each call).
+        pos = torch.arange(n, device=self.device)[None]
+        probe = torch.zeros(1, dtype=self.dtype, device=self.device)
+        with torch.no_grad():
+            cos, sin = self.lm.model.rotary_emb(probe, pos)
+        return cos[0], sin[0]
+
+    # --- one layer -----------------------------------------------------------------------------
+    def _project(self, i: int, group: str, x: torch.Tensor, mask_rows) -> torch.Tensor:
+        """Base output of a projection group (concatenated) plus each row's LoRA."""
+        fused = self.fused[i].get(group)
+        if fused is not None:
+            out = F.linear(x, *fused)
+        else:
+            owner = self.layers[i].self_attn if group in ("qkv", "o") else self.layers[i].mlp
+            outs = [getattr(owner, n)(x) for n in GROUPS[group]]
+            out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
+        if mask_rows is None:
+            return out
+        xa = F.linear(x, self.slots.A[i][group]) * mask_rows[len(GROUPS[group])]
+        return torch.addmm(out, xa, self.slots.B[i][group])
+
+    def _layer(self, i: int, x, cos, sin, mask_rows, attend) -> torch.Tensor:
+        layer = self.layers[i]
+        attn = layer.self_attn
+        norm = layer.input_layernorm
+        h = _rms_norm(x, norm.weight, norm.variance_epsilon)
+        qkv = self._project(i, "qkv", h, mask_rows)
+        nq, nk = self.n_heads * self.head_dim, self.n_kv * self.head_dim
+        tokens = x.shape[0]
+        q = qkv[:, :nq].view(tokens, self.n_heads, self.head_dim)
+        k = qkv[:, nq : nq + nk].view(tokens, self.n_kv, self.head_dim)
+        v = qkv[:, nq + nk :].view(tokens, self.n_kv, self.head_dim)
+        if hasattr(attn, "q_norm"):  # Qwen3: per-head norms before the rotation
+            q = _rms_norm(q, attn.q_norm.weight, attn.q_norm.variance_epsilon)
+            k = _rms_norm(k, attn.k_norm.weight, attn.k_norm.variance_epsilon)
+        q = _rotate(q, cos[:, None], sin[:, None])
+        k = _rotate(k, cos[:, None], sin[:, None])
+        out = attend(i, q, k, v)  # (tokens, heads * head_dim)
+        x = x + self._project(i, "o", out, mask_rows)
+        norm = layer.post_attention_layernorm
+        h = _rms_norm(x, norm.weight, norm.variance_epsilon)
+        gate_up = self._project(i, "gate_up", h, mask_rows)
+        half = gate_up.shape[-1] // 2
+        act = F.silu(gate_up[:, :half]) * gate_up[:, half:]
+        return x + self._project(i, "down", act, mask_rows)
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        norm = self.lm.model.norm
+        return self.lm.get_output_embeddings()(_rms_norm(x, norm.weight, norm.variance_epsilon))
+
+    def _masks(self, slot_ids: torch.Tensor):
+        if not self.slots.capacity:
+            return None
+        return {n: m.index_select(0, slot_ids) for n, m in self.slots.masks.items()}
+
+    # --- prefill -------------------------------------------------------------------------------
+    def prefill(self, row: int, ids: list[int], slot: int, start: int = 0) -> torch.Tensor:
+        """Run `ids` (positions start..) for cache row `row`; float32 logits of the last one."""
+        if start + len(ids) > self.max_len:
+            raise GenerationError(
+                f"Prompt of {start + len(ids)} tokens does not fit the engine's context of "
+                f"{self.max_len} tokens."
+            )
+        with self.lock, torch.inference_mode():
+            logits = None
+            for offset in range(0, len(ids), PREFILL_CHUNK):
+                chunk = ids[offset : offset + PREFILL_CHUNK]
+                logits = self._prefill_chunk(row, chunk, slot, start + offset)
+            return logits
+
+    def _prefill_chunk(self, row: int, ids: list[int], slot: int, start: int) -> torch.Tensor:
+        n = len(ids)
+        end = start + n
+        tok = torch.tensor(ids, dtype=torch.long, device=self.device)
+        x = F.embedding(tok, self.lm.model.embed_tokens.weight)
+        cos, sin = self.cos[start:end], self.sin[start:end]
+        masks = self._masks(torch.full((1,), slot, dtype=torch.long, device=self.device))
+        if start:
+            allowed = (
+                self.key_pos[None, :end] <= torch.arange(start, end, device=self.device)[:, None]
+            )
+            attn_mask = torch.where(allowed, 0.0, self._neg).to(self.dtype)[None, None]
+
+        def attend(i, q, k, v):
+            self.k_cache[i][row, :, start:end] = k.transpose(0, 1)
+            self.v_cache[i][row, :, start:end] = v.transpose(0, 1)
+            keys = self.k_cache[i][row : row + 1, :, :end]
+            values = self.v_cache[i][row : row + 1, :, :end]
+            qh = q.transpose(0, 1)[None]
+            if start:
+                out = F.scaled_dot_product_attention(
+                    qh, keys, values, attn_mask=attn_mask, enable_gqa=True
+                )
+            else:
+                out = F.scaled_dot_product_attention(
+                    qh, keys, values, is_causal=True, enable_gqa=True
+                )
+            return out[0].transpose(0, 1).reshape(n, -1)
+
+        for i in range(len(self.layers)):
+            x = self._layer(i, x, cos, sin, masks, attend)
+        return self._head(x[-1:]).float()[0]
+
+    # --- decode --------------------------------------------------------------------------------
+    def decode(self, tokens: list[int], positions: list[int], slots: list[int]) -> torch.Tensor:
+        """One step for rows 0..len(tokens)-1: float32 logits (rows, vocab)."""
+        n = len(tokens)
+        kv = max(positions) + 1
+        with self.lock, torch.inference_mode():
+            if not self.use_graphs:
+                inputs = self._inputs(n, tokens, positions, slots)
+                return self._decode_step(*inputs, kv).float()
+            rows = next(b for b in ROW_BUCKETS if b >= n)
+            kv = next(b for b in kv_buckets(self.max_len) if b >= kv)
+            graph, inputs, logits = self._graph(rows, kv)
+            pad = rows - n
+            tok, pos, slot = inputs
+            tok.copy_(torch.tensor(tokens + [0] * pad, device="cpu"), non_blocking=False)
+            pos.copy_(torch.tensor(positions + [0] * pad, device="cpu"))
+            slot.copy_(torch.tensor(slots + [self.slots.none_slot] * pad, device="cpu"))
+            graph.replay()
+            return logits[:n].float()
+
+    def _inputs(self, n, tokens, positions, slots):
+        return (
+            torch.tensor(tokens, dtype=torch.long, device=self.device),
+            torch.tensor(positions, dtype=torch.long, device=self.device),
+            torch.tensor(slots, dtype=torch.long, device=self.device),
+        )
+
+    def _decode_step(self, tok, pos, slot, kv: int) -> torch.Tensor:
+        # Device-side only (no .item(), no branch on values): safe to capture.
+        n = tok.shape[0]
+        x = F.embedding(tok, self.lm.model.embed_tokens.weight)
+        cos, sin = self.cos.index_select(0, pos), self.sin.index_select(0, pos)
+        masks = self._masks(slot)
+        allowed = self.key_pos[None, :kv] <= pos[:, None]
+        attn_mask = torch.where(allowed, 0.0, self._neg).to(self.dtype)[:, None, None, :]
+        # Index tensors that place each row's new key/value at (row, every kv head, its pos).
+        at = (
+            torch.arange(n, device=self.device)[:, None],
+            torch.arange(self.n_kv, device=self.device)[None, :],
+            pos[:, None],
+        )
+
+        def attend(i, q, k, v):
+            self.k_cache[i].index_put_(at, k)
+            self.v_cache[i].index_put_(at, v)
+            out = F.scaled_dot_product_attention(
+                q[:, :, None],
+                self.k_cache[i][:n, :, :kv],
+                self.v_cache[i][:n, :, :kv],
+                attn_mask=attn_mask,
+                enable_gqa=True,
+            )
+            return out.reshape(n, -1)
+
+        for i in range(len(self.layers)):
+            x = self._layer(i, x, cos, sin, masks, attend)
+        return self._head(x)
+
+    def _graph(self, rows: int, kv: int):
+        key = (rows, kv, self.slots.version)
+        if key not in self._graphs:
+            self._capture(rows, kv)
+        return self._graphs[key]
+
+    def _capture(self, rows: int, kv: int) -> None:
+        inputs = (
+            torch.zeros(rows, dtype=torch.long, device=self.device),
+            torch.zeros(rows, dtype=torch.long, device=self.device),
+            torch.full((rows,), self.slots.none_slot, dtype=torch.long, device=self.device),
+        )
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):  # warm-up outside the capture, as graphs require
+                self._decode_step(*inputs, kv)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            logits = self._decode_step(*inputs, kv)
+        self._pool = graph.pool()
+        self._graphs[(rows, kv, self.slots.version)] = (graph, inputs, logits)
+        self.captures += 1
+
+    def drop_stale_graphs(self) -> None:
+        """Forget graphs captured for an older slot layout (after the slots grew)."""
+        version = self.slots.version
+        self._graphs = {k: v for k, v in self._graphs.items() if k[2] == version}
+
+    def warm_up(self, rows: tuple[int, ...] = (1,), kvs: tuple[int, ...] = (512,)) -> None:
+        """Capture the decode graphs a first reply will use (no-op without graphs)."""
+        if not self.use_graphs:
+            return
+        with self.lock, torch.inference_mode():
+            for r in rows:
+                for kv in kvs:
+                    self._graph(r, min(kv, self.max_len))
+
+    def move_row(self, src: int, dst: int, length: int) -> None:
+        """Copy a row's cache (its first `length` positions) to another row (compaction)."""
+        with self.lock, torch.inference_mode():
+            for cache in (*self.k_cache, *self.v_cache):
+                cache[dst, :, :length] = cache[src, :, :length]
+
+    # --- scoring -------------------------------------------------------------------------------
+    def score(self, ids: list[int], slots: list[int]) -> torch.Tensor:
+        """Teacher-forced float32 logits (len(slots), len(ids), vocab): one row per slot."""
+        n, rows = len(ids), len(slots)
+        if n > self.max_len:
+            raise GenerationError(
+                f"Text of {n} tokens is longer than the context ({self.max_len})."
+            )
+        with self.lock, torch.inference_mode():
+            tok = torch.tensor(ids, dtype=torch.long, device=self.device).repeat(rows)
+            x = F.embedding(tok, self.lm.model.embed_tokens.weight)
+            cos, sin = self.cos[:n].repeat(rows, 1), self.sin[:n].repeat(rows, 1)
+            slot_ids = torch.tensor(slots, dtype=torch.long, device=self.device)
+            masks = self._masks(slot_ids.repeat_interleave(n))
+
+            def attend(i, q, k, v):
+                def heads(t):
+                    return t.view(rows, n, -1, self.head_dim).transpose(1, 2)
+
+                out = F.scaled_dot_product_attention(
+                    heads(q), heads(k), heads(v), is_causal=True, enable_gqa=True
+                )
+                return out.transpose(1, 2).reshape(rows * n, -1)
+
+            for i in range(len(self.layers)):
+                x = self._layer(i, x, cos, sin, masks, attend)
+            return self._head(x).float().view(rows, n, -1)

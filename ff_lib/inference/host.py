@@ -1,0 +1,313 @@
+"""The door to generation: every page, the CLI, scorecards and the bench submit here.
+
+One base per (id, quantization) lives in the process with its engine (BatchedLM + Scheduler);
+adapters live in its slots. Requests from any thread join the one batch.
+"""
+
+import gc
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ff_lib.errors import GenerationError, InvalidInput
+from ff_lib.inference.adapters import validate_adapter
+from ff_lib.inference.bases import (
+    HEADROOM,
+    base_facts,
+    choose_quantization,
+    load_model,
+    locate_base,
+)
+from ff_lib.inference.decode import BatchedLM
+from ff_lib.inference.prompts import normalize_messages
+from ff_lib.inference.replies import Reply
+from ff_lib.inference.scheduler import Scheduler
+from ff_lib.inference.settings import GenerationSettings
+from ff_lib.inference.streams import STREAM_TIMEOUT_S, ReplyStream
+
+DEFAULT_MAX_ADAPTERS = 8
+# How long a request for another base waits for the loaded base's replies to finish.
+SWITCH_TIMEOUT_S = 600.0
+MAX_CONTEXT = 32768  # cache length cap (FF_MAX_CONTEXT overrides)
+KV_SHARE = 0.5  # share of free GPU memory (after the load) the KV cache may take
+
+
+@dataclass(frozen=True)
+class LoadedInfo:
+    """What is loaded now, for status lines."""
+
+    base_model: str
+    quantization: str  # "float32" | "bf16" | "4-bit NF4" | "NF4 dequantized to bf16"
+    device: str  # "CPU" | "cuda:0"
+    adapters: tuple[str, ...]  # adapter folders in slots, least recently used first
+    describe: str
+    load_s: float
+    context: int = 0  # tokens a prompt plus its reply may take
+    rows: int = 0  # replies decoded together at most
+
+
+class Engine:
+    """One loaded base: the model, its tokenizer, its batched decoder and its worker."""
+
+    def __init__(self, base_model, source, quantization, model, tokenizer, device, load_s, slots):
+        import torch
+
+        self.base_model, self.source = str(base_model), source
+        self.quantization, self.device, self.load_s = quantization, device, load_s
+        self.model, self.tokenizer = model, tokenizer
+        cuda = device != "cpu"
+        config = getattr(model.config, "text_config", None) or model.config
+        max_pos = getattr(config, "max_position_embeddings", None) or 2048
+        cap = int(os.environ.get("FF_MAX_CONTEXT", MAX_CONTEXT))
+        max_len = min(max_pos, cap)
+        rows = 16 if cuda else 8
+        if cuda:
+            per_token = (
+                2
+                * config.num_hidden_layers
+                * getattr(config, "num_key_value_heads", config.num_attention_heads)
+            )
+            per_token *= getattr(config, "head_dim", None) or (
+                config.hidden_size // config.num_attention_heads
+            )
+            per_token *= 2  # bf16
+            free, _ = torch.cuda.mem_get_info()
+            rows = max(1, min(rows, int(free * KV_SHARE) // (per_token * max_len)))
+        self.context_length = max_len
+        self.batched = BatchedLM(model, rows, max_len, slots, use_graphs=cuda)
+        self.batched.warm_up()  # the first reply's graph is ready before it is asked for
+        self.scheduler = Scheduler(self.batched)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.quantization.mode)
+
+    @property
+    def decoder_name(self) -> str:
+        return "batched+graphs" if self.batched.use_graphs else "batched"
+
+    @property
+    def revision(self) -> str | None:
+        """The hub commit the weights came from (a cached hub model), None for a local folder."""
+        return getattr(self.model.config, "_commit_hash", None) or None
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        ids = []
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        for value in (gen_eos, self.tokenizer.eos_token_id):
+            for item in value if isinstance(value, list | tuple) else [value]:
+                if item is not None and item not in ids:
+                    ids.append(int(item))
+        return tuple(ids)
+
+    def describe(self) -> str:
+        where = "CPU" if self.device == "cpu" else self.device
+        return f"{self.quantization.label} on {where}"
+
+
+class ModelHost:
+    """Holds at most one base and its engine; every request goes through `stream_reply`."""
+
+    def __init__(
+        self,
+        max_adapters: int = DEFAULT_MAX_ADAPTERS,
+        *,
+        trust_remote_code: bool = False,
+        stream_timeout_s: float = STREAM_TIMEOUT_S,
+    ):
+        if max_adapters < 1:
+            raise InvalidInput("max_adapters must be at least 1.")
+        self.max_adapters = max_adapters
+        self.trust_remote_code = trust_remote_code
+        self.stream_timeout_s = stream_timeout_s
+        self.lock = threading.Lock()  # held while a base loads or is swapped
+        self.base_loads = 0
+        self._engine: Engine | None = None
+
+    # --- bases -----------------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """Whether a load is under way or replies are being generated."""
+        engine = self._engine
+        return self.lock.locked() or bool(engine and engine.scheduler.live)
+
+    @property
+    def adapter_loads(self) -> int:
+        return self._engine.batched.slots.loads if self._engine else 0
+
+    @property
+    def last_adapter_switch_s(self) -> float | None:
+        return self._engine.batched.slots.last_switch_s if self._engine else None
+
+    def load_base(self, base_model: str, quantization: str = "auto") -> Engine:
+        """The engine for (base_model, quantization); loads it, releasing another base."""
+        return self.engine_for(base_model, quantization, None)
+
+    def engine_for(self, base_model, quantization, on_wait: Callable[[], None] | None) -> Engine:
+        import torch
+
+        source = locate_base(base_model)
+        cuda = torch.cuda.is_available()
+        prequantized, size = base_facts(source)
+        fits = None
+        if cuda and size:
+            free, _ = torch.cuda.mem_get_info()
+            fits = size < free * (1 - HEADROOM) * 0.8  # the rest: KV cache, slots, graphs
+        quant = choose_quantization(quantization, cuda, prequantized=prequantized, fits_bf16=fits)
+        with self.lock:
+            engine = self._engine
+            if engine is not None and engine.key == (source, quant.mode):
+                return engine
+            if engine is not None:
+                if engine.scheduler.live and on_wait is not None:
+                    on_wait()
+                if not engine.scheduler.wait_idle(SWITCH_TIMEOUT_S):
+                    raise GenerationError(
+                        f"The model stayed busy with other replies for {SWITCH_TIMEOUT_S:.0f} s: "
+                        "try again."
+                    )
+                self._release_locked()
+            started = time.perf_counter()
+            model, tokenizer, device = load_model(
+                base_model, source, quant.mode, self.trust_remote_code
+            )
+            self._engine = Engine(
+                base_model, source, quant, model, tokenizer, device,
+                time.perf_counter() - started, self.max_adapters,
+            )  # fmt: skip
+            self.base_loads += 1
+            return self._engine
+
+    def info(self) -> LoadedInfo | None:
+        engine = self._engine
+        if engine is None:
+            return None
+        slots = engine.batched.slots
+        return LoadedInfo(
+            base_model=engine.base_model,
+            quantization=engine.quantization.label,
+            device="CPU" if engine.device == "cpu" else engine.device,
+            adapters=tuple(slots.folders[n] for n in slots.names),
+            describe=engine.describe(),
+            load_s=round(engine.load_s, 3),
+            context=engine.context_length,
+            rows=engine.batched.max_rows,
+        )
+
+    def release(self) -> None:
+        """Drop the loaded base and its adapters, freeing memory."""
+        with self.lock:
+            self._release_locked()
+
+    def _release_locked(self) -> None:
+        if self._engine is None:
+            return
+        self._engine.scheduler.close()
+        self._engine = None
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # --- replies ---------------------------------------------------------------------------------
+    def stream_reply(
+        self,
+        base_model: str,
+        messages: list[dict],
+        settings: GenerationSettings,
+        adapter_dir: Path | None,
+        quantization: str = "auto",
+        *,
+        on_wait: Callable[[], None] | None = None,
+        logprobs: int | None = None,
+    ) -> ReplyStream:
+        """Stream the answer to the last user turn; the prompt and adapter are checked now.
+
+        Raises EmptyPrompt / InvalidInput / AdapterInvalid at once; loading and generation
+        start with `stream.start()` or the first read. `logprobs=k` records each chosen token's
+        log-probability and its k best alternatives in `reply.tokens`.
+        """
+        if not isinstance(settings, GenerationSettings):
+            raise InvalidInput("settings must be a GenerationSettings.")
+        normalize_messages(messages, settings.system_prompt)
+        if adapter_dir is not None:
+            check = validate_adapter(adapter_dir, base_model=base_model).raise_if_invalid()
+            adapter_dir = Path(check.adapter_dir)
+        if not base_model:
+            raise InvalidInput("No base model: type a Hugging Face id or a local model folder.")
+        if logprobs is not None and not 0 <= logprobs <= 20:
+            raise InvalidInput(f"logprobs must be between 0 and 20 (got {logprobs}).")
+        job = {
+            "base_model": str(base_model),
+            "messages": [dict(m) for m in messages],
+            "settings": settings,
+            "adapter_dir": adapter_dir,
+            "quantization": quantization,
+            "logprobs": logprobs,
+        }
+        return ReplyStream(self, job, on_wait)
+
+    def generate(self, *args, **kwargs) -> Reply:
+        """stream_reply, read to the end; the Reply."""
+        stream = self.stream_reply(*args, **kwargs)
+        stream.text()
+        return stream.reply
+
+    def generate_many(self, jobs: list[dict]) -> list[Reply]:
+        """Replies to many requests (stream_reply's keyword arguments each), decoded together."""
+        streams = [self.stream_reply(**job) for job in jobs]
+        try:
+            for stream in streams:
+                stream.start()
+            for stream in streams:
+                stream.text()
+        finally:
+            for stream in streams:
+                stream.close()
+        return [s.reply for s in streams]
+
+    def score(self, base_model: str, ids: list[int], adapters: list, quantization: str = "auto"):
+        """Teacher-forced float32 logits (len(adapters), len(ids), vocab) in one batched forward;
+        each entry of `adapters` is an adapter folder or None (the base)."""
+        engine = self.engine_for(base_model, quantization, None)
+        folders = []
+        for adapter in adapters:
+            if adapter is None:
+                folders.append(None)
+            else:
+                check = validate_adapter(adapter, base_model=base_model).raise_if_invalid()
+                folders.append(check.adapter_dir)
+        return engine.scheduler.run_exclusive(lambda: _score(engine, ids, folders))
+
+
+def _score(engine: Engine, ids: list[int], folders: list) -> object:
+    batched = engine.batched
+    pinned = {r.adapter_name for r in engine.scheduler.active if r.adapter_name}
+    names = []
+    for folder in folders:
+        name = None if folder is None else batched.slots.ensure(folder, pinned)
+        pinned.add(name)
+        names.append(name)
+    batched.drop_stale_graphs()
+    slots = [batched.slots.slot_of(n) for n in names]
+    return batched.score(ids, slots)
+
+
+_HOST: ModelHost | None = None
+_HOST_LOCK = threading.Lock()
+
+
+def get_host() -> ModelHost:
+    """The process-wide ModelHost (created on first use)."""
+    global _HOST
+    with _HOST_LOCK:
+        if _HOST is None:
+            _HOST = ModelHost(
+                max_adapters=int(os.environ.get("FF_MAX_ADAPTERS", DEFAULT_MAX_ADAPTERS))
+            )
+        return _HOST

@@ -1,0 +1,56 @@
+"""Which weights answered: stable adapter names and SHA-256 of adapter files (cached)."""
+
+import hashlib
+import threading
+from pathlib import Path
+
+from ff_lib.inference.adapters import WEIGHT_FILES
+
+
+def adapter_name(adapter_dir: Path) -> str:
+    """Stable name for an adapter: its resolved folder + weights mtime (a retrain reloads)."""
+    adapter_dir = Path(adapter_dir).resolve()
+    mtime = 0
+    for name in WEIGHT_FILES:
+        if (adapter_dir / name).is_file():
+            mtime = (adapter_dir / name).stat().st_mtime_ns
+            break
+    digest = hashlib.sha1(f"{adapter_dir}|{mtime}".encode()).hexdigest()[:12]
+    return f"a{digest}"
+
+
+_SHA256_CACHE: dict[tuple[str, int, int], str] = {}
+_SHA256_LOCK = threading.Lock()
+
+
+def adapter_weights_file(adapter_dir: Path) -> Path | None:
+    """The adapter's weights file (safetensors first), None when it has none."""
+    for name in WEIGHT_FILES:
+        if (Path(adapter_dir) / name).is_file():
+            return Path(adapter_dir) / name
+    return None
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, cached by (resolved path, mtime_ns, size): a rewrite is hashed again."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    with _SHA256_LOCK:
+        if key in _SHA256_CACHE:
+            return _SHA256_CACHE[key]
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    with _SHA256_LOCK:
+        _SHA256_CACHE[key] = digest.hexdigest()
+    return _SHA256_CACHE[key]
+
+
+def adapter_sha256(adapter_dir: Path) -> tuple[str | None, str | None]:
+    """(weights file, its SHA-256) of an adapter folder; (None, None) when it has no weights."""
+    weights = adapter_weights_file(adapter_dir)
+    if weights is None:
+        return None, None
+    return str(weights.resolve()), file_sha256(weights)

@@ -1,0 +1,216 @@
+"""One worker per loaded base: continuous batching of every live request, each streaming on its own.
+
+A request joins at the next step (its prompt is prefilled into a free cache row), decodes together
+with every other live row, and leaves as soon as it ends or is stopped. Rows stay packed at the
+front of the cache (a finished row's place is taken by the last row), so a step computes only
+the live rows' bucket.
+"""
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from ff_lib.errors import FFError, GenerationError
+from ff_lib.inference.sampling import RowSampler, TokenChoice
+from ff_lib.inference.settings import GenerationSettings
+
+END = object()  # put on a request's queue once it has finished (after its last token)
+
+
+@dataclass(eq=False)
+class Request:
+    """One reply being generated: what to run, and the queue its tokens arrive on."""
+
+    prompt_ids: list[int]
+    settings: GenerationSettings
+    seed: int | None
+    adapter_folder: str | None
+    max_new_tokens: int
+    eos_token_ids: frozenset[int]
+    logprobs: int | None = None  # top alternatives per token (0 = only the chosen one's)
+    events: queue.Queue = field(default_factory=queue.Queue)
+    stop: threading.Event = field(default_factory=threading.Event)
+    submitted_at: float = field(default_factory=time.perf_counter)
+    first_token_at: float | None = None
+    ended_at: float | None = None
+    new_tokens: int = 0
+    finish_reason: str = ""
+    adapter_name: str | None = None
+    # Set by the worker while the request holds a row.
+    row: int = -1
+    slot: int = 0
+    last_token: int = 0
+    position: int = 0
+
+
+class Scheduler:
+    """The worker thread of one BatchedLM; `submit` is safe from any thread."""
+
+    def __init__(self, model, idle_wait_s: float = 0.05):
+        self.model = model
+        self.sampler = RowSampler(model.max_rows, model.vocab, model.device)
+        self.pending: queue.Queue[Request] = queue.Queue()
+        self.jobs: queue.Queue = queue.Queue()  # (fn, Future) run between steps
+        self.active: list[Request] = []
+        self.steps = 0
+        self.max_batch_seen = 0
+        self._idle_wait_s = idle_wait_s
+        self._closed = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ff-engine", daemon=True)
+        self._thread.start()
+
+    @property
+    def live(self) -> int:
+        """Requests decoding or waiting for a row."""
+        return len(self.active) + self.pending.qsize()
+
+    def submit(self, req: Request) -> Request:
+        if self._closed.is_set():
+            raise GenerationError("The engine was shut down: send the request again.")
+        self.pending.put(req)
+        self._wake.set()
+        return req
+
+    def run_exclusive(self, fn, timeout: float = 600.0):
+        """Run `fn()` in the worker thread between two steps (it may use the model); its result."""
+        from concurrent.futures import Future
+
+        future: Future = Future()
+        self.jobs.put((fn, future))
+        self._wake.set()
+        return future.result(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the worker after the live requests are told to stop."""
+        for req in list(self.active):
+            req.stop.set()
+        self._closed.set()
+        self._thread.join(timeout)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request is live; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.live and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self.live
+
+    # --- the loop --------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            self._run_jobs()
+            self._admit()
+            if not self.active:
+                self._wake.wait(self._idle_wait_s)
+                self._wake.clear()
+                continue
+            try:
+                self._step()
+            except (RuntimeError, FFError) as exc:  # e.g. CUDA out of memory: every row fails
+                self._fail_all(exc)
+        self._fail_all(GenerationError("The engine was shut down: send the request again."))
+
+    def _run_jobs(self) -> None:
+        while True:
+            try:
+                fn, future = self.jobs.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                future.set_result(fn())
+            except (RuntimeError, ValueError, FFError) as exc:  # handed to the caller
+                future.set_exception(exc)
+
+    def _admit(self) -> None:
+        while len(self.active) < self.model.max_rows:
+            try:
+                req = self.pending.get_nowait()
+            except queue.Empty:
+                return
+            if req.stop.is_set():
+                self._finish(req, "stopped")
+                continue
+            try:
+                self._prefill(req)
+            except (RuntimeError, ValueError, FFError) as exc:
+                self._finish(req, "error", exc)
+
+    def _prefill(self, req: Request) -> None:
+        model = self.model
+        pinned = {r.adapter_name for r in self.active if r.adapter_name}
+        version = model.slots.version
+        if req.adapter_folder is not None:
+            req.adapter_name = model.slots.ensure(req.adapter_folder, pinned)
+        if model.slots.version != version:
+            model.drop_stale_graphs()
+            for r in self.active:  # slot indices are unchanged by a growth; refresh anyway
+                r.slot = model.slots.slot_of(r.adapter_name)
+        req.slot = model.slots.slot_of(req.adapter_name)
+        req.row = len(self.active)
+        logits = model.prefill(req.row, req.prompt_ids, req.slot)
+        self.sampler.start(req.row, req.prompt_ids, req.settings, req.seed, req.logprobs)
+        req.position = len(req.prompt_ids)
+        self.active.append(req)
+        self._emit(req, self.sampler.choose(logits[None], [req.row])[0])
+        self._retire()
+
+    def _step(self) -> None:
+        rows = self.active
+        self.max_batch_seen = max(self.max_batch_seen, len(rows))
+        logits = self.model.decode(
+            [r.last_token for r in rows], [r.position for r in rows], [r.slot for r in rows]
+        )
+        for r in rows:
+            r.position += 1
+        choices = self.sampler.choose(logits, [r.row for r in rows])
+        self.steps += 1
+        for req, choice in zip(rows, choices, strict=True):
+            self._emit(req, choice)
+        self._retire()
+
+    def _emit(self, req: Request, choice: TokenChoice) -> None:
+        now = time.perf_counter()
+        if req.first_token_at is None:
+            req.first_token_at = now
+        if req.stop.is_set():
+            req.finish_reason = "stopped"
+        elif choice.token in req.eos_token_ids:
+            req.finish_reason = "eos"
+        else:
+            req.new_tokens += 1
+            req.last_token = choice.token
+            req.events.put(choice)
+            if req.new_tokens >= req.max_new_tokens or req.position >= self.model.max_len:
+                req.finish_reason = "length"
+
+    def _retire(self) -> None:
+        """Finished rows leave at once; the last live row moves into the freed place."""
+        for req in [r for r in self.active if r.finish_reason or r.stop.is_set()]:
+            self._finish(req, req.finish_reason or "stopped")
+            hole = req.row
+            self.active.remove(req)  # self.active[i].row == i, except past the hole
+            if self.active and self.active[-1].row > hole:
+                last = self.active.pop()
+                self.model.move_row(last.row, hole, last.position)
+                self.sampler.move(last.row, hole)
+                last.row = hole
+                self.active.insert(hole, last)
+
+    def _finish(self, req: Request, reason: str, error: BaseException | None = None) -> None:
+        req.finish_reason = reason
+        req.ended_at = time.perf_counter()
+        if error is not None:
+            req.events.put(error)
+        req.events.put(END)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        error = exc if isinstance(exc, FFError) else GenerationError(f"Generation failed: {exc}")
+        for req in self.active:
+            self._finish(req, "error", error)
+        self.active = []
+        while True:
+            try:
+                self._finish(self.pending.get_nowait(), "error", error)
+            except queue.Empty:
+                return

@@ -1,0 +1,279 @@
+"""Adapters in fixed slots beside an untouched base: stacked LoRA tensors per projection group.
+
+The base weights are never written, so the base stays bit-exact however often adapters are
+switched. Per layer and group (qkv, o, gate_up, down) the slots live in two tensors:
+A_all (K, in) and B_all (K, out), K = modules x slots x rank, B block-diagonal by module and
+already multiplied by the adapter's scaling. A row of a batch picks its slot with a 0/1 mask
+over K, so the other slots contribute exact zeros (the S-LoRA/Punica idea with dense ops).
+"""
+
+import json
+import math
+import pickle
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ff_lib.errors import AdapterInvalid
+from ff_lib.inference.adapters import CONFIG_FILE
+from ff_lib.inference.provenance import adapter_name, adapter_weights_file
+
+# The projection groups, in the order their outputs are concatenated.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "qkv": ("q_proj", "k_proj", "v_proj"),
+    "o": ("o_proj",),
+    "gate_up": ("gate_proj", "up_proj"),
+    "down": ("down_proj",),
+}
+MODULE_GROUP = {m: (g, i) for g, mods in GROUPS.items() for i, m in enumerate(mods)}
+RANK_STEP = 16  # slots are padded to a multiple of this rank
+
+
+@dataclass
+class LoraFactors:
+    """One adapter read from disk: per (layer, module) its A (r, in), B (out, r) and scaling."""
+
+    name: str
+    folder: str
+    factors: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor, float]]
+    rank: int  # the largest rank of any module
+
+
+def _scaling(config: dict, module: str, rank: int) -> float:
+    alpha = config.get("lora_alpha", 8)
+    for pattern, value in (config.get("alpha_pattern") or {}).items():
+        if module.endswith(pattern) or pattern in module:
+            alpha = value
+    if config.get("use_rslora"):
+        return float(alpha) / math.sqrt(rank)
+    return float(alpha) / rank
+
+
+def _refuse_unsupported(config: dict, folder: str) -> None:
+    if str(config.get("peft_type", "LORA")).upper() != "LORA":
+        raise AdapterInvalid(f"Adapter {folder} is {config.get('peft_type')}, not LoRA.")
+    for key, what in (("use_dora", "DoRA"), ("lora_bias", "a LoRA bias")):
+        if config.get(key):
+            raise AdapterInvalid(
+                f"Adapter {folder} uses {what}, which the batched engine does not apply: "
+                "merge it into the base with peft and load the merged model instead."
+            )
+    if config.get("modules_to_save"):
+        raise AdapterInvalid(
+            f"Adapter {folder} also trains full modules ({config['modules_to_save']}), which "
+            "the batched engine does not apply: merge it with peft and load the merged model."
+        )
+
+
+def _load_state(weights: Path) -> dict[str, torch.Tensor]:
+    try:
+        if weights.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(weights))
+        return torch.load(str(weights), map_location="cpu", weights_only=True)
+    # UnpicklingError: a .bin whose pickle asks for code; weights_only refuses it unrun.
+    except (RuntimeError, ValueError, OSError, pickle.UnpicklingError) as exc:
+        raise AdapterInvalid(f"Adapter weights {weights} could not be read: {exc}") from exc
+
+
+def read_lora(folder: str) -> LoraFactors:
+    """The LoRA factors of a validated adapter folder; AdapterInvalid for what we cannot apply."""
+    config = json.loads((Path(folder) / CONFIG_FILE).read_text())
+    _refuse_unsupported(config, folder)
+    weights = adapter_weights_file(Path(folder))
+    if weights is None:
+        raise AdapterInvalid(f"Adapter {folder} has no weights file.")
+    state = _load_state(weights)
+    pairs: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        parts = key.split(".")
+        if "lora_A" not in parts and "lora_B" not in parts:
+            raise AdapterInvalid(
+                f"Adapter {folder} holds {key}, which is not a LoRA factor: the batched engine "
+                "applies LoRA on the attention and MLP projections only."
+            )
+        which = "A" if "lora_A" in parts else "B"
+        idx = parts.index("lora_A" if which == "A" else "lora_B")
+        module = parts[idx - 1]
+        if module not in MODULE_GROUP or "layers" not in parts:
+            raise AdapterInvalid(
+                f"Adapter {folder} trains {module}, which the batched engine does not apply "
+                "(it applies q/k/v/o and gate/up/down projections)."
+            )
+        layer = int(parts[parts.index("layers") + 1])
+        pairs.setdefault((layer, module), {})[which] = tensor
+    factors, rank = {}, 0
+    for (layer, module), ab in pairs.items():
+        if set(ab) != {"A", "B"}:
+            raise AdapterInvalid(f"Adapter {folder}: layer {layer} {module} lacks lora_A or B.")
+        a, b = ab["A"], ab["B"]
+        if a.dim() != 2 or b.dim() != 2 or a.shape[0] != b.shape[1]:
+            raise AdapterInvalid(
+                f"Adapter {folder}: layer {layer} {module} has A {tuple(a.shape)} and B "
+                f"{tuple(b.shape)}, whose ranks disagree."
+            )
+        r = a.shape[0]
+        rank = max(rank, r)
+        factors[(layer, module)] = (a, b, _scaling(config, module, r))
+    if not factors:
+        raise AdapterInvalid(f"Adapter {folder} holds no LoRA weights.")
+    return LoraFactors(adapter_name(Path(folder)), str(folder), factors, rank)
+
+
+class AdapterSlots:
+    """Stacked LoRA tensors for up to `max_slots` adapters, LRU-evicted; slot `capacity` = none.
+
+    `capacity` grows in powers of two as adapters arrive (a growth reallocates and bumps
+    `version`, which tells the decoder to recapture its graphs); a switch or a load into a free
+    slot only copies into fixed addresses.
+    """
+
+    def __init__(self, dims: dict, n_layers: int, dtype, device, max_slots: int = 8):
+        self.dims = dims  # group -> (in_features, [out_features per module])
+        self.n_layers = n_layers
+        self.dtype, self.device = dtype, device
+        self.max_slots = max_slots
+        self.capacity = 0
+        self.rank = 0
+        self.version = 0
+        self.names: OrderedDict[str, int] = OrderedDict()  # adapter name -> slot, LRU order
+        self.folders: dict[str, str] = {}
+        self.A: list[dict[str, torch.Tensor]] = []
+        self.B: list[dict[str, torch.Tensor]] = []
+        self.masks: dict[int, torch.Tensor] = {}  # n_modules -> (capacity + 1, K) 0/1
+        self.loads = 0
+        self.last_switch_s: float | None = None
+
+    @property
+    def none_slot(self) -> int:
+        """The slot index that means 'no adapter'."""
+        return self.capacity
+
+    def bytes_per_adapter(self) -> int:
+        """Resident bytes one slot takes (A and B of every group and layer)."""
+        if not self.capacity:
+            return 0
+        total = sum(t.numel() for layer in self.A + self.B for t in layer.values())
+        return total * self.A[0]["o"].element_size() // self.capacity
+
+    def slot_of(self, lora_name: str | None) -> int:
+        if lora_name is None:
+            return self.none_slot
+        self.names.move_to_end(lora_name)
+        return self.names[lora_name]
+
+    def ensure(self, folder: str, pinned: set[str]) -> str:
+        """Load the adapter in `folder` into a slot (if not there yet); its name.
+
+        `pinned` are names in use by live rows: never evicted.
+        """
+        started = time.perf_counter()
+        name = adapter_name(Path(folder))
+        if name in self.names:
+            self.names.move_to_end(name)
+            self.last_switch_s = time.perf_counter() - started
+            return name
+        lora = read_lora(folder)
+        self._check_shapes(lora)
+        stale = [n for n, f in self.folders.items() if f == folder and n not in pinned]
+        for old in stale:  # a retrained adapter in the same folder replaces its old version
+            self._free(old)
+        need_rank = max(self.rank, -(-lora.rank // RANK_STEP) * RANK_STEP)
+        if len(self.names) >= self.capacity and self.capacity < self.max_slots:
+            self._grow(min(self.max_slots, max(1, self.capacity * 2)), need_rank)
+        elif need_rank > self.rank:
+            self._grow(self.capacity, need_rank)
+        if len(self.names) >= self.capacity:
+            victim = next((n for n in self.names if n not in pinned), None)
+            if victim is None:
+                raise AdapterInvalid(
+                    f"All {self.capacity} adapter slots are answering right now: wait for a "
+                    "reply to finish, or raise the number of slots (FF_MAX_ADAPTERS)."
+                )
+            self._free(victim)
+        slot = next(s for s in range(self.capacity) if s not in self.names.values())
+        self._write(slot, lora)
+        self.names[name] = slot
+        self.folders[name] = str(folder)
+        self.loads += 1
+        self.last_switch_s = time.perf_counter() - started
+        return name
+
+    def _check_shapes(self, lora: LoraFactors) -> None:
+        for (layer, module), (a, b, _) in lora.factors.items():
+            group, i = MODULE_GROUP[module]
+            fan_in, outs = self.dims[group]
+            if layer >= self.n_layers or a.shape[1] != fan_in or b.shape[0] != outs[i]:
+                raise AdapterInvalid(
+                    f"Adapter {lora.folder}: layer {layer} {module} has A {tuple(a.shape)}, B "
+                    f"{tuple(b.shape)}, which do not fit this base ({self.n_layers} layers, "
+                    f"{module} {fan_in} -> {outs[i]}): it was trained for another base."
+                )
+
+    def _free(self, name: str) -> None:
+        slot = self.names.pop(name)
+        self.folders.pop(name, None)
+        with torch.no_grad():
+            for layer in self.B:  # zero B: the slot contributes nothing until rewritten
+                for group, b in layer.items():
+                    self._slot_cols(b, group, slot).zero_()
+
+    def _slot_cols(self, t: torch.Tensor, group: str, slot: int) -> torch.Tensor:
+        """View of `t` (K, n) at the rows of `slot` for every module of `group`: (mods, R, n)."""
+        mods = len(GROUPS[group])
+        return t.view(mods, self.capacity, self.rank, -1)[:, slot]
+
+    def _grow(self, capacity: int, rank: int) -> None:
+        old_A, old_B, old_cap, old_rank = self.A, self.B, self.capacity, self.rank
+        self.capacity, self.rank = capacity, rank
+        self.A, self.B = [], []
+        for layer in range(self.n_layers):
+            a_layer, b_layer = {}, {}
+            for group, (fan_in, outs) in self.dims.items():
+                k = len(outs) * capacity * rank
+                a = torch.zeros(k, fan_in, dtype=self.dtype, device=self.device)
+                b = torch.zeros(k, sum(outs), dtype=self.dtype, device=self.device)
+                if old_cap:
+                    mods = len(outs)
+                    a.view(mods, capacity, rank, -1)[:, :old_cap, :old_rank] = old_A[layer][
+                        group
+                    ].view(mods, old_cap, old_rank, -1)
+                    b.view(mods, capacity, rank, -1)[:, :old_cap, :old_rank] = old_B[layer][
+                        group
+                    ].view(mods, old_cap, old_rank, -1)
+                a_layer[group], b_layer[group] = a, b
+            self.A.append(a_layer)
+            self.B.append(b_layer)
+        self.masks = {}
+        for mods in {len(m) for m in GROUPS.values()}:
+            cols = torch.arange(mods * capacity * rank, device=self.device)
+            slot_of_col = (cols // rank) % capacity
+            rows = torch.arange(capacity + 1, device=self.device)[:, None]
+            self.masks[mods] = (slot_of_col[None, :] == rows).to(self.dtype)
+        self.version += 1
+
+    def _write(self, slot: int, lora: LoraFactors) -> None:
+        with torch.no_grad():
+            for layer in range(self.n_layers):
+                for group, mods in GROUPS.items():
+                    a_view = self._slot_cols(self.A[layer][group], group, slot)
+                    b_view = self._slot_cols(self.B[layer][group], group, slot)
+                    a_view.zero_()
+                    b_view.zero_()
+                    offset = 0
+                    for i, module in enumerate(mods):
+                        width = self.dims[group][1][i]
+                        found = lora.factors.get((layer, module))
+                        if found is not None:
+                            a, b, scale = found
+                            r = a.shape[0]
+                            a_view[i, :r] = a.to(self.device, self.dtype)
+                            # B is stored transposed (rank, out) and pre-scaled, in its
+                            # module's block of output columns.
+                            scaled = (b.to(self.device, torch.float32) * scale).T
+                            b_view[i, :r, offset : offset + width] = scaled.to(self.dtype)
+                        offset += width

@@ -1,0 +1,232 @@
+"""A reply as it streams: token ids from the scheduler in, text pieces out, the Reply at the end."""
+
+import queue
+import random
+import time
+from collections.abc import Callable
+
+from ff_lib.errors import FFError, GenerationError
+from ff_lib.inference.prompts import build_prompt
+from ff_lib.inference.provenance import adapter_sha256
+from ff_lib.inference.replies import Reply, ReplyStats
+from ff_lib.inference.sampling import TokenChoice
+from ff_lib.inference.scheduler import END, Request
+
+# A request that gets no token for this long is treated as hung.
+STREAM_TIMEOUT_S = 120.0
+
+
+class TextStream:
+    """Token ids in, text pieces out, as soon as they form whole characters (not whole words)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.prefix_offset = 0
+        self.read_offset = 0
+        self.emitted = 0  # characters handed out
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def push(self, token_id: int) -> str:
+        """The new text that `token_id` completes ('' while a character is still partial)."""
+        self.ids.append(token_id)
+        # Decode a short window, not the whole reply: O(1) per token.
+        before = self._decode(self.ids[self.prefix_offset : self.read_offset])
+        after = self._decode(self.ids[self.prefix_offset :])
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            piece = after[len(before) :]
+            self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
+            self.emitted += len(piece)
+            return piece
+        return ""
+
+    def flush(self) -> str:
+        """Whatever the window still holds once the reply is over."""
+        text = self._decode(self.ids)
+        piece = text[self.emitted :]
+        self.emitted = len(text)
+        return piece
+
+
+class ReplyStream:
+    """Iterator of text pieces for one reply; `reply` is set when it ends or is closed.
+
+    Nothing runs until `start()` (or the first read): then the base is loaded if needed, the
+    prompt built and the request joins the engine's batch. `waiting` is True while the request
+    waits for another base's replies to finish; `on_wait()` is called once when that happens.
+    """
+
+    def __init__(self, host, job: dict, on_wait: Callable[[], None] | None):
+        self.host = host
+        self.job = job
+        self.on_wait = on_wait
+        self.waiting = False
+        self.reply: Reply | None = None
+        self.request: Request | None = None
+        self._engine = None
+        self._built = None
+        self._text: TextStream | None = None
+        self._pieces: list[str] = []
+        self._tokens: list[dict] = []
+        self._done = False
+
+    # --- start -----------------------------------------------------------------------------------
+    def start(self) -> "ReplyStream":
+        """Load the base if needed and submit the request (idempotent)."""
+        if self.request is not None or self._done:
+            return self
+        job = self.job
+        engine = self.host.engine_for(job["base_model"], job["quantization"], self._wait_hook)
+        settings = job["settings"]
+        built = build_prompt(
+            engine.tokenizer,
+            job["messages"],
+            system_prompt=settings.system_prompt,
+            context_length=engine.context_length,
+            max_new_tokens=settings.max_new_tokens,
+        )
+        seed = settings.seed
+        if seed is None and settings.sampling:
+            seed = random.SystemRandom().randrange(2**31)
+        adapter = job["adapter_dir"]
+        self.request = Request(
+            prompt_ids=list(built.input_ids),
+            settings=settings,
+            seed=seed,
+            adapter_folder=None if adapter is None else str(adapter),
+            max_new_tokens=built.max_new_tokens or settings.max_new_tokens,
+            eos_token_ids=frozenset(engine.eos_token_ids),
+            logprobs=job.get("logprobs"),
+        )
+        self._engine, self._built = engine, built
+        self._text = TextStream(engine.tokenizer)
+        engine.scheduler.submit(self.request)
+        return self
+
+    def _wait_hook(self) -> None:
+        self.waiting = True
+        if self.on_wait is not None:
+            self.on_wait()
+
+    # --- read ------------------------------------------------------------------------------------
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        self.start()
+        self.waiting = False
+        while not self._done:
+            try:
+                item = self.request.events.get(timeout=self.host.stream_timeout_s)
+            except queue.Empty as exc:
+                self.request.stop.set()
+                raise GenerationError(
+                    f"No token came for {self.host.stream_timeout_s:.0f} s: generation stalled. "
+                    "Try again, or lower max new tokens."
+                ) from exc
+            if item is END:
+                self._end()
+                tail = self._text.flush()
+                if tail:
+                    self._pieces.append(tail)
+                    return tail
+                raise StopIteration
+            if isinstance(item, BaseException):
+                self._done = True
+                if isinstance(item, FFError):
+                    raise item
+                raise GenerationError(f"Generation failed: {item}") from item
+            piece = self._push(item)
+            if piece:
+                return piece
+        raise StopIteration
+
+    def _push(self, choice: TokenChoice) -> str:
+        piece = self._text.push(choice.token)
+        if choice.logprob is not None:
+            top = [[self._engine.tokenizer.decode([t]), lp] for t, lp in (choice.top or [])]
+            self._tokens.append(
+                {
+                    "token": choice.token,
+                    "text": self._engine.tokenizer.decode([choice.token]),
+                    "logprob": choice.logprob,
+                    "top": top,
+                }
+            )
+        if piece:
+            self._pieces.append(piece)
+        return piece
+
+    def close(self) -> None:
+        """Stop generating: the row leaves the batch at the next step; the Reply keeps the text."""
+        if self._done or self.request is None:
+            self._done = True
+            return
+        self.request.stop.set()
+        deadline = time.monotonic() + self.host.stream_timeout_s
+        while not self._done and time.monotonic() < deadline:
+            try:
+                item = self.request.events.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if item is END:
+                self._end(stopped=True)
+            elif isinstance(item, TokenChoice):
+                self._push(item)
+
+    def text(self) -> str:
+        """Consume the whole stream; the reply's text."""
+        for _ in self:
+            pass
+        return self.reply.text if self.reply else ""
+
+    # --- the record ------------------------------------------------------------------------------
+    def _end(self, stopped: bool = False) -> None:
+        self._done = True
+        req, engine, built, job = self.request, self._engine, self._built, self.job
+        end = req.ended_at or time.perf_counter()
+        total = max(end - req.submitted_at, 1e-9)
+        ttft = (
+            None if req.first_token_at is None else round(req.first_token_at - req.submitted_at, 4)
+        )
+        adapter = job["adapter_dir"]
+        weights, sha = (None, None) if adapter is None else adapter_sha256(adapter)
+        reason = "stopped" if stopped or req.finish_reason == "stopped" else req.finish_reason
+        self.reply = Reply(
+            text="".join(self._pieces),
+            stats=ReplyStats(
+                prompt_tokens=len(req.prompt_ids),
+                new_tokens=req.new_tokens,
+                ttft_s=ttft,
+                tokens_per_s=round(req.new_tokens / total, 2),
+                total_s=round(total, 4),
+            ),
+            adapter=None if adapter is None else str(adapter),
+            adapter_name=req.adapter_name,
+            base_model=job["base_model"],
+            quantization=engine.quantization.label,
+            describe=engine.describe(),
+            settings=job["settings"].as_dict(),
+            seed=req.seed,
+            prompt_text=built.text,
+            template=built.template,
+            dropped_turns=built.dropped_turns,
+            truncated_tokens=built.truncated_tokens,
+            max_new_tokens=req.max_new_tokens,
+            stopped=reason == "stopped",
+            finish_reason=reason,
+            decoder=engine.decoder_name,
+            adapter_weights=weights,
+            adapter_sha256=sha,
+            base_source=engine.source,
+            base_revision=engine.revision,
+            quantization_reason=engine.quantization.reason,
+            tokens=tuple(self._tokens),
+        )
+
+    def __del__(self):
+        # A stream dropped unread must not keep a row decoding.
+        if self.request is not None and not self._done:
+            self.request.stop.set()
