@@ -23,7 +23,7 @@ from ff_lib.inference.effect import (
     AdapterEffect,
     measure_effect,
 )
-from ff_lib.inference.loading import adapter_sha256
+from ff_lib.inference.provenance import adapter_sha256
 from ff_lib.scoring import mean_scores, score_answer
 
 EFFECT_KEY = "effect"  # where a run's effect is stored in its metrics

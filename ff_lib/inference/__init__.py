@@ -1,26 +1,16 @@
-"""The inference engine: adapter validation, model loading, prompts, streamed generation.
+"""The inference engine: adapter validation, bases, adapter slots, batched generation.
 
 Importing this package is cheap: torch and transformers load when a model is first used.
 """
 
 from ff_lib.inference.adapters import AdapterCheck, validate_adapter
+from ff_lib.inference.bases import QUANTIZATIONS
 from ff_lib.inference.effect import AdapterEffect, measure_effect
-from ff_lib.inference.generation import (
-    DEFAULT_PRESET,
-    PRESETS,
-    GenerationSettings,
-    Reply,
-    ReplyStats,
-)
-from ff_lib.inference.loading import (
-    QUANTIZATIONS,
-    LoadedInfo,
-    LoadedModel,
-    ModelHost,
-    ReplyStream,
-    get_host,
-)
+from ff_lib.inference.host import Engine, LoadedInfo, ModelHost, get_host
 from ff_lib.inference.prompts import EMPTY_PROMPT_MESSAGE, BuiltPrompt, build_prompt
+from ff_lib.inference.replies import Reply, ReplyStats
+from ff_lib.inference.settings import DEFAULT_PRESET, PRESETS, GenerationSettings
+from ff_lib.inference.streams import ReplyStream
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -30,9 +20,9 @@ __all__ = [
     "AdapterCheck",
     "AdapterEffect",
     "BuiltPrompt",
+    "Engine",
     "GenerationSettings",
     "LoadedInfo",
-    "LoadedModel",
     "ModelHost",
     "Reply",
     "ReplyStats",

@@ -60,7 +60,9 @@ def unsupported_reason(lm) -> str | None:
     head_dim = attn.head_dim
     if abs(getattr(attn, "scaling", head_dim**-0.5) - head_dim**-0.5) > 1e-9:
         return f"{type(lm).__name__} scales attention by {attn.scaling}"
-    window = getattr(cfg, "sliding_window", None) if getattr(cfg, "use_sliding_window", True) else None
+    window = (
+        getattr(cfg, "sliding_window", None) if getattr(cfg, "use_sliding_window", True) else None
+    )
     if window and window < getattr(cfg, "max_position_embeddings", 0):
         return f"{type(lm).__name__} uses sliding-window attention"
     return None

@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ff_lib.errors import InvalidInput
-from ff_lib.inference.loading import ModelHost, adapter_sha256
-from ff_lib.inference.prompts import build_prompt
+from ff_lib.inference.host import ModelHost
+from ff_lib.inference.prompts import encode
+from ff_lib.inference.settings import GenerationSettings
 
 # Below both, the adapter counts as having almost no effect (a trained LoRA is far above:
 # see the demo figures in tests/test_effect.py).
@@ -102,17 +103,34 @@ def measure_effect(
     quantization: str = "auto",
     max_new_tokens: int = EFFECT_MAX_NEW_TOKENS,
 ) -> AdapterEffect:
-    """Adapter on vs off on the base `host` holds (loaded if needed), under the host's lock."""
+    """Adapter on vs off: each prompt's greedy reply (adapter on, all prompts in one batch),
+    then the reply teacher-forced under the adapter and the base in one batched forward."""
     prompts = [p for p in prompts if p and p.strip()]
     if not prompts:
         raise InvalidInput("No prompts to measure the adapter's effect on.")
     if adapter_dir is None:
         raise InvalidInput("No adapter: the effect is measured for an adapter against its base.")
-    per_prompt = []
-    with host.holding(base_model, Path(adapter_dir), quantization) as (loaded, _name):
-        _, sha = adapter_sha256(Path(loaded.adapters[_name]))
-        for prompt in prompts:
-            per_prompt.append(_prompt_effect(loaded, prompt, max_new_tokens))
+    settings = GenerationSettings(
+        temperature=0.0, max_new_tokens=max_new_tokens, repetition_penalty=1.0
+    )
+    replies = host.generate_many(
+        [
+            {
+                "base_model": base_model,
+                "messages": [{"role": "user", "content": p}],
+                "settings": settings,
+                "adapter_dir": Path(adapter_dir),
+                "quantization": quantization,
+                "logprobs": 0,  # records the reply's token ids
+            }
+            for p in prompts
+        ]
+    )
+    engine = host.load_base(base_model, quantization)
+    per_prompt = [
+        _prompt_effect(host, engine, base_model, quantization, prompt, reply)
+        for prompt, reply in zip(prompts, replies, strict=True)
+    ]
     positions = sum(p.positions for p in per_prompt)
     changed = sum(p.changed for p in per_prompt)
     share = changed / positions if positions else 0.0
@@ -122,47 +140,25 @@ def measure_effect(
         mean_kl=round(kl, 6),
         prompts=len(per_prompt),
         warning=effect_warning(share, kl),
-        adapter_sha256=sha,
+        adapter_sha256=replies[0].adapter_sha256,
         base_model=str(base_model),
         max_new_tokens=max_new_tokens,
         per_prompt=tuple(per_prompt),
     )
 
 
-def _prompt_effect(loaded, prompt: str, max_new_tokens: int) -> PromptEffect:
+def _prompt_effect(host, engine, base_model, quantization, prompt, reply) -> PromptEffect:
     import torch
 
-    model, tokenizer = loaded.model, loaded.tokenizer
-    built = build_prompt(
-        tokenizer,
-        [{"role": "user", "content": prompt}],
-        context_length=loaded.context_length,
-        max_new_tokens=max_new_tokens,
-    )
-    device = next(model.parameters()).device
-    ids = torch.tensor([built.input_ids], dtype=torch.long, device=device)
-    eos = list(loaded.eos_token_ids)
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            do_sample=False,
-            temperature=None,
-            top_p=None,
-            top_k=None,
-            repetition_penalty=1.0,
-            max_new_tokens=built.max_new_tokens or max_new_tokens,
-            eos_token_id=eos or None,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        reply_ids = out[0, ids.shape[1] :]
-        full = out[:, : ids.shape[1] + len(reply_ids)]
-        # Logits at position t predict token t+1: the reply's tokens are predicted from
-        # prompt_len-1 to the second to last position.
-        start, stop = ids.shape[1] - 1, full.shape[1] - 1
-        with_adapter = model(input_ids=full).logits[0, start:stop].float()
-        with model.disable_adapter():
-            without = model(input_ids=full).logits[0, start:stop].float()
+    prompt_ids = encode(engine.tokenizer, reply.prompt_text)
+    reply_ids = [t["token"] for t in reply.tokens]
+    if reply.finish_reason == "eos" and engine.eos_token_ids:
+        reply_ids.append(engine.eos_token_ids[0])  # the end of turn counts, as it was chosen
+    full = prompt_ids + reply_ids
+    # Logits at position t predict token t+1: the reply is predicted from prompt_len-1 on.
+    start, stop = len(prompt_ids) - 1, len(full) - 1
+    logits = host.score(base_model, full, [Path(reply.adapter), None], quantization)
+    with_adapter, without = logits[0, start:stop], logits[1, start:stop]
     log_p = torch.log_softmax(with_adapter, dim=-1)
     log_q = torch.log_softmax(without, dim=-1)
     kl = (log_p.exp() * (log_p - log_q)).sum(dim=-1).clamp_min(0.0)
@@ -170,7 +166,7 @@ def _prompt_effect(loaded, prompt: str, max_new_tokens: int) -> PromptEffect:
     positions = int(kl.numel())
     return PromptEffect(
         prompt=prompt,
-        reply=tokenizer.decode(reply_ids, skip_special_tokens=True),
+        reply=reply.text,
         positions=positions,
         changed=changed,
         mean_kl=round(float(kl.mean()) if positions else 0.0, 6),
