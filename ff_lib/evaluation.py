@@ -187,23 +187,9 @@ def score_run(
     settings = score_settings(max_new_tokens)
     started = time.perf_counter()
     total = len(pairs) * len(models)
-    answers: dict[str, list[str]] = {}
-    done = 0
-    # Model by model, so the adapter is switched twice per scorecard, not twice per row.
-    for key, label, target in models:
-        adapter_dir = None if target is None else target.adapter_dir
-        answers[key] = []
-        for pair in pairs:
-            progress(done, total, f"{label}: row {len(answers[key]) + 1} of {len(pairs)}")
-            reply = host.generate(
-                main.base_model,
-                [{"role": "user", "content": pair.prompt}],
-                settings,
-                adapter_dir,
-                quantization=quantization,
-            )
-            answers[key].append(reply.text)
-            done += 1
+    answers = _batched_answers(
+        host, main.base_model, models, pairs, settings, quantization, progress
+    )
     progress(total, total, "done")
 
     rows = []
@@ -236,6 +222,32 @@ def score_run(
         "seconds": round(time.perf_counter() - started, 2),
     }
     return ws.add_scorecard(main.run.id, dataset.id, summary, rows)
+
+
+def _batched_answers(host, base_model, models, pairs, settings, quantization, progress):
+    """Every (model, row) answer submitted at once: the engine decodes them in shared batches."""
+    order = [(key, label, target, pair) for key, label, target in models for pair in pairs]
+    streams = [
+        host.stream_reply(
+            base_model,
+            [{"role": "user", "content": pair.prompt}],
+            settings,
+            None if target is None else target.adapter_dir,
+            quantization=quantization,
+        )
+        for _, _, target, pair in order
+    ]
+    answers: dict[str, list[str]] = {key: [] for key, _, _ in models}
+    try:
+        for stream in streams:
+            stream.start()
+        for done, ((key, label, _, _), stream) in enumerate(zip(order, streams, strict=True)):
+            progress(done, len(order), f"{label}: row {len(answers[key]) + 1} of {len(pairs)}")
+            answers[key].append(stream.text())
+    finally:
+        for stream in streams:
+            stream.close()
+    return answers
 
 
 def scorecard_table(scorecard) -> list[dict]:

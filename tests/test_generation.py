@@ -15,7 +15,7 @@ from ff_lib.inference import (
     GenerationSettings,
     build_prompt,
 )
-from ff_lib.inference.generation import WORKER_PREFIX
+
 from tests.fixtures_models import CAPITAL_PAIRS
 
 # The model fixtures (tiny_base, capitals_adapter, host, ...), registered once per session.

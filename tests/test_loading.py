@@ -8,7 +8,7 @@ import pytest
 
 from ff_lib.errors import AdapterInvalid, BaseModelUnavailable, QuantizationError
 from ff_lib.inference import PRESETS, ModelHost
-from ff_lib.inference.loading import choose_quantization
+from ff_lib.inference.bases import choose_quantization
 from tests.fixtures_models import CAPITAL_PAIRS
 
 # The model fixtures (tiny_base, capitals_adapter, host, ...), registered once per session.

@@ -41,6 +41,31 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return x * cos + rotated * sin
 
 
+def _add_rms_norm(x, y, weight, eps):
+    """(x + y, its RMS norm): the residual add fused with the next norm when compiled."""
+    x = x + y
+    return x, _rms_norm(x, weight, eps)
+
+
+def _silu_mul(gate_up: torch.Tensor) -> torch.Tensor:
+    half = gate_up.shape[-1] // 2
+    return F.silu(gate_up[:, :half]) * gate_up[:, half:]
+
+
+def _rope_qk(q, k, cos, sin):
+    return _rotate(q, cos, sin), _rotate(k, cos, sin)
+
+
+EAGER_OPS = {"norm": _rms_norm, "add_norm": _add_rms_norm, "silu_mul": _silu_mul, "rope": _rope_qk}
+
+
+def compiled_ops() -> dict:
+    """The small element-wise chains compiled (one kernel each instead of ~7): a graph replays
+    a step of ~25 kernels a layer instead of ~50. Only on CUDA (Triton); shapes become dynamic
+    after the first recompile, so a few buckets cost two compiles each function."""
+    return {name: torch.compile(fn, fullgraph=True) for name, fn in EAGER_OPS.items()}
+
+
 def unsupported_reason(lm) -> str | None:
     """Why the batched engine cannot run this model ('' / None when it can)."""
     inner = getattr(lm, "model", None)
@@ -74,7 +99,9 @@ class BatchedLM:
     Called from one thread at a time (the scheduler's worker, or a caller holding `lock`).
     """
 
-    def __init__(self, lm, max_rows: int, max_len: int, max_slots: int, use_graphs: bool):
+    def __init__(
+        self, lm, max_rows: int, max_len: int, max_slots: int, use_graphs: bool, compile_ops=None
+    ):
         reason = unsupported_reason(lm)
         if reason:
             raise GenerationError(
@@ -95,6 +122,8 @@ class BatchedLM:
         self.n_kv = getattr(cfg, "num_key_value_heads", None) or self.n_heads
         self.max_rows, self.max_len = max_rows, max_len
         self.use_graphs = use_graphs
+        self.compiled = use_graphs if compile_ops is None else compile_ops
+        self.ops = compiled_ops() if self.compiled else EAGER_OPS
         self.vocab = int(lm.get_output_embeddings().weight.shape[0])
         self._fuse_base()
         self.slots = AdapterSlots(
@@ -177,11 +206,11 @@ class BatchedLM:
         xa = F.linear(x, self.slots.A[i][group]) * mask_rows[len(GROUPS[group])]
         return torch.addmm(out, xa, self.slots.B[i][group])
 
-    def _layer(self, i: int, x, cos, sin, mask_rows, attend) -> torch.Tensor:
+    def _layer(self, i: int, x, h, cos, sin, mask_rows, attend, ops):
+        """One decoder layer; `h` is x already normed by this layer's input norm. Returns
+        (x after the layer, x normed by the next layer's input norm or the final norm)."""
         layer = self.layers[i]
         attn = layer.self_attn
-        norm = layer.input_layernorm
-        h = _rms_norm(x, norm.weight, norm.variance_epsilon)
         qkv = self._project(i, "qkv", h, mask_rows)
         nq, nk = self.n_heads * self.head_dim, self.n_kv * self.head_dim
         tokens = x.shape[0]
@@ -189,22 +218,32 @@ class BatchedLM:
         k = qkv[:, nq : nq + nk].view(tokens, self.n_kv, self.head_dim)
         v = qkv[:, nq + nk :].view(tokens, self.n_kv, self.head_dim)
         if hasattr(attn, "q_norm"):  # Qwen3: per-head norms before the rotation
-            q = _rms_norm(q, attn.q_norm.weight, attn.q_norm.variance_epsilon)
-            k = _rms_norm(k, attn.k_norm.weight, attn.k_norm.variance_epsilon)
-        q = _rotate(q, cos[:, None], sin[:, None])
-        k = _rotate(k, cos[:, None], sin[:, None])
+            q = ops["norm"](q, attn.q_norm.weight, attn.q_norm.variance_epsilon)
+            k = ops["norm"](k, attn.k_norm.weight, attn.k_norm.variance_epsilon)
+        q, k = ops["rope"](q, k, cos[:, None], sin[:, None])
         out = attend(i, q, k, v)  # (tokens, heads * head_dim)
-        x = x + self._project(i, "o", out, mask_rows)
         norm = layer.post_attention_layernorm
-        h = _rms_norm(x, norm.weight, norm.variance_epsilon)
-        gate_up = self._project(i, "gate_up", h, mask_rows)
-        half = gate_up.shape[-1] // 2
-        act = F.silu(gate_up[:, :half]) * gate_up[:, half:]
-        return x + self._project(i, "down", act, mask_rows)
+        x, h = ops["add_norm"](
+            x, self._project(i, "o", out, mask_rows), norm.weight, norm.variance_epsilon
+        )
+        act = ops["silu_mul"](self._project(i, "gate_up", h, mask_rows))
+        following = self.layers[i + 1].input_layernorm if i + 1 < len(self.layers) else None
+        norm = following or self.lm.model.norm
+        return ops["add_norm"](
+            x, self._project(i, "down", act, mask_rows), norm.weight, norm.variance_epsilon
+        )
 
-    def _head(self, x: torch.Tensor) -> torch.Tensor:
-        norm = self.lm.model.norm
-        return self.lm.get_output_embeddings()(_rms_norm(x, norm.weight, norm.variance_epsilon))
+    def _layers_forward(self, x, cos, sin, masks, attend, ops=EAGER_OPS) -> torch.Tensor:
+        """All layers; the final-normed hidden states. Prefill and scoring run eager ops (their
+        cost is the GEMMs, and varying lengths would recompile); the decode step compiled."""
+        norm = self.layers[0].input_layernorm
+        h = ops["norm"](x, norm.weight, norm.variance_epsilon)
+        for i in range(len(self.layers)):
+            x, h = self._layer(i, x, h, cos, sin, masks, attend, ops)
+        return h
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.lm.get_output_embeddings()(h)
 
     def _masks(self, slot_ids: torch.Tensor):
         if not self.slots.capacity:
@@ -228,11 +267,14 @@ class BatchedLM:
 
     def _prefill_chunk(self, row: int, ids: list[int], slot: int, start: int) -> torch.Tensor:
         n = len(ids)
+        group = self.n_heads // self.n_kv
         end = start + n
         tok = torch.tensor(ids, dtype=torch.long, device=self.device)
         x = F.embedding(tok, self.lm.model.embed_tokens.weight)
         cos, sin = self.cos[start:end], self.sin[start:end]
-        masks = self._masks(torch.full((1,), slot, dtype=torch.long, device=self.device))
+        masks = None
+        if slot != self.slots.none_slot:
+            masks = self._masks(torch.full((1,), slot, dtype=torch.long, device=self.device))
         if start:
             allowed = (
                 self.key_pos[None, :end] <= torch.arange(start, end, device=self.device)[:, None]
@@ -244,33 +286,37 @@ class BatchedLM:
             self.v_cache[i][row, :, start:end] = v.transpose(0, 1)
             keys = self.k_cache[i][row : row + 1, :, :end]
             values = self.v_cache[i][row : row + 1, :, :end]
+            if self.use_graphs and group > 1:  # flash attention on CUDA: heads repeated
+                keys = keys.repeat_interleave(group, dim=1)
+                values = values.repeat_interleave(group, dim=1)
             qh = q.transpose(0, 1)[None]
+            gqa = keys.shape[1] != qh.shape[1]
             if start:
                 out = F.scaled_dot_product_attention(
-                    qh, keys, values, attn_mask=attn_mask, enable_gqa=True
+                    qh, keys, values, attn_mask=attn_mask, enable_gqa=gqa
                 )
             else:
                 out = F.scaled_dot_product_attention(
-                    qh, keys, values, is_causal=True, enable_gqa=True
+                    qh, keys, values, is_causal=True, enable_gqa=gqa
                 )
             return out[0].transpose(0, 1).reshape(n, -1)
 
-        for i in range(len(self.layers)):
-            x = self._layer(i, x, cos, sin, masks, attend)
-        return self._head(x[-1:]).float()[0]
+        return self._head(self._layers_forward(x, cos, sin, masks, attend)[-1:]).float()[0]
 
     # --- decode --------------------------------------------------------------------------------
     def decode(self, tokens: list[int], positions: list[int], slots: list[int]) -> torch.Tensor:
         """One step for rows 0..len(tokens)-1: float32 logits (rows, vocab)."""
         n = len(tokens)
         kv = max(positions) + 1
+        # A batch where no row uses an adapter skips the LoRA kernels altogether.
+        lora = any(s != self.slots.none_slot for s in slots)
         with self.lock, torch.inference_mode():
             if not self.use_graphs:
                 inputs = self._inputs(n, tokens, positions, slots)
-                return self._decode_step(*inputs, kv).float()
+                return self._decode_step(*inputs, kv, lora).float()
             rows = next(b for b in ROW_BUCKETS if b >= n)
             kv = next(b for b in kv_buckets(self.max_len) if b >= kv)
-            graph, inputs, logits = self._graph(rows, kv)
+            graph, inputs, logits = self._graph(rows, kv, lora)
             pad = rows - n
             tok, pos, slot = inputs
             tok.copy_(torch.tensor(tokens + [0] * pad, device="cpu"), non_blocking=False)
@@ -286,14 +332,15 @@ class BatchedLM:
             torch.tensor(slots, dtype=torch.long, device=self.device),
         )
 
-    def _decode_step(self, tok, pos, slot, kv: int) -> torch.Tensor:
+    def _decode_step(self, tok, pos, slot, kv: int, lora: bool) -> torch.Tensor:
         # Device-side only (no .item(), no branch on values): safe to capture.
         n = tok.shape[0]
         x = F.embedding(tok, self.lm.model.embed_tokens.weight)
         cos, sin = self.cos.index_select(0, pos), self.sin.index_select(0, pos)
-        masks = self._masks(slot)
+        masks = self._masks(slot) if lora else None
         allowed = self.key_pos[None, :kv] <= pos[:, None]
         attn_mask = torch.where(allowed, 0.0, self._neg).to(self.dtype)[:, None, None, :]
+        group = self.n_heads // self.n_kv
         # Index tensors that place each row's new key/value at (row, every kv head, its pos).
         at = (
             torch.arange(n, device=self.device)[:, None],
@@ -304,26 +351,25 @@ class BatchedLM:
         def attend(i, q, k, v):
             self.k_cache[i].index_put_(at, k)
             self.v_cache[i].index_put_(at, v)
+            # The query heads sharing a KV head act as that head's query positions: no K/V
+            # is repeated, and one mask (per row) covers them all.
             out = F.scaled_dot_product_attention(
-                q[:, :, None],
+                q.view(n, self.n_kv, group, self.head_dim),
                 self.k_cache[i][:n, :, :kv],
                 self.v_cache[i][:n, :, :kv],
                 attn_mask=attn_mask,
-                enable_gqa=True,
             )
             return out.reshape(n, -1)
 
-        for i in range(len(self.layers)):
-            x = self._layer(i, x, cos, sin, masks, attend)
-        return self._head(x)
+        return self._head(self._layers_forward(x, cos, sin, masks, attend, self.ops))
 
-    def _graph(self, rows: int, kv: int):
-        key = (rows, kv, self.slots.version)
+    def _graph(self, rows: int, kv: int, lora: bool):
+        key = (rows, kv, self.slots.version, lora and bool(self.slots.capacity))
         if key not in self._graphs:
-            self._capture(rows, kv)
+            self._capture(*key)
         return self._graphs[key]
 
-    def _capture(self, rows: int, kv: int) -> None:
+    def _capture(self, rows: int, kv: int, version: int, lora: bool) -> None:
         inputs = (
             torch.zeros(rows, dtype=torch.long, device=self.device),
             torch.zeros(rows, dtype=torch.long, device=self.device),
@@ -332,29 +378,37 @@ class BatchedLM:
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
-            for _ in range(2):  # warm-up outside the capture, as graphs require
-                self._decode_step(*inputs, kv)
+            for _ in range(2):  # warm-up (and compile) outside the capture, as graphs require
+                self._decode_step(*inputs, kv, lora)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self._pool):
-            logits = self._decode_step(*inputs, kv)
-        self._pool = graph.pool()
-        self._graphs[(rows, kv, self.slots.version)] = (graph, inputs, logits)
+            logits = self._decode_step(*inputs, kv, lora)
+        self._pool = graph.pool()  # graphs share one memory pool (they never run at once)
+        self._graphs[(rows, kv, version, lora)] = (graph, inputs, logits)
         self.captures += 1
 
     def drop_stale_graphs(self) -> None:
         """Forget graphs captured for an older slot layout (after the slots grew)."""
         version = self.slots.version
         self._graphs = {k: v for k, v in self._graphs.items() if k[2] == version}
+        if not self._graphs:
+            self._pool = None  # the shared pool went with the last graph using it
 
-    def warm_up(self, rows: tuple[int, ...] = (1,), kvs: tuple[int, ...] = (512,)) -> None:
-        """Capture the decode graphs a first reply will use (no-op without graphs)."""
+    def warm_up(self, rows=(1,), kvs=(512, 1024)) -> None:
+        """Capture the decode graphs a first reply will use, with and without an adapter
+        (no-op without graphs). One slot of rank 16 is made first, so a first adapter of
+        that rank does not change the slot layout the graphs were captured for."""
+        with self.lock:
+            if not self.slots.capacity:
+                self.slots.reserve(1, 16)
         if not self.use_graphs:
             return
         with self.lock, torch.inference_mode():
             for r in rows:
                 for kv in kvs:
-                    self._graph(r, min(kv, self.max_len))
+                    for lora in (False, True):
+                        self._graph(r, min(kv, self.max_len), lora)
 
     def move_row(self, src: int, dst: int, length: int) -> None:
         """Copy a row's cache (its first `length` positions) to another row (compaction)."""
@@ -386,6 +440,5 @@ class BatchedLM:
                 )
                 return out.transpose(1, 2).reshape(rows * n, -1)
 
-            for i in range(len(self.layers)):
-                x = self._layer(i, x, cos, sin, masks, attend)
-            return self._head(x).float().view(rows, n, -1)
+            h = self._layers_forward(x, cos, sin, masks, attend)
+            return self._head(h).float().view(rows, n, -1)

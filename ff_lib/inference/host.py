@@ -77,9 +77,19 @@ class Engine:
             free, _ = torch.cuda.mem_get_info()
             rows = max(1, min(rows, int(free * KV_SHARE) // (per_token * max_len)))
         self.context_length = max_len
-        self.batched = BatchedLM(model, rows, max_len, slots, use_graphs=cuda)
-        self.batched.warm_up()  # the first reply's graph is ready before it is asked for
+        compile_ops = cuda and os.environ.get("FF_COMPILE", "1").strip().lower() not in (
+            "0",
+            "false",
+            "no",
+            "off",
+        )
+        self.batched = BatchedLM(
+            model, rows, max_len, slots, use_graphs=cuda, compile_ops=compile_ops
+        )
         self.scheduler = Scheduler(self.batched)
+        # The first reply's graphs are ready before it is asked for, captured (like every
+        # later one) in the worker's thread.
+        self.scheduler.run_exclusive(self.batched.warm_up)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -158,7 +168,11 @@ class ModelHost:
             free, _ = torch.cuda.mem_get_info()
             fits = size < free * (1 - HEADROOM) * 0.8  # the rest: KV cache, slots, graphs
         quant = choose_quantization(quantization, cuda, prequantized=prequantized, fits_bf16=fits)
-        with self.lock:
+        if not self.lock.acquire(blocking=False):  # another session is loading a base
+            if on_wait is not None:
+                on_wait()
+            self.lock.acquire()
+        try:
             engine = self._engine
             if engine is not None and engine.key == (source, quant.mode):
                 return engine
@@ -181,6 +195,8 @@ class ModelHost:
             )  # fmt: skip
             self.base_loads += 1
             return self._engine
+        finally:
+            self.lock.release()
 
     def info(self) -> LoadedInfo | None:
         engine = self._engine

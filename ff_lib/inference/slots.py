@@ -203,6 +203,11 @@ class AdapterSlots:
         self.last_switch_s = time.perf_counter() - started
         return name
 
+    def reserve(self, capacity: int, rank: int) -> None:
+        """Make room for `capacity` adapters of rank `rank` now (before graphs are captured)."""
+        if capacity > self.capacity or rank > self.rank:
+            self._grow(max(capacity, self.capacity), max(rank, self.rank))
+
     def _check_shapes(self, lora: LoraFactors) -> None:
         for (layer, module), (a, b, _) in lora.factors.items():
             group, i = MODULE_GROUP[module]
@@ -228,6 +233,10 @@ class AdapterSlots:
         return t.view(mods, self.capacity, self.rank, -1)[:, slot]
 
     def _grow(self, capacity: int, rank: int) -> None:
+        with torch.inference_mode(False), torch.no_grad():  # plain tensors, written in place later
+            self._allocate(capacity, rank)
+
+    def _allocate(self, capacity: int, rank: int) -> None:
         old_A, old_B, old_cap, old_rank = self.A, self.B, self.capacity, self.rank
         self.capacity, self.rank = capacity, rank
         self.A, self.B = [], []

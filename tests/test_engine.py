@@ -1,0 +1,191 @@
+"""Engine v2: mixed-adapter batches equal lone rows and the PEFT reference, the base stays exact,
+streams join and leave a running batch, and the whole context works."""
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ff_lib.errors import AdapterInvalid
+from ff_lib.inference import GenerationSettings, ModelHost
+from tests.fixtures_models import CAPITAL_PAIRS
+
+GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=24, repetition_penalty=1.0)
+QUESTIONS = [q for q, _ in CAPITAL_PAIRS[:4]]
+
+
+def _job(base, question, adapter, settings=GREEDY):
+    return {
+        "base_model": str(base),
+        "messages": [{"role": "user", "content": question}],
+        "settings": settings,
+        "adapter_dir": adapter,
+        "logprobs": 0,
+    }
+
+
+def _mixed_jobs(base, capitals, other):
+    adapters = [capitals, other, None]
+    return [_job(base, q, adapters[i % 3]) for i, q in enumerate(QUESTIONS * 2)]
+
+
+def _peft_reference(base, adapter, prompt_ids, n):
+    """Greedy tokens from transformers + peft (unmerged), the reference the engine must equal."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, str(adapter))
+    model.eval()
+    ids = torch.tensor([prompt_ids])
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=n,
+            repetition_penalty=1.0,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+        )
+        logits = model(input_ids=out).logits[0].float()
+    return out[0, len(prompt_ids) :].tolist(), logits
+
+
+def test_a_mixed_adapter_batch_equals_each_row_alone(host, tiny_base, capitals_adapter, other_adapter):
+    jobs = _mixed_jobs(tiny_base, capitals_adapter, other_adapter)
+    together = host.generate_many(jobs)
+    assert host._engine.scheduler.max_batch_seen >= len(jobs)
+    alone = [host.generate(**job) for job in jobs]
+    for a, b in zip(together, alone, strict=True):
+        assert [t["token"] for t in a.tokens] == [t["token"] for t in b.tokens]
+        assert a.text == b.text
+    # The adapters really answer: capitals gives its trained answers, the base does not.
+    assert together[0].text == CAPITAL_PAIRS[0][1]
+    assert together[2].text != CAPITAL_PAIRS[2][1]
+
+
+@pytest.mark.parametrize("which", ["capitals", "other", "base"])
+def test_batched_rows_equal_the_peft_reference(
+    host, tiny_base, capitals_adapter, other_adapter, which
+):
+    adapter = {"capitals": capitals_adapter, "other": other_adapter, "base": None}[which]
+    jobs = _mixed_jobs(tiny_base, capitals_adapter, other_adapter)
+    replies = host.generate_many(jobs)
+    row = [i for i, j in enumerate(jobs) if j["adapter_dir"] == adapter][0]
+    reply = replies[row]
+    tokens = [t["token"] for t in reply.tokens]
+    engine = host.load_base(str(tiny_base))
+    prompt_ids = engine.tokenizer(reply.prompt_text, add_special_tokens=False)["input_ids"]
+    expected, ref_logits = _peft_reference(tiny_base, adapter, prompt_ids, len(tokens) + 1)
+    assert tokens == expected[: len(tokens)]
+    # Logits of the whole sequence, teacher-forced in one batched forward, within 1e-5.
+    full = prompt_ids + expected
+    ours = host.score(str(tiny_base), full, [adapter])[0]
+    assert torch.allclose(ours, ref_logits, atol=1e-5, rtol=0)
+
+
+def test_the_base_stays_bit_exact_after_1000_switches(tiny_base, capitals_adapter, other_adapter):
+    host = ModelHost(max_adapters=1)  # every switch evicts and rewrites the one slot
+    engine = host.load_base(str(tiny_base))
+    before = {k: v.clone() for k, v in engine.model.state_dict().items()}
+    ids = engine.tokenizer("What is the capital of France?")["input_ids"]
+    logits_before = host.score(str(tiny_base), ids, [None])
+    slots = engine.batched.slots
+    for i in range(1000):
+        slots.ensure(str(capitals_adapter if i % 2 else other_adapter), set())
+    assert slots.loads >= 1000
+    after = engine.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert torch.equal(host.score(str(tiny_base), ids, [None]), logits_before)
+
+
+def test_streams_join_a_running_batch_and_a_stop_frees_its_row_at_once(
+    host, tiny_base, capitals_adapter, other_adapter
+):
+    long = GenerationSettings(temperature=0.0, max_new_tokens=400, repetition_penalty=1.0)
+    first = host.stream_reply(str(tiny_base), [{"role": "user", "content": "Hi"}], long, None)
+    pieces = iter(first)
+    next(pieces)  # the first reply is decoding
+    scheduler = host._engine.scheduler
+    second = host.stream_reply(
+        str(tiny_base), [{"role": "user", "content": QUESTIONS[0]}], GREEDY, capitals_adapter
+    )
+    assert second.text() == CAPITAL_PAIRS[0][1]  # joined while the first one streamed
+    assert scheduler.max_batch_seen >= 2
+    steps = scheduler.steps
+    first.close()
+    assert first.reply.finish_reason == "stopped"
+    assert scheduler.steps - steps <= 2  # left within a step
+    deadline = time.monotonic() + 5
+    while scheduler.live and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert scheduler.live == 0
+
+
+def test_concurrent_sessions_each_get_their_adapters_answer(
+    host, tiny_base, capitals_adapter, other_adapter
+):
+    results = {}
+
+    def session(name, adapter):
+        results[name] = host.generate(**_job(tiny_base, QUESTIONS[1], adapter)).text
+
+    threads = [
+        threading.Thread(target=session, args=(n, a))
+        for n, a in (("capitals", capitals_adapter), ("other", other_adapter), ("base", None))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results["capitals"] == CAPITAL_PAIRS[1][1]
+    assert results["other"] != results["capitals"]
+    assert results["base"] != results["capitals"]
+
+
+def test_a_prompt_at_the_context_boundary_fills_the_context(host, tiny_base):
+    engine = host.load_base(str(tiny_base))
+    n = engine.context_length
+    word = "capital "
+    long_prompt = word * (n * 2)  # far past the context: cut from the left to fit
+    settings = GenerationSettings(temperature=0.0, max_new_tokens=8, repetition_penalty=1.0)
+    reply = host.generate(str(tiny_base), [{"role": "user", "content": long_prompt}], settings, None)
+    assert reply.truncated_tokens > 0
+    assert reply.stats.prompt_tokens + reply.max_new_tokens <= n
+    assert reply.stats.prompt_tokens >= n - 8 - 4  # the context is used, not a fixed smaller cache
+
+
+def test_seeded_sampling_does_not_depend_on_the_neighbours(host, tiny_base, capitals_adapter):
+    sampled = GenerationSettings(temperature=1.0, max_new_tokens=16, top_k=20, seed=7)
+    alone = host.generate(**_job(tiny_base, "Tell me a story", None, sampled)).text
+    jobs = [_job(tiny_base, "Tell me a story", None, sampled)]
+    jobs += [_job(tiny_base, q, capitals_adapter) for q in QUESTIONS]
+    assert host.generate_many(jobs)[0].text == alone
+
+
+def test_logprobs_come_with_top_alternatives(host, tiny_base, capitals_adapter):
+    job = _job(tiny_base, QUESTIONS[0], capitals_adapter)
+    job["logprobs"] = 3
+    reply = host.generate(**job)
+    assert reply.tokens and all(len(t["top"]) == 3 for t in reply.tokens)
+    for t in reply.tokens:  # greedy: the chosen token is the most likely one
+        assert t["top"][0][1] == pytest.approx(t["logprob"])
+        assert t["logprob"] <= 0
+
+
+def test_an_adapter_with_dora_is_refused_by_name(host, tiny_base, capitals_adapter, tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "dora"
+    shutil.copytree(capitals_adapter, folder)
+    config = json.loads((folder / "adapter_config.json").read_text())
+    config["use_dora"] = True
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(AdapterInvalid, match="DoRA"):
+        host.generate(**_job(tiny_base, QUESTIONS[0], Path(folder)))
