@@ -220,10 +220,32 @@ class TimedRun:
     decode_tokens_per_s: float
 
 
+def in_thread(fn, *args, **kwargs):
+    """fn(*args, **kwargs) in a worker thread, as the reference app ran generate (and as our engine's worker
+    runs): on a CPU, small ops in the main thread pay torch's intra-op start-up many times over,
+    which would make the reference look slower than it is."""
+    out: list = []
+    errors: list[BaseException] = []
+
+    def work():
+        try:
+            out.append(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return out[0]
+
+
 def timed_generate(model, ids: list[int], new_tokens: int, penalty: float) -> TimedRun:
+    """One greedy reference reply in a worker thread, timed token by token."""
     clock = _Clock()
     started = time.perf_counter()
-    plain_generate(model, ids, new_tokens, streamer=clock, penalty=penalty)
+    in_thread(plain_generate, model, ids, new_tokens, streamer=clock, penalty=penalty)
     first, last = clock.times[0], clock.times[-1]
     rate = (len(clock.times) - 1) / max(last - first, 1e-9)
     return TimedRun(last - started, first - started, rate)
@@ -312,7 +334,7 @@ def measure_reference(base: Path, adapter: Path, mode: str, ids: list[int], ours
     sync()
     out = {"reference_switch_s": time.perf_counter() - started}
     n, penalty = sizes.new_tokens, sizes.penalty
-    plain_generate(peft_model, ids, 2, penalty=penalty)  # generate's first call pays for setup
+    in_thread(plain_generate, peft_model, ids, 2)  # the first call pays for setup
     runs = [timed_generate(peft_model, ids, n, penalty) for _ in range(sizes.repeats)]
     plain_s = statistics.median(r.seconds for r in runs)
     streamed = stream_plain_generate(peft_model, tokenizer, ids, n, penalty=penalty)
@@ -339,7 +361,7 @@ def _greedy_agreement(peft_model, ids: list[int], ours: dict) -> dict:
         mine = ours[key]
         context = peft_model.disable_adapter() if key == "base" else nullcontext()
         with context:
-            theirs = plain_generate(peft_model, ids, len(mine)).tokens
+            theirs = in_thread(plain_generate, peft_model, ids, len(mine)).tokens
             k = first_difference(mine, theirs)
             if k is not None and k < min(len(mine), len(theirs)):
                 gaps[label] = logit_gap(peft_model, ids, theirs[:k], mine[k], theirs[k])
