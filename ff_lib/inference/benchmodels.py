@@ -82,7 +82,7 @@ def silence_saved_base(folder: Path) -> None:
     from ff_lib.inference.quiet import quiet_libraries
 
     with quiet_libraries():
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto")  # as saved
         tokenizer = AutoTokenizer.from_pretrained(folder)
         ids = silence_eos(model, tokenizer)
         model.save_pretrained(folder)
