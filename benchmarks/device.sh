@@ -18,7 +18,7 @@ PY=${PYTHON:-python3}
 M=${MODELS_DIR:-/tmp/ff-models}
 MODEL=${BENCH_MODEL:-llama-8b-shape}
 RANK=16; [ "$MODEL" = demo ] && RANK=8
-APPCHECK_Q=${APPCHECK_QUANTIZATION:-bf16}; [ "$MODEL" = demo ] && APPCHECK_Q=auto
+APPCHECK_Q=${APPCHECK_QUANTIZATION:-auto}  # auto: exactly as the page asks (bf16 for 8B on an H200)
 if [ "${WHEELS:-.whl}" != none ]; then
   if [ ! -f /tmp/site/.ff-installed ]; then  # once per machine: later calls reuse /tmp/site
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
