@@ -221,9 +221,9 @@ class TimedRun:
 
 
 def in_thread(fn, *args, **kwargs):
-    """fn(*args, **kwargs) in a worker thread, as the reference app ran generate (and as our engine's worker
-    runs): on a CPU, small ops in the main thread pay torch's intra-op start-up many times over,
-    which would make the reference look slower than it is."""
+    """fn(*args, **kwargs) in a worker thread, as the reference app ran generate (and as our
+    engine's worker runs): on a CPU, small ops in the main thread paid torch's intra-op start-up
+    many times over (5x slower on the demo), which would make the reference look slower."""
     out: list = []
     errors: list[BaseException] = []
 
