@@ -107,7 +107,7 @@ def _median(values) -> float:
     return statistics.median(values)
 
 
-# --- ours ------------------------------------------------------------------------------------------
+# --- ours ----------------------------------------------------------------------------------------
 def first_reply_after_load(door: Door, messages) -> dict:
     """A fresh host's first reply, as the page's first reply: load, warm-up, slot, first text."""
     stream = door.host.stream_reply(
