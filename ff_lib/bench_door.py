@@ -15,7 +15,7 @@ from ff_lib.inference.prompts import encode, render
 ROTATION = ("a0", "a1", "a2", "a3", None)  # mixed batches: 4 adapters and the base, in turn
 
 
-# --- the door --------------------------------------------------------------------------------------
+# --- the door -------------------------------------------------------------------------------------
 def prompt_messages(tokenizer, tokens: int, seed: int) -> list[dict]:
     """One user turn of random vocabulary words whose prompt (template included) is the longest
     that stays within `tokens` tokens."""
