@@ -1,34 +1,69 @@
 #!/usr/bin/env bash
-# One device call: install the carried wheels, then run the named steps, logs and JSON under $OUT.
-#   bash benchmarks/device.sh smoke bf16 nf4 compile engine
-# (run through the `run` tool with carry [".whl"]; each step has its own time limit)
+# The bench on the GPU machine: install the carried wheels once, then run the named steps; logs
+# and JSON land in $OUT.
+#   bash benchmarks/device.sh smoke models bf16          # one call (10 minutes at most each)
+#   bash benchmarks/device.sh nf4                         # a later call, machine still warm
+#   bash benchmarks/device.sh nf4-bf16 appcheck
+# Run through the `run` tool with carry [".whl"]: the prepared wheels (bitsandbytes, duckdb,
+# transformers 5.24, peft 0.21.2, tokenizers, safetensors, accelerate, huggingface_hub).
+# Steps: smoke (GPU, versions, the demo bench in bf16: every CUDA path in a minute), models
+# (build the random 8B-shape base and 4 rank-16 adapters into $M), bf16 | nf4 | nf4-bf16 |
+# none | auto (the bench of that quantization on $BENCH_MODEL), appcheck (one reply through
+# get_host().stream_reply as the Inference page calls it, to cross-check the bench's batch 1).
+# A dry run on a CPU: WHEELS=none PYTHON=.venv/bin/python BENCH_MODEL=demo \
+#   BENCH_ARGS="--switches 50" bash benchmarks/device.sh models none appcheck
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site ${WHEELS:-.whl}/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-M=/tmp/ff-models
-quiet() { grep -v -e Warning -e "warnings.warn" -e "Loading weights" -e "Writing model" ; }
+PY=${PYTHON:-python3}
+M=${MODELS_DIR:-/tmp/ff-models}
+MODEL=${BENCH_MODEL:-llama-8b-shape}
+RANK=16; [ "$MODEL" = demo ] && RANK=8
+APPCHECK_Q=${APPCHECK_QUANTIZATION:-auto}  # auto: exactly as the page asks (bf16 for 8B on an H200)
+if [ "${WHEELS:-.whl}" != none ]; then
+  if [ ! -f /tmp/site/.ff-installed ]; then  # once per machine: later calls reuse /tmp/site
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site ${WHEELS:-.whl}/*.whl || exit 1
+    touch /tmp/site/.ff-installed
+  fi
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+quiet() { grep -v -e Warning -e "warnings.warn" -e "Loading weights" -e "Writing model" -e kernels ; }
+build_models() {
+  $PY -c "from pathlib import Path; from ff_lib.inference import benchmodels as b; \
+b.build_models('$MODEL', Path('$M') / '$MODEL', $RANK)" 2>&1 | quiet
+}
+status=0
 for step in "$@"; do
   echo "=== $step $(date +%T)"
   case $step in
     smoke)
       nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
-      python3 -c "import torch,transformers,peft,bitsandbytes as b; print(torch.__version__, transformers.__version__, peft.__version__, b.__version__)"
-      timeout 180 python3 -m pytest -x -q -p no:cacheprovider tests/test_fastpath.py 2>&1 | tail -4 ;;
-    bf16|nf4|compile)
-      q=none; extra=""
-      [ "$step" = nf4 ] && q=nf4
-      [ "$step" = compile ] && extra="--compile"
-      timeout 330 python3 -m ff_lib bench --model llama-8b-shape --quantization $q $extra \
-        --models-dir $M --sample-rows 1000 --page-messages 0 --json "$OUT/$step.json" 2>&1 \
-        | quiet | tee "$OUT/$step.log" | tail -40 ;;
-    enginetests)
-      timeout 200 python3 -m pytest -x -q -p no:cacheprovider tests/test_loading.py \
-        tests/test_generation.py 2>&1 | tail -6 ;;
-    engine)
-      timeout 300 python3 benchmarks/engine_nf4.py --models-dir $M --json "$OUT/engine.json" 2>&1 \
-        | quiet | tee "$OUT/engine.log" | tail -30 ;;
+      $PY -c "import torch,transformers,peft,bitsandbytes as b,duckdb as d; print(torch.__version__, \
+transformers.__version__, peft.__version__, b.__version__, d.__version__)"
+      timeout 240 $PY -m ff_lib bench --model demo --quantization bf16 --sample-rows 1000 \
+        --page-messages 0 --json "$OUT/smoke.json" 2>&1 | quiet | tee "$OUT/smoke.log" | tail -45
+      status=$((status | PIPESTATUS[0])) ;;
+    models)
+      time build_models; ls -la "$M/$MODEL" ;;
+    bf16|nf4|nf4-bf16|none|auto)
+      timeout 570 $PY -m ff_lib bench --model "$MODEL" --quantization "$step" --models-dir "$M" \
+        --sample-rows 1000 --page-messages 0 ${BENCH_ARGS:-} --json "$OUT/$step.json" 2>&1 \
+        | quiet | tee "$OUT/$step.log" | tail -45
+      status=$((status | PIPESTATUS[0])) ;;
+    appcheck)
+      [ -f "$M/$MODEL/base/ff_bench.json" ] || build_models
+      sizes="--prompt-tokens 512 --new-tokens 256"  # the bench's batch-1 sizes
+      [ "$MODEL" = demo ] && sizes="--prompt-tokens 64 --new-tokens 64"
+      timeout 300 $PY benchmarks/app_path_check.py --base "$M/$MODEL/base" \
+        --adapter "$M/$MODEL/a0" $sizes --quantization "$APPCHECK_Q" \
+        --json "$OUT/appcheck.json" 2>&1 | quiet | tee "$OUT/appcheck.log"
+      status=$((status | PIPESTATUS[0])) ;;
+    *)
+      echo "unknown step: $step"; status=2 ;;
   esac
 done
-echo "=== done $(date +%T)"
+echo "=== done $(date +%T), status $status"
+exit $status

@@ -1,29 +1,46 @@
-"""`python -m ff_lib bench`: our inference path and the reference app's, side by side, in one process.
+"""`python -m ff_lib bench`: the app's own door timed, beside the reference app's way of answering.
 
-Ours: base loaded once, adapters attached by name and merged in place on switch, the fast
-decoder (static KV cache, one CUDA graph per step on CUDA) streaming text token by token.
-Reference (the app we replace): unmerged PeftModel, plain `generate`, no streaming, the whole
-base reloaded for every adapter switch.
+Ours is what the pages run: a fresh `ModelHost` configured as `get_host()` configures it, every
+reply through `stream_reply` / `generate` / `generate_many`, so the scheduler, the cache policy,
+the quantization choice and the NF4 configuration are the app's. The reference (the app we
+replace) is an unmerged PeftModel answering with plain `generate`, the base reloaded per switch.
+
+The bases are random weights whose end-of-turn rows are zeroed (benchmodels.silence_eos), and the
+timed replies are greedy, so every timed reply runs to its asked length; a reply that ends
+early stops the bench with an error rather than give a rate timed on fewer tokens.
 """
 
 import json
-import random
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ff_lib.inference import benchkit
-from ff_lib.inference.fastpath import FastDecoder, Sampling, TextStream
+from ff_lib.bench_door import (
+    Door,
+    adapter_memory,
+    batch_one,
+    concurrent_rows,
+    first_reply_after_load,
+    greedy,
+    greedy_tokens,
+    prompt_messages,
+    sampled_rate,
+    scorecard,
+    second_request_ttft,
+    switching,
+)
+from ff_lib.inference import ModelHost, benchkit, benchmodels
+from ff_lib.inference.bases import QUANTIZATIONS
+from ff_lib.inference.host import DEFAULT_MAX_ADAPTERS
+from ff_lib.inference.prompts import encode, render
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("demo", "llama-8b-shape")
-QUANTIZATIONS = ("none", "nf4")
-DEMO_CORPUS_FILES = ("capitals.jsonl", "pirate.jsonl")
 
 
 @dataclass(frozen=True)
@@ -31,17 +48,20 @@ class BenchConfig:
     """What to measure; the defaults are the CI-sized demo run."""
 
     model: str = "demo"
-    quantization: str = "none"
-    prompt_tokens: int = 48
-    new_tokens: int = 64
+    quantization: str = "auto"  # what the pages ask for
+    prompt_tokens: int = 64  # the short prompt, chat template included
+    long_prompt_tokens: int | None = None  # None: the longest the context allows
+    new_tokens: int = 64  # tokens of each timed batch-1 reply
+    batch_new_tokens: int = 32  # tokens of each row of the concurrent batches
+    scorecard_prompts: int = 8  # scorecard rows (each answered by the base and 2 adapters)
+    scorecard_new_tokens: int = 16
+    switches: int = 1000  # slot loads (with eviction) before the base is compared bit for bit
     reference_new_tokens: int = 32  # the reference is slow: fewer tokens give the same rate
-    equality_tokens: int = 32  # greedy tokens compared between our path and the reference
+    equality_tokens: int = 32  # greedy tokens compared between our door and the reference
     rank: int = 8
-    repeats: int = 7  # the demo's replies take milliseconds: medians of several
+    repeats: int = 3  # timed replies per figure (medians)
     sample_rows: int = 1_000_000
-    page_messages: int = 500
-    compile_step: bool = False  # torch.compile the captured step (fuses the small kernels)
-    use_graph: bool | None = None  # None: CUDA graphs on CUDA; False: the plain static-cache loop
+    page_messages: int = 500  # 0: skip the page rerun
     models_dir: str | None = None  # keep the built base/adapters here and reuse them
     seed: int = 0
 
@@ -50,16 +70,22 @@ class BenchConfig:
             raise ValueError(f"model must be one of {MODELS}")
         if self.quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization must be one of {QUANTIZATIONS}")
-        if min(self.prompt_tokens, self.new_tokens, self.reference_new_tokens) < 2:
+        counts = (self.prompt_tokens, self.new_tokens, self.batch_new_tokens)
+        if min(*counts, self.scorecard_new_tokens, self.reference_new_tokens) < 2:
             raise ValueError("token counts must be at least 2")
+        if min(self.repeats, self.scorecard_prompts, self.switches) < 1:
+            raise ValueError("repeats, scorecard prompts and switches must be at least 1")
 
     @classmethod
     def for_model(cls, model: str, **overrides) -> "BenchConfig":
-        """The issue's sizes for the 8B shape (512-token prompt, 256 new, rank 16)."""
+        """The issue's sizes for the 8B shape (512 and 4,096-token prompts, 256 new, rank 16)."""
         if model == "llama-8b-shape":
             sizes = dict(
                 prompt_tokens=512,
+                long_prompt_tokens=4096,
                 new_tokens=256,
+                batch_new_tokens=128,
+                scorecard_new_tokens=64,
                 reference_new_tokens=64,
                 equality_tokens=64,
                 rank=16,
@@ -69,207 +95,91 @@ class BenchConfig:
         return cls(model=model, **overrides)
 
 
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
+def app_host(max_adapters: int | None = None) -> ModelHost:
+    """A fresh ModelHost configured as `get_host()` configures the app's (FF_MAX_ADAPTERS)."""
+    if max_adapters is None:
+        max_adapters = int(os.environ.get("FF_MAX_ADAPTERS", DEFAULT_MAX_ADAPTERS))
+    return ModelHost(max_adapters=max_adapters)
 
 
-def _demo_corpus() -> list[str]:
-    texts = []
-    for name in DEMO_CORPUS_FILES:
-        path = ROOT / "ff_lib" / "demo_data" / name
-        if path.exists():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    texts.extend(str(v) for v in row.values())
-    return texts or ["The capital of France is Paris.", "Arr, hoist the sails!"]
+def drift_after_switches(cfg: BenchConfig, base: Path, adapters: dict, log) -> dict:
+    """A host of 2 slots and 3 adapters: `switches` slot loads, each evicting another; every
+    base weight tensor, and the base's logits, compared bit for bit before and after."""
+    door = Door(app_host(max_adapters=2), base, cfg.quantization, adapters, log)
+    try:
+        engine = door.engine
+        messages = prompt_messages(engine.tokenizer, 32, 3)
+        ids = encode(engine.tokenizer, render(engine.tokenizer, messages)[0])
+        snapshot = benchkit.snapshot_weights(engine.model)
+        before = door.host.score(str(base), ids, [None], cfg.quantization)
+        slots = engine.batched.slots
+        folders = [str(adapters[n]) for n in ("a0", "a1", "a2")]
+
+        def alternate():
+            times, loads = [], slots.loads
+            for i in range(cfg.switches):
+                slots.ensure(folders[i % len(folders)], set())
+                times.append(slots.last_switch_s)
+            engine.batched.drop_stale_graphs()
+            return times, slots.loads - loads
+
+        times, loads = engine.scheduler.run_exclusive(alternate, timeout=max(600.0, cfg.switches))
+        for name in ("a0", "a1", "a2", None):  # and each answers through the door afterwards
+            door.reply(messages, name, greedy(2))
+        after = door.host.score(str(base), ids, [None], cfg.quantization)
+        drift = {
+            "switches": cfg.switches,
+            "slot_loads": loads,
+            **benchkit.changed_fraction(snapshot),
+            "base_logits_identical": benchkit.bit_identical(before, after),
+        }
+    finally:
+        door.host.release()
+    log(f"ours: after {cfg.switches} slot loads the base changed {drift['changed_fraction']:.3g}")
+    return {
+        "drift_after_switches": drift,
+        "adapter_load_s": statistics.median(times),
+    }
 
 
-def build_models(cfg: BenchConfig, folder: Path, n_adapters: int = 4) -> tuple[Path, dict]:
-    """A base folder and `n_adapters` random LoRA folders named a0, a1, ..."""
-    base = folder / "base"
-    # the tiny model needs large deltas for adapters to change its answers
-    b_std = 0.5 if cfg.model == "demo" else 0.02
-    if not (base / "config.json").exists():
-        if cfg.model == "demo":
-            from ff_lib.inference.tiny import build_tiny_base
-
-            build_tiny_base(base, _demo_corpus())
-        else:
-            benchkit.build_llama_8b_shape(base, seed=cfg.seed)
-    adapters = {}
-    for i in range(n_adapters):
-        path = folder / f"a{i}"
-        if not (path / "adapter_config.json").exists():
-            benchkit.build_random_adapter(path, base, cfg.rank, seed=i + 1, b_std=b_std)
-        adapters[f"a{i}"] = path
-    return base, adapters
-
-
-def _prompt(cfg: BenchConfig, tokenizer) -> list[int]:
-    rng = random.Random(cfg.seed)
-    low = len(tokenizer.all_special_ids) + 1
-    return [rng.randrange(low, len(tokenizer)) for _ in range(cfg.prompt_tokens)]
-
-
-def _fast_run(decoder: FastDecoder, ids: list[int], n: int, tokenizer=None):
-    """(token ids, stats, total seconds) of one greedy reply forced to n tokens."""
-    stream = TextStream(tokenizer) if tokenizer is not None else None
-    t0 = time.perf_counter()
-    tokens = []
-    for token in decoder.generate(ids, Sampling(), n):
-        tokens.append(token)
-        if stream is not None:
-            stream.push(token)
-    if stream is not None:
-        stream.flush()
-    return tokens, decoder.stats, time.perf_counter() - t0
-
-
-def _first_difference(a: list[int], b: list[int]) -> int | None:
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return i
-    return None if len(a) == len(b) else min(len(a), len(b))
-
-
-def measure_ours(cfg: BenchConfig, base: Path, adapters: dict, log) -> dict:
-    """Our path: load once, hot-swap adapters, fast decoder."""
-    out: dict = {}
+def measure_ours(cfg: BenchConfig, base: Path, adapters: dict, log) -> tuple[dict, dict, list]:
+    """Every figure of our door; (figures, our greedy tokens, the prompt ids they answered)."""
     benchkit.free_memory()
     benchkit.reset_peak()
-    t0 = time.perf_counter()
-    model, tokenizer = benchkit.load_base(base, cfg.quantization)
-    benchkit.sync()
-    out["load_s"] = time.perf_counter() - t0
-    out["base_memory_gib"] = benchkit.peak_memory_gib()
-    out["weight_bytes_per_token"] = benchkit.decode_bytes_per_token(model)
-    log(f"ours: base loaded in {out['load_s']:.2f} s ({model.dtype})")
-
-    names = list(adapters)
-    peft = benchkit.attach_adapters(model, {names[0]: adapters[names[0]]})
-    # A base weight watched for drift: merging and unmerging round it each time.
-    probe = peft.get_base_model().model.layers[0].mlp.down_proj.get_base_layer().weight
-    probe_before = probe.detach().clone()
-    max_len = -(-(cfg.prompt_tokens + cfg.new_tokens + 8) // 128) * 128
-    decoder = FastDecoder(
-        peft, max_len=max_len, use_graph=cfg.use_graph, compile_step=cfg.compile_step
-    )
-    out["describe"] = (
-        f"{'nf4' if cfg.quantization == 'nf4' else str(model.dtype)} on {decoder.device}"
-    )
-    out["fast_path"] = "cuda-graph" if decoder.use_graph else "static-cache loop (no graphs)"
-    out["adapter_mode"] = "merged in place" if decoder.merge_adapters else "live LoRA"
-    switched = [0]
-    activate = decoder.activate
-
-    def counting_activate(adapter):
-        switched[0] += 1
-        return activate(adapter)
-
-    decoder.activate = counting_activate
-    decoder.activate(names[0])
-    out["warm_up_s"] = decoder.warm_up()
-    log(f"ours: warm-up {out['warm_up_s']:.2f} s")
-    ids = _prompt(cfg, tokenizer)
-
-    # Plain and streamed replies alternate, so a busy moment of the machine hits both alike;
-    # the overhead is the median of each pair's ratio.
-    runs, streamed = [], []
-    for _ in range(cfg.repeats):
-        runs.append(_fast_run(decoder, ids, cfg.new_tokens))
-        streamed.append(_fast_run(decoder, ids, cfg.new_tokens, tokenizer))
-    out["ttft_s"] = _median([r[1].ttft_s for r in runs])
-    out["decode_tokens_per_s"] = _median([r[1].tokens_per_s for r in runs])
-    out["stream_overhead"] = _median([s[2] / r[2] for r, s in zip(runs, streamed, strict=True)]) - 1
-    fast_tokens = {names[0]: runs[0][0][: cfg.equality_tokens]}
-    peaks = {"1": benchkit.peak_memory_gib()}
-    log(f"ours: ttft {out['ttft_s'] * 1000:.1f} ms, {out['decode_tokens_per_s']:.1f} tok/s")
-
-    # Switching: the second adapter is loaded once, then switching is merge/unmerge in place.
-    peft.load_adapter(adapters[names[1]], adapter_name=names[1])
-    graphs_before = len(decoder._graphs)
-    switches = [decoder.activate(names[1 - i % 2]) for i in range(2 * cfg.repeats)]
-    out["switch_s"] = _median(switches)
-    out["switch_recaptures"] = len(decoder._graphs) - graphs_before
-    decoder.activate(names[1])
-    fast_tokens[names[1]] = _fast_run(decoder, ids, cfg.equality_tokens)[0]
-    decoder.activate(None)
-    fast_tokens["base"] = _fast_run(decoder, ids, cfg.equality_tokens)[0]
-    out["switch_recaptures"] = len(decoder._graphs) - graphs_before
-    peaks["2"] = benchkit.peak_memory_gib()
-    for name in names[2:4]:
-        peft.load_adapter(adapters[name], adapter_name=name)
-    decoder.activate(names[3])
-    _fast_run(decoder, ids, cfg.equality_tokens)
-    peaks["4"] = benchkit.peak_memory_gib()
-    out["peak_memory_gib"] = peaks
-    log(f"ours: switch {out['switch_s'] * 1000:.1f} ms, recaptures {out['switch_recaptures']}")
-
-    # Greedy equality with the plain path, each pair on the same weights.
-    n = cfg.equality_tokens
-    decoder.activate(names[0])
-    merged_fast = _fast_run(decoder, ids, n)[0]
-    merged_plain = benchkit.plain_generate(peft, ids, n).tokens
-    decoder.activate(None)
-    base_fast = _fast_run(decoder, ids, n)[0]
-    with peft.disable_adapter():
-        base_plain = benchkit.plain_generate(peft, ids, n).tokens
-    out["greedy_first_difference"] = {
-        "merged_adapter_vs_generate": _first_difference(merged_fast, merged_plain),
-        "base_vs_generate": _first_difference(base_fast, base_plain),
-    }
-    out["greedy_tokens_compared"] = n
-    gaps = {}
-    for label, fast, plain, ctx in (
-        ("merged_adapter_vs_generate", merged_fast, merged_plain, names[0]),
-        ("base_vs_generate", base_fast, base_plain, None),
-    ):
-        k = _first_difference(fast, plain)
-        if k is not None and k < min(len(fast), len(plain)):
-            decoder.activate(ctx)
-            with peft.disable_adapter() if ctx is None else nullcontext():
-                gaps[label] = benchkit.logit_gap(peft, ids, plain[:k], fast[k], plain[k])
-    out["greedy_disagreement_gaps"] = gaps
-    out["base_drift"] = {"switches": switched[0], **benchkit.weight_drift(probe, probe_before)}
-    log(
-        f"ours: greedy first difference {out['greedy_first_difference']}, drift {out['base_drift']}"
-    )
-    del decoder, peft, model
-    benchkit.free_memory()
-    return {"out": out, "fast_tokens": fast_tokens, "ids": ids}
-
-
-def measure_reference(cfg: BenchConfig, base: Path, adapters: dict, log) -> dict:
-    """The reference app: reload the base per adapter, unmerged PeftModel, plain generate."""
-    from peft import PeftModel
-
-    out: dict = {}
-    names = list(adapters)
-    benchkit.free_memory()
-    t0 = time.perf_counter()
-    model, tokenizer = benchkit.load_base(base, cfg.quantization)
-    peft = PeftModel.from_pretrained(model, adapters[names[1]], adapter_name=names[1])
-    peft.eval()
-    benchkit.sync()
-    out["reference_switch_s"] = time.perf_counter() - t0
-    log(f"reference: base reload + adapter {out['reference_switch_s']:.2f} s")
-    ids = _prompt(cfg, tokenizer)
-    ttft = _median([benchkit.plain_generate(peft, ids, 1).seconds for _ in range(cfg.repeats)])
-    run = benchkit.plain_generate(peft, ids, cfg.reference_new_tokens)
-    out["reference_ttft_s"] = ttft
-    out["reference_decode_tokens_per_s"] = (cfg.reference_new_tokens - 1) / max(
-        run.seconds - ttft, 1e-9
-    )
-    streamed_s = benchkit.stream_plain_generate(peft, tokenizer, ids, cfg.reference_new_tokens)
-    out["reference_stream_tokens_per_s"] = (cfg.reference_new_tokens - 1) / max(
-        streamed_s - ttft, 1e-9
-    )
-    out["reference_stream_overhead"] = streamed_s / run.seconds - 1
-    log(f"reference: {out['reference_decode_tokens_per_s']:.1f} tok/s")
-    del peft, model
-    benchkit.free_memory()
-    return {"out": out, "live_tokens": run.tokens[: cfg.equality_tokens]}
+    tokenizer = benchmodels.tokenizer_of(base)
+    short = prompt_messages(tokenizer, cfg.prompt_tokens, 1)
+    door = Door(app_host(), base, cfg.quantization, adapters, log)
+    try:
+        out = first_reply_after_load(door, short)
+        log(
+            f"ours: {out['describe']}, base loaded in {out['load_s']:.2f} s, first text "
+            f"{out['first_text_after_load_s']:.3f} s after"
+        )
+        long = prompt_messages(
+            tokenizer, cfg.long_prompt_tokens or out["context"] - cfg.new_tokens, 2
+        )
+        out.update(adapter_memory(door))
+        out.update(batch_one(door, short, cfg.new_tokens, cfg.repeats))
+        out.update(batch_one(door, long, cfg.new_tokens, cfg.repeats, "_long"))
+        log(
+            f"ours: batch 1: {out['decode_tokens_per_s']:.1f} tok/s at {out['prompt_tokens']} "
+            f"prompt tokens, {out['decode_tokens_per_s_long']:.1f} at {out['prompt_tokens_long']}"
+        )
+        out["decode_tokens_per_s_sampled"] = sampled_rate(door, short, cfg.new_tokens)
+        out.update(switching(door, short, cfg.repeats))
+        out.update(concurrent_rows(door, cfg.prompt_tokens, cfg.batch_new_tokens))
+        out["second_request_ttft_s"] = second_request_ttft(door, short, cfg.new_tokens, cfg.repeats)
+        out.update(scorecard(door, cfg.scorecard_prompts, cfg.scorecard_new_tokens))
+        log(
+            f"ours: scorecard {out['scorecard_rows_per_s']:.2f} rows x models/s together, "
+            f"{out['scorecard_sequential_rows_per_s']:.2f} one by one"
+        )
+        ours_tokens = greedy_tokens(door, short, cfg.equality_tokens)
+        ids = encode(tokenizer, render(tokenizer, short)[0])
+    finally:
+        door.host.release()
+    out.update(drift_after_switches(cfg, base, adapters, log))
+    return out, ours_tokens, ids
 
 
 def time_sample_prompts(rows: int) -> tuple[dict | None, str | None]:
@@ -284,10 +194,9 @@ def time_sample_prompts(rows: int) -> tuple[dict | None, str | None]:
 def time_page_rerun(messages: int) -> tuple[float | None, str | None]:
     """Median ms of one Inference page rerun holding `messages` messages (a subprocess,
     so that Streamlit stays out of this process)."""
+    if messages <= 0:
+        return None, "skipped (--page-messages 0)"
     script = ROOT / "benchmarks" / "page_rerun.py"
-    page = ROOT / "pages" / "1_Inference.py"
-    if not page.exists():
-        return None, "pages/1_Inference.py does not exist yet"
     proc = subprocess.run(
         [sys.executable, str(script), "--messages", str(messages)],
         capture_output=True,
@@ -301,121 +210,67 @@ def time_page_rerun(messages: int) -> tuple[float | None, str | None]:
     return json.loads(proc.stdout.strip().splitlines()[-1])["page_rerun_ms"], None
 
 
+def workspace_figures(cfg: BenchConfig, log) -> dict:
+    sampled, reason = time_sample_prompts(cfg.sample_rows)
+    if reason:
+        log(f"sample_prompts not measured: {reason}")
+    sampled = sampled or {}
+    page_ms, page_reason = time_page_rerun(cfg.page_messages)
+    if page_reason:
+        log(f"page rerun not measured: {page_reason}")
+    return {
+        # As the page calls it: inside the rerun's one DuckDB session.
+        "sample_prompts_ms": sampled.get("in_session"),
+        "sample_prompts_query_ms": sampled.get("query"),
+        "sample_prompts_open_ms": sampled.get("with_open"),
+        "sample_prompts_rows": cfg.sample_rows,
+        "page_rerun_ms": page_ms,
+        "page_rerun_messages": cfg.page_messages,
+        "page_rerun_reason": page_reason,
+    }
+
+
 def run_bench(cfg: BenchConfig, log=print) -> dict:
     """Every figure of the table, as one JSON-ready dict."""
+    from ff_lib.inference.bases import choose_quantization
+
+    choose_quantization(cfg.quantization, benchkit.cuda())  # refuses bf16/NF4 without CUDA now
     result: dict = {
         "date": time.strftime("%Y-%m-%d"),
         "config": asdict(cfg),
         "versions": benchkit.versions(),
         "device": benchkit.device_name(),
+        "bandwidth_gb_s": benchkit.copy_bandwidth_gb_s(),
     }
-    result["bandwidth_gb_s"] = benchkit.copy_bandwidth_gb_s()
     with tempfile.TemporaryDirectory(prefix="ff-bench-") as tmp:
-        t0 = time.perf_counter()
+        started = time.perf_counter()
         folder = Path(cfg.models_dir) / cfg.model if cfg.models_dir else Path(tmp)
-        base, adapters = build_models(cfg, folder)
-        log(f"base + {len(adapters)} adapters ready in {time.perf_counter() - t0:.1f} s")
-        ours = measure_ours(cfg, base, adapters, log)
-        ref = measure_reference(cfg, base, adapters, log)
-    result.update(ours["out"])
-    result.update(ref["out"])
-    names = list(adapters)
-    result["greedy_first_difference"]["merged_adapter_vs_live_lora"] = _first_difference(
-        ours["fast_tokens"][names[1]], ref["live_tokens"]
-    )
-    bw = result["bandwidth_gb_s"]
-    result["floor_tokens_per_s"] = bw * 1e9 / result["weight_bytes_per_token"] if bw else None
-    result["percent_of_floor"] = (
-        100 * result["decode_tokens_per_s"] / result["floor_tokens_per_s"] if bw else None
-    )
-    result["switch_speedup"] = result["reference_switch_s"] / max(result["switch_s"], 1e-9)
-    result["memory_per_adapter_gib"] = (
-        result["peak_memory_gib"]["4"] - result["peak_memory_gib"]["2"]
-    ) / 2
-    sampled, reason = time_sample_prompts(cfg.sample_rows)
-    sampled = sampled or {}
-    # As the page calls it: inside the rerun's one DuckDB session.
-    result["sample_prompts_ms"] = sampled.get("in_session")
-    result["sample_prompts_query_ms"] = sampled.get("query")
-    result["sample_prompts_open_ms"] = sampled.get("with_open")
-    result["sample_prompts_rows"] = cfg.sample_rows
-    if reason:
-        log(f"sample_prompts not measured: {reason}")
-    page_ms, reason = time_page_rerun(cfg.page_messages)
-    result["page_rerun_ms"] = page_ms
-    result["page_rerun_messages"] = cfg.page_messages
-    if reason:
-        result["page_rerun_reason"] = reason
-        log(f"page rerun not measured: {reason}")
+        base, adapters = benchmodels.build_models(cfg.model, folder, cfg.rank, cfg.seed)
+        log(f"base + {len(adapters)} adapters ready in {time.perf_counter() - started:.1f} s")
+        ours, ours_tokens, ids = measure_ours(cfg, base, adapters, log)
+        result.update(ours)
+        mode = ours["quantization_mode"]
+        sizes = benchkit.ReferenceSizes(cfg.reference_new_tokens, cfg.repeats)
+        result.update(
+            benchkit.measure_reference(base, adapters["a1"], mode, ids, ours_tokens, sizes)
+        )
+        log(
+            f"reference: {result['reference_decode_tokens_per_s']:.1f} tok/s, switch "
+            f"{result['reference_switch_s']:.2f} s"
+        )
+    result.update(derived(result))
+    result.update(workspace_figures(cfg, log))
     return result
 
 
-def _fmt(value, unit: str = "", scale: float = 1.0, digits: int = 1) -> str | None:
-    if value is None:
-        return None
-    return f"{value * scale:.{digits}f}{unit}"
-
-
-def table_rows(r: dict) -> list[tuple]:
-    """(figure, ours, reference, goal) rows for people."""
-    peaks = r["peak_memory_gib"]
-    return [
-        ("base load", _fmt(r["load_s"], " s", digits=2), None, None),
-        (
-            "adapter switch",
-            _fmt(r["switch_s"], " ms", 1000),
-            _fmt(r["reference_switch_s"], " s", digits=2),
-            "<= 300 ms, >= 20x faster",
-        ),
-        (
-            "  speed-up / recaptures",
-            f"{r['switch_speedup']:.0f}x / {r['switch_recaptures']}",
-            None,
-            None,
-        ),
-        (
-            "time to first token",
-            _fmt(r["ttft_s"], " ms", 1000),
-            _fmt(r["reference_ttft_s"], " ms", 1000),
-            "<= 50 ms (H100)",
-        ),
-        (
-            "decode tokens/s",
-            _fmt(r["decode_tokens_per_s"], ""),
-            _fmt(r["reference_decode_tokens_per_s"], ""),
-            ">= 120 bf16, >= 40 NF4 (H100)",
-        ),
-        (
-            "streaming overhead",
-            _fmt(r["stream_overhead"], " %", 100),
-            _fmt(r["reference_stream_overhead"], " %", 100),
-            "<= 5 % (H100), <= 10 % (CPU)",
-        ),
-        (
-            "peak memory 1/2/4 adapters",
-            f"{peaks['1']:.2f} / {peaks['2']:.2f} / {peaks['4']:.2f} GiB",
-            None,
-            "<= base + 0.25 GiB each",
-        ),
-        ("copy bandwidth", _fmt(r["bandwidth_gb_s"], " GB/s", digits=0), None, None),
-        ("floor (bandwidth / weight bytes)", _fmt(r["floor_tokens_per_s"], " tok/s"), None, None),
-        ("ours as % of floor", _fmt(r["percent_of_floor"], " %", digits=0), None, ">= 60 %"),
-        (
-            f"sample_prompts ({r['sample_prompts_rows']:,} rows), in a rerun's session",
-            _fmt(r["sample_prompts_ms"], " ms", digits=2),
-            None,
-            "<= 10 ms",
-        ),
-        (
-            "sample_prompts, a lone call (DuckDB open + close)",
-            _fmt(r["sample_prompts_open_ms"], " ms", digits=2),
-            None,
-            None,
-        ),
-        (
-            f"Inference page rerun ({r['page_rerun_messages']} msgs)",
-            _fmt(r["page_rerun_ms"], " ms"),
-            None,
-            "<= 300 ms",
-        ),
-    ]
+def derived(r: dict) -> dict:
+    """Floor (copy bandwidth / weight bytes per token), % of it, the switch speed-up."""
+    bw = r["bandwidth_gb_s"]
+    floor = bw * 1e9 / r["weight_bytes_per_token"] if bw else None
+    return {
+        "floor_tokens_per_s": floor,
+        "percent_of_floor": 100 * r["decode_tokens_per_s"] / floor if floor else None,
+        "percent_of_floor_long": 100 * r["decode_tokens_per_s_long"] / floor if floor else None,
+        # an adapter not in a slot yet: read into a slot, against the reference's base reload
+        "switch_speedup": r["reference_switch_s"] / max(r["adapter_load_s"], 1e-9),
+    }
