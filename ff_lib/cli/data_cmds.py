@@ -160,6 +160,7 @@ def import_finefoundry(args: argparse.Namespace) -> int:
                 "runs": [_run_json(r) for r in result.runs],
                 "datasets": [_dataset_json(d) for d in result.datasets],
                 "skipped": result.skipped,
+                "notes": result.notes,
             }
         )
         return 0
@@ -170,6 +171,8 @@ def import_finefoundry(args: argparse.Namespace) -> int:
         _print_datasets(result.datasets)
     for reason in result.skipped:
         print(f"skipped {reason}")
+    for note in result.notes:
+        print(f"note: {note}")
     return 0
 
 

@@ -90,8 +90,10 @@ class ScanResult:
 
 @dataclass(frozen=True)
 class FineFoundryImport:
-    """What a FineFoundry import added (already-imported records are not repeated)."""
+    """What a FineFoundry import added; `skipped` says what was not imported and why, `notes`
+    what the import chose (a renamed run, a dataset it cannot link, how times were read)."""
 
     runs: list[TrainingRun] = field(default_factory=list)
     datasets: list[Dataset] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)

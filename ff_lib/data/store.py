@@ -145,6 +145,12 @@ def find_run_by_adapter_path(con: Connection, adapter_path: str) -> TrainingRun 
     return None if row is None else _run(row)
 
 
+def run_names(con: Connection) -> dict[str, int]:
+    """Every run name of the workspace -> the id of the (first) run holding it."""
+    rows = con.execute("SELECT name, min(id) FROM training_runs GROUP BY name").fetchall()
+    return {name: run_id for name, run_id in rows}
+
+
 def find_finefoundry_run(con: Connection, db_file: str, finefoundry_id: str):
     """The run imported from this FineFoundry database with this id, if any."""
     row = con.execute(
