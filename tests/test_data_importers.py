@@ -113,10 +113,18 @@ def test_sharegpt_conversations(ws, tmp_path):
     [
         ("cols.jsonl", '{"text": "a", "label": "b"}\n', "found no prompt and response columns"),
         ("noresp.jsonl", '{"prompt": "a", "label": "b"}\n', "found no a response column"),
-        ("bad.jsonl", '{"prompt": "a", "response": "b"}\n{"prompt": "c", oops\n', "Malformed JSON"),
+        (
+            "bad.jsonl",
+            '{"prompt": "a", "response": "b"}\n{"prompt": "c", oops\n',
+            "line 2 is not one JSON record",
+        ),
         ("empty.jsonl", "", "the file is empty"),
         ("header.csv", "prompt,response\n", "the file has no rows"),
-        ("blank.jsonl", '{"prompt": "", "response": "b"}\n', "none of its 1 rows has a non-empty"),
+        (
+            "blank.jsonl",
+            '{"prompt": "", "response": "b"}\n',
+            "none of its 1 rows can be used.*the prompt is empty",
+        ),
         ("notes.txt", "hello", "unknown file type '.txt'"),
     ],
 )

@@ -29,7 +29,10 @@ class TrainingRun:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A named set of (prompt, response) rows; `skipped` counts rows dropped at import."""
+    """A named set of (prompt, response) rows; `skipped` counts rows dropped at import.
+
+    Fresh from an import, `skipped_reasons` says why each was dropped and `notes` what the
+    import chose (columns joined into the prompt, the file's encoding); not stored."""
 
     id: int
     name: str
@@ -37,6 +40,8 @@ class Dataset:
     rows: int
     created_at: dt.datetime
     skipped: int = 0
+    skipped_reasons: dict[str, int] = field(default_factory=dict, compare=False)
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """The workspace: a folder holding ff.duckdb, and every operation on it (one connection each)."""
 
+import dataclasses
 import os
 import uuid
 from dataclasses import dataclass
@@ -228,18 +229,20 @@ class Workspace:
         name: str,
         prompt_column: str | None = None,
         response_column: str | None = None,
+        encoding: str | None = None,
     ) -> Dataset:
-        """Import a JSONL/JSON/CSV/Parquet file in one transaction; DatasetImportError leaves
-        nothing behind. Rows with an empty prompt are skipped and counted in `skipped`."""
+        """Import a JSONL/JSON/CSV/TSV/Parquet file (.gz too) in one transaction;
+        DatasetImportError leaves nothing behind. Rows left out are counted by reason."""
         name = _text(name, "dataset name")
         path = _resolved(file)
         importers.check_file(path)
         with self._write() as con:
             dataset_id = store.insert_dataset(con, name, str(path), store.utcnow())
-            _, skipped = importers.import_file(
-                con, path, dataset_id, prompt_column, response_column
+            result = importers.import_file(
+                con, path, dataset_id, prompt_column, response_column, encoding
             )
-            return store.finish_dataset(con, dataset_id, skipped)
+            dataset = store.finish_dataset(con, dataset_id, sum(result.skipped.values()))
+        return dataclasses.replace(dataset, skipped_reasons=result.skipped, notes=result.notes)
 
     def add_dataset(self, name: str, pairs: list[tuple[str, str]], source: str) -> Dataset:
         """A dataset from (prompt, response) pairs; pairs with an empty prompt are skipped."""
