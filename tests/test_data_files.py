@@ -85,6 +85,32 @@ def test_answers_of_mixed_types_import_as_plain_text(ws, tmp_path):
     ]
 
 
+def test_a_column_of_numbers_that_turns_to_text_late_in_a_big_file(ws, tmp_path):
+    # Past DuckDB's type-sniffing sample: the column was typed as numbers, then refused.
+    csv_file = tmp_path / "late.csv"
+    csv_file.write_text(
+        "prompt,response\n" + "".join(f"p{i},{i}\n" for i in range(30000)) + "last,a word\n"
+    )
+    ds = ws.import_dataset(csv_file, "csv")
+    assert ds.rows == 30001 and pairs(ws, ds)[-2:] == [("p29999", "29999"), ("last", "a word")]
+    json_file = tmp_path / "late.jsonl"
+    json_file.write_text(
+        jsonl([{"prompt": f"p{i}", "response": i} for i in range(30000)])
+        + jsonl([{"prompt": "last", "response": "a word"}])
+    )
+    ds = ws.import_dataset(json_file, "json")
+    assert pairs(ws, ds)[-2:] == [("p29999", "29999"), ("last", "a word")]
+
+
+def test_csv_answers_stay_as_written(ws, tmp_path):
+    prices = tmp_path / "prices.csv"
+    prices.write_text("prompt,response\nprice of tea,1.50\nprice of milk,2.25\n")
+    assert [r for _, r in pairs(ws, ws.import_dataset(prices, "p"))] == ["1.50", "2.25"]
+    agents = tmp_path / "agents.csv"
+    agents.write_text("prompt,response\nBond,007\nTrevelyan,006\n")
+    assert [r for _, r in pairs(ws, ws.import_dataset(agents, "a"))] == ["007", "006"]
+
+
 # --- encodings ---------------------------------------------------------------------------------
 
 EXCEL_CSV = "prompt,response\nCafé au lait?,Oui — très bon\n"
