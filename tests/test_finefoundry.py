@@ -63,8 +63,9 @@ def full_database(path, tmp_path, schema="current"):
         completed_at="2024-05-03T10:30:00.500000",
         logs_json=json.dumps(["step 1/10 loss 2.1", "Training finished"]),
     )
+    hp = json.dumps({"epochs": "1", "lr": "2e-4", "lora_r": "16"})  # build_hp_from_controls
     runs["hf"] = add_run(
-        con, "hf-run", "unsloth/Llama-3.2-1B", "Hugging Face", "tatsu-lab/alpaca", "/x"
+        con, "hf-run", "unsloth/Llama-3.2-1B", "Hugging Face", "tatsu-lab/alpaca", "/x", hp
     )
     update_run(
         con,
@@ -114,6 +115,7 @@ def test_a_current_database_imports_runs_in_every_status(ws, tmp_path, new_york)
 
     hf = runs["hf-run"]
     assert hf.dataset_id is None and hf.params["hf_dataset_id"] == "tatsu-lab/alpaca"
+    assert (hf.params["lr"], hf.params["lora_r"]) == ("2e-4", "16")
     assert hf.params["finefoundry"]["metadata"] == {"exit_code": 137, "error": "OOM or killed"}
     assert any("hf-run" in n and "tatsu-lab/alpaca" in n for n in result.notes)
     queued = runs["queued"]
@@ -132,6 +134,44 @@ def test_a_reimport_adds_nothing(ws, tmp_path):
     assert len(again.skipped) == len(first.runs) + len(first.datasets)
     assert all("already imported" in s for s in again.skipped)
     assert len(ws.list_runs()) == 4 and len(ws.list_datasets()) == 2
+
+
+def test_a_reimport_says_when_finefoundry_has_moved_a_run_on(ws, tmp_path):
+    db = tmp_path / "finefoundry.db"
+    con = create_db(db, "current")
+    run = add_run(con, "slow", "base", "Hugging Face", "org/data", "/s")
+    update_run(con, run, status="running", started_at="2024-05-05T12:00:00")
+    first = ws.import_finefoundry(db)
+    update_run(con, run, status="completed", adapter_path="/s/outputs/adapter")
+    con.close()
+    again = ws.import_finefoundry(db)
+    assert again.runs == []
+    (note,) = again.skipped
+    imported = first.runs[0].id
+    assert "FineFoundry now says completed, the workspace says running" in note
+    assert f"runs set-status {imported} completed" in note
+
+
+def test_benchmarks_empty_pairs_and_twin_sessions(ws, tmp_path):
+    db = tmp_path / "finefoundry.db"
+    con = create_db(db, "current")
+    a = add_session(con, "reddit", "r/x", [("  ", "blank prompt"), ("Q", "A")])
+    add_session(con, "reddit", "r/x", [("Q2", "A2")])
+    run = add_run(con, "scored", "base", "Database", str(a), "/s")
+    con.execute(
+        "INSERT INTO evaluation_runs (training_run_id, base_model, adapter_path, benchmark, "
+        "num_samples, batch_size, metrics_json, is_base_eval) VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+        (run, "base", "/s/adapter", "hellaswag", 100, 8, json.dumps({"acc": 0.41})),
+    )
+    con.commit()
+    con.close()
+    result = ws.import_finefoundry(db)
+    names = sorted(d.name for d in result.datasets)
+    assert names == ["reddit r/x (session 1)", "reddit r/x (session 2)"]
+    first = next(d for d in result.datasets if d.name.endswith("(session 1)"))
+    assert (first.rows, first.skipped) == (1, 1)
+    (evaluation,) = result.runs[0].metrics["finefoundry_evaluations"]
+    assert evaluation["benchmark"] == "hellaswag" and evaluation["metrics"] == {"acc": 0.41}
 
 
 def test_an_unknown_status_is_named_and_not_guessed(ws, tmp_path):

@@ -79,10 +79,10 @@ def _dataset_link(
         )
         return None, {"hf_dataset_id": fr.dataset_ref}
     if fr.dataset_source or fr.dataset_ref:
+        recorded = " ".join(repr(v) for v in (fr.dataset_source, fr.dataset_ref) if v)
         notes.append(
-            f"{label}: trained on {fr.dataset_source or 'an unnamed source'}"
-            f"{' ' + repr(fr.dataset_ref) if fr.dataset_ref else ''}, which FineFoundry did not "
-            "record as a scrape session; no dataset is linked"
+            f"{label}: FineFoundry recorded its dataset as {recorded}, which is not a scrape "
+            "session of this database; no dataset is linked"
         )
     return None, {}
 
