@@ -227,3 +227,22 @@ def test_a_chat_row_whose_assistant_turn_is_a_tool_call_is_skipped_and_counted(w
     assert pairs(ws, ds) == [("Hi", "Hello!")]
     assert ds.skipped == 1
     assert ds.skipped_reasons == {"the assistant turn has no text (a tool call)": 1}
+
+
+def test_chat_content_parts_give_their_text_not_their_json(ws, tmp_path):
+    f = tmp_path / "parts.jsonl"
+    parts = [{"type": "text", "text": "Describe"}, {"type": "text", "text": "this."}]
+    f.write_text(
+        jsonl(
+            [
+                {
+                    "messages": [
+                        {"role": "user", "content": parts},
+                        {"role": "assistant", "content": [{"type": "text", "text": "A cat."}]},
+                    ]
+                },
+            ]
+        )
+    )
+    ds = ws.import_dataset(f, "parts")
+    assert pairs(ws, ds) == [("Describe\nthis.", "A cat.")]

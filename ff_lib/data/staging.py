@@ -102,9 +102,17 @@ def insert_staged_columns(
     return _insert_staged_pairs(con, dataset_id)
 
 
+# A turn's text: a string, or OpenAI's content parts ([{"type": "text", "text": ...}, ...])
+# with their text parts joined by a newline (read as VARCHAR they gave the parts' JSON).
+_TURN_TEXT = """CASE json_type(coalesce(t.content, t.value))
+        WHEN 'ARRAY' THEN array_to_string(
+            json_extract_string(coalesce(t.content, t.value), '$[*].text'), chr(10))
+        ELSE coalesce(t.content, t.value) ->> '$' END"""
+
+
 def insert_staged_chat(con: Connection, dataset_id: int, column: str) -> tuple[int, dict[str, int]]:
-    """From a list of turns (role/content or ShareGPT from/value), the first user turn and
-    the first assistant turn after it; a row whose assistant turn has no text (a tool call)
+    """From a list of turns (role/content, with text or content parts, or ShareGPT from/value),
+    the first user turn and the first assistant turn after it; a row whose assistant turn has no text (a tool call)
     is skipped. (rows written, {reason: rows skipped})."""
     con.execute(
         f"""
@@ -112,8 +120,8 @@ def insert_staged_chat(con: Connection, dataset_id: int, column: str) -> tuple[i
         WITH raw AS (
             SELECT rowid AS rid,
                    from_json(to_json({_ident(column)}),
-                             '[{{"role":"VARCHAR","content":"VARCHAR",
-                                 "from":"VARCHAR","value":"VARCHAR"}}]') AS turns
+                             '[{{"role":"VARCHAR","content":"JSON",
+                                 "from":"VARCHAR","value":"JSON"}}]') AS turns
             FROM ff_import
         ), norm AS (
             SELECT rid, list_transform(turns, lambda t: {{
@@ -123,7 +131,7 @@ def insert_staged_chat(con: Connection, dataset_id: int, column: str) -> tuple[i
                             WHEN 'bot' THEN 'assistant'
                             WHEN 'model' THEN 'assistant'
                             ELSE lower(coalesce(t.role, t."from")) END,
-                'content': coalesce(t.content, t.value)}}) AS turns
+                'content': {_TURN_TEXT}}}) AS turns
             FROM raw
         ), pos AS (
             SELECT rid, turns, list_position(list_transform(turns, lambda t: t.role), 'user') AS u
