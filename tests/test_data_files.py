@@ -64,6 +64,15 @@ def test_openorca_system_prompt_is_named_not_silently_dropped(ws, tmp_path):
     assert any("'system_prompt'" in n for n in ds.notes)
 
 
+def test_a_second_prompt_or_response_column_is_named(ws, tmp_path):
+    f = tmp_path / "two.jsonl"
+    f.write_text(jsonl([{"prompt": "p", "question": "q", "response": "r", "answer": "a"}]))
+    ds = ws.import_dataset(f, "two")
+    assert pairs(ws, ds) == [("p", "r")]
+    assert "column 'question' is not imported: the prompt is 'prompt'" in ds.notes[0]
+    assert "column 'answer' is not imported: the response is 'response'" in ds.notes[1]
+
+
 def test_answers_of_mixed_types_import_as_plain_text(ws, tmp_path):
     f = tmp_path / "mixed.jsonl"
     f.write_text(

@@ -93,6 +93,19 @@ def _prompt_layout(prompt: str, by_lower: dict[str, str]) -> tuple[tuple[str, ..
     return context, notes
 
 
+def _unused(
+    by_lower: dict[str, str], names: tuple[str, ...], used: tuple[str, ...], what: str
+) -> list[str]:
+    """A note for each column a layout could use as the `what` that this import leaves out."""
+    chosen = " + ".join(repr(c) for c in used)
+    return [
+        f"column {by_lower[n]!r} is not imported: the {what} is {chosen} "
+        f"(choose with --{what}-column)"
+        for n in names
+        if n in by_lower and by_lower[n] not in used
+    ]
+
+
 def choose_columns(
     path: Path,
     columns: list[str],
@@ -125,6 +138,10 @@ def choose_columns(
     if response is None:
         response = first(RESPONSE_COLUMNS)
     if prompt is not None and response is not None:
+        if prompt_column is None:
+            notes += _unused(by_lower, PROMPT_COLUMNS, (prompt, *context), "prompt")
+        if response_column is None:
+            notes += _unused(by_lower, RESPONSE_COLUMNS, (response,), "response")
         return ColumnChoice(prompt, response, context, notes=tuple(notes))
     chat = first(CHAT_COLUMNS)
     if chat is not None and prompt_column is None and response_column is None:
