@@ -145,43 +145,39 @@ def _evaluations(con: sqlite3.Connection, tables: set[str]) -> dict[int, list[di
 
 
 def _run(row: sqlite3.Row, evaluations: list[dict]) -> ForeignRun:
-    keys = set(row.keys())
-    notes: list[str] = []
-    hp = _json(row["hp_json"] if "hp_json" in keys else None, "hp_json", notes)
+    v = dict(row)  # columns that an older schema lacks read as None
+    problems: list[str] = []
+    hp = _json(v.get("hp_json"), "hp_json", problems)
     facts = {
-        "status": row["status"],
-        "dataset_source": row["dataset_source"] if "dataset_source" in keys else None,
-        "dataset_id": row["dataset_id"] if "dataset_id" in keys else None,
-        "storage_path": row["storage_path"] if "storage_path" in keys else None,
-        "output_dir": row["output_dir"] if "output_dir" in keys else None,
-        "checkpoint_path": row["checkpoint_path"] if "checkpoint_path" in keys else None,
-        "metadata": _json(row["metadata_json"], "metadata_json", notes)
-        if "metadata_json" in keys
-        else None,
-        "logs": _json(row["logs_json"], "logs_json", notes) if "logs_json" in keys else None,
-        "updated_at": row["updated_at"] if "updated_at" in keys else None,
-        "hp_json": hp if hp is not None and not isinstance(hp, dict) else None,
-        "problems": notes or None,
+        "status": v.get("status"),
+        "dataset_source": v.get("dataset_source"),
+        "dataset_id": v.get("dataset_id"),
+        "storage_path": v.get("storage_path"),
+        "output_dir": v.get("output_dir"),
+        "checkpoint_path": v.get("checkpoint_path"),
+        "metadata": _json(v.get("metadata_json"), "metadata_json", problems),
+        "logs": _json(v.get("logs_json"), "logs_json", problems),
+        "updated_at": v.get("updated_at"),
+        "hp_json": None if hp is None or isinstance(hp, dict) else hp,
+        "problems": problems or None,
     }
     params = dict(hp) if isinstance(hp, dict) else {}
-    params["finefoundry"] = {k: v for k, v in facts.items() if v not in (None, "")}
-    started = row["started_at"] if "started_at" in keys else None
-    completed = row["completed_at"] if "completed_at" in keys else None
-    name = str(row["name"] or "").strip()
+    params["finefoundry"] = {k: x for k, x in facts.items() if x not in (None, "")}
+    ref = str(v.get("dataset_id") or "").strip()
     return ForeignRun(
-        source_id=str(row["id"]),
-        name=name or f"finefoundry-run-{row['id']}",
-        status=row["status"],
-        base_model=(row["base_model"] or None) if "base_model" in keys else None,
-        adapter_path=(row["adapter_path"] or None) if "adapter_path" in keys else None,
-        dataset_source=facts["dataset_source"] or None,
-        dataset_ref=(str(facts["dataset_id"]).strip() or None) if facts["dataset_id"] else None,
+        source_id=str(v["id"]),
+        name=str(v.get("name") or "").strip() or f"finefoundry-run-{v['id']}",
+        status=v.get("status"),
+        base_model=v.get("base_model") or None,
+        adapter_path=v.get("adapter_path") or None,
+        dataset_source=v.get("dataset_source") or None,
+        dataset_ref=ref or None,
         params=params,
         metrics={"finefoundry_evaluations": evaluations} if evaluations else {},
-        created_at=parse_utc(row["created_at"] if "created_at" in keys else None),
-        started_at=parse_local(started),
-        completed_at=parse_local(completed),
-        local_times=bool(started or completed),
+        created_at=parse_utc(v.get("created_at")),
+        started_at=parse_local(v.get("started_at")),
+        completed_at=parse_local(v.get("completed_at")),
+        local_times=bool(v.get("started_at") or v.get("completed_at")),
     )
 
 
@@ -194,7 +190,7 @@ def _runs(con: sqlite3.Connection, tables: set[str]) -> list[ForeignRun]:
 
 
 def _session_label(row: sqlite3.Row) -> str:
-    name = row["name"] if "name" in row.keys() else None  # noqa: SIM118 (a Row iterates values)
+    name = dict(row).get("name")  # added to scrape_sessions later, by ALTER TABLE
     if name and str(name).strip():
         return str(name).strip()
     details = (row["source_details"] or "").strip()
