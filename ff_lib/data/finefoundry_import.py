@@ -87,9 +87,14 @@ def _dataset_link(
     return None, {}
 
 
+def _our_status(fr: ForeignRun) -> str | None:
+    """Our word for FineFoundry's status, or None for a word it does not write."""
+    return None if fr.status is None else STATUS_MAP.get(str(fr.status).strip().lower())
+
+
 def _reimport_note(fr: ForeignRun, existing: TrainingRun) -> str:
     text = f"run {fr.name!r}: already imported as run {existing.id}"
-    ours = STATUS_MAP.get(str(fr.status))
+    ours = _our_status(fr)
     if ours is not None and ours != existing.status:
         text += (
             f" (FineFoundry now says {ours}, the workspace says {existing.status}: "
@@ -103,11 +108,12 @@ def _import_run(con, source_db: Path, fr: ForeignRun, by_session, taken, result)
     if existing is not None:
         result.skipped.append(_reimport_note(fr, existing))
         return
-    status = STATUS_MAP.get(str(fr.status).strip().lower()) if fr.status is not None else None
+    status = _our_status(fr)
     if status is None:
         result.skipped.append(
             f"run {fr.name!r} (FineFoundry id {fr.source_id}): its status {fr.status!r} is not "
-            f"one FineFoundry writes ({', '.join(STATUS_MAP)}); not imported rather than guessed"
+            f"one FineFoundry writes ({', '.join(STATUS_MAP)}); not imported rather than guessed "
+            "— set it in FineFoundry, or register the adapter with `runs add`"
         )
         return
     name = _unique_name(fr.name, taken)
