@@ -12,6 +12,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,7 +67,9 @@ def _check_utf8(path: Path, compressed: bool) -> None:
 
 def _transcode(path: Path, compressed: bool, encoding: str, workdir: Path) -> Path:
     """A UTF-8 copy of the file (uncompressed), decoded with `encoding`."""
-    target = Path(tempfile.mkstemp(dir=workdir, suffix=".utf8")[1])
+    handle, name = tempfile.mkstemp(dir=workdir, suffix=".utf8")
+    os.close(handle)
+    target = Path(name)
     decoder = codecs.getincrementaldecoder(encoding)("strict")
     try:
         with target.open("w", encoding="utf-8", newline="") as out:
