@@ -98,3 +98,17 @@ def test_chat_skips_a_line_that_is_not_utf8_and_goes_on(capsys, capitals_adapter
     assert [t["text"] for t in json.loads(out)] == [answer]
     assert "error: line 1 of the input is not valid UTF-8: byte 0xe9" in err
     assert "(line skipped)" in err and "Traceback" not in err
+
+
+def test_any_text_argument_that_is_not_utf8_is_refused_in_one_line(capsys, tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"prompt": "a", "response": "b"}\n')
+    ws = tmp_path / "ws"
+    code, out, err = run_cli(
+        capsys, "--workspace", ws, "datasets", "import", f, "--name", "caf\udce9"
+    )
+    assert (code, out) == (1, "")
+    one_error_line(err, "--name is not valid UTF-8: byte 0xe9 at character 4")
+    code, _, err = run_cli(capsys, "--workspace", ws, "import-finefoundry", "/tmp/x\udcff.db")
+    assert code == 1
+    one_error_line(err, "DB_FILE is not valid UTF-8: byte 0xff")

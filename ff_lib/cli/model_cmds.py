@@ -221,8 +221,6 @@ def chat_cmd(args: argparse.Namespace) -> int:
     from ff_lib.errors import EmptyPrompt
     from ff_lib.inference import get_host
 
-    if args.system_prompt:
-        prompt_input.checked_text(args.system_prompt, "--system-prompt")
     target = resolve_target(args)
     settings = settings_from(args)
     host = get_host()

@@ -1,10 +1,11 @@
-"""Prompt text from the terminal (an argument, a file, stdin), refused when it is not UTF-8.
+"""Text from the terminal (arguments, a prompt file, stdin), refused when it is not UTF-8.
 
 Python hands over argv bytes that are not UTF-8 as lone surrogates ('caf\\udce9'), which the
 tokenizer cannot encode: checked here, so the user gets one line naming the byte, never a
 traceback from deep inside generation.
 """
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -55,9 +56,7 @@ def read_prompt_file(name: str) -> str:
 
 
 def prompt_from(args) -> str:
-    """The prompt of --prompt or --prompt-file; --system-prompt is checked on the way."""
-    if getattr(args, "system_prompt", None):
-        checked_text(args.system_prompt, "--system-prompt")
+    """The prompt of --prompt or --prompt-file (arguments are checked by check_arguments)."""
     if getattr(args, "prompt_file", None) is not None:
         return read_prompt_file(args.prompt_file)
     return checked_text(args.prompt, "--prompt")
@@ -69,3 +68,30 @@ def read_line(number: int) -> str:
     if stream is None:
         return checked_text(sys.stdin.readline(), f"line {number} of the input")
     return decoded(stream.readline(), f"line {number} of the input", lines=False)
+
+
+def _labels(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """dest -> how the user wrote it (--name, FILE), over every subcommand."""
+    labels: dict[str, str] = {}
+    for action in parser._actions:  # argparse keeps its actions here; no public accessor
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                labels.update(_labels(sub))
+        elif action.option_strings:
+            labels.setdefault(action.dest, action.option_strings[-1])
+        else:
+            labels.setdefault(action.dest, str(action.metavar or action.dest.upper()))
+    return labels
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every text argument must be UTF-8 (a name or path with other bytes would fail deep
+    inside DuckDB or the tokenizer, as a traceback)."""
+    labels = None
+    for dest, value in vars(args).items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                labels = labels or _labels(parser)
+                checked_text(value, labels.get(dest, dest))
