@@ -177,16 +177,47 @@ def test_datasets_refusals(cli, tmp_path):
     assert ok_json(cli("datasets", "list", "--json")) == []
 
 
+def test_datasets_import_says_what_it_skipped_and_chose(cli, tmp_path):
+    chat = tmp_path / "chat.jsonl"
+    rows = [
+        [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": None}],
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+    ]
+    chat.write_text("".join(json.dumps({"messages": m}) + "\n" for m in rows))
+    imported = ok_json(cli("datasets", "import", chat, "--name", "chat", "--json"))
+    assert (imported["rows"], imported["skipped"]) == (1, 1)
+    assert imported["skipped_reasons"] == {"the assistant turn has no text (a tool call)": 1}
+    human = cli("datasets", "import", chat, "--name", "again")
+    assert "skipped 1 row(s): the assistant turn has no text (a tool call)" in human.stdout
+
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes("instruction,input,output\nCafé?,au lait,Oui\n".encode("cp1252"))
+    refused(cli("datasets", "import", excel, "--name", "x"), "not UTF-8 — line 2")
+    decoded = ok_json(
+        cli("datasets", "import", excel, "--name", "x", "--encoding", "cp1252", "--json")
+    )
+    assert any("cp1252" in n for n in decoded["notes"])
+    assert any("'instruction' + 'input'" in n for n in decoded["notes"])
+    sample = ok_json(cli("datasets", "sample", decoded["id"], "-k", "1", "--json"))
+    assert sample == [{"prompt": "Café?\n\nau lait", "response": "Oui"}]
+
+
 def test_import_finefoundry(cli, tmp_path):
-    import sqlite3
+    from tests.fixtures_finefoundry import add_run, add_session, create_db
 
     db = tmp_path / "finefoundry.db"
-    con = sqlite3.connect(db)
-    con.execute("CREATE TABLE training_runs (id INTEGER, name TEXT, status TEXT, base_model TEXT)")
-    con.execute("INSERT INTO training_runs VALUES (1, 'ff-run', 'completed', 'tiny')")
-    con.commit()
+    con = create_db(db, "current")
+    session = add_session(con, "reddit", "r/AskScience", [("Why blue?", "Scattering")])
+    add_run(con, "ff-run", "tiny", "Database", str(session), "/runs/ff")
+    add_run(con, "hf-run", "tiny", "Hugging Face", "tatsu-lab/alpaca", "/runs/hf")
     con.close()
     result = ok_json(cli("import-finefoundry", db, "--json"))
-    assert [r["name"] for r in result["runs"]] == ["ff-run"] and result["datasets"] == []
-    assert ok_json(cli("import-finefoundry", db, "--json"))["runs"] == []
+    assert [r["name"] for r in result["runs"]] == ["ff-run", "hf-run"]
+    assert [d["name"] for d in result["datasets"]] == ["reddit r/AskScience"]
+    assert result["runs"][0]["dataset_id"] == result["datasets"][0]["id"]
+    assert any("tatsu-lab/alpaca" in n for n in result["notes"])
+    again = cli("import-finefoundry", db)
+    assert again.returncode == 0, again.stderr
+    assert "imported 0 run(s) and 0 dataset(s)" in again.stdout
+    assert "skipped run 'ff-run': already imported" in again.stdout
     refused(cli("import-finefoundry", tmp_path / "none.db"), "does not exist")

@@ -1,13 +1,12 @@
 """Dataset files, FineFoundry databases and adapter folders brought into a workspace."""
 
 import json
-import sqlite3
 
 import duckdb
 import pytest
 
 from ff_lib.data import Workspace
-from ff_lib.errors import DatasetImportError, FineFoundryImportError, InvalidInput
+from ff_lib.errors import DatasetImportError, InvalidInput
 
 
 @pytest.fixture
@@ -114,10 +113,18 @@ def test_sharegpt_conversations(ws, tmp_path):
     [
         ("cols.jsonl", '{"text": "a", "label": "b"}\n', "found no prompt and response columns"),
         ("noresp.jsonl", '{"prompt": "a", "label": "b"}\n', "found no a response column"),
-        ("bad.jsonl", '{"prompt": "a", "response": "b"}\n{"prompt": "c", oops\n', "Malformed JSON"),
+        (
+            "bad.jsonl",
+            '{"prompt": "a", "response": "b"}\n{"prompt": "c", oops\n',
+            "line 2 is not one JSON record",
+        ),
         ("empty.jsonl", "", "the file is empty"),
         ("header.csv", "prompt,response\n", "the file has no rows"),
-        ("blank.jsonl", '{"prompt": "", "response": "b"}\n', "none of its 1 rows has a non-empty"),
+        (
+            "blank.jsonl",
+            '{"prompt": "", "response": "b"}\n',
+            "none of its 1 rows can be used.*the prompt is empty",
+        ),
         ("notes.txt", "hello", "unknown file type '.txt'"),
     ],
 )
@@ -148,84 +155,6 @@ def test_a_failed_import_keeps_earlier_datasets(ws, tmp_path):
     with pytest.raises(DatasetImportError):
         ws.import_dataset(bad, "bad")
     assert ws.list_datasets() == [good]
-
-
-# --- FineFoundry ------------------------------------------------------------------------------
-
-
-def make_finefoundry(path, adapter_dir):
-    con = sqlite3.connect(path)
-    con.executescript(
-        """
-        CREATE TABLE training_runs (id INTEGER PRIMARY KEY, name TEXT, status TEXT,
-            base_model TEXT, output_dir TEXT, created_at TEXT, finished_at TEXT,
-            hyperparameters TEXT, session_id INTEGER, notes TEXT);
-        CREATE TABLE scrape_sessions (id INTEGER PRIMARY KEY, source TEXT, created_at TEXT);
-        CREATE TABLE scraped_pairs (id INTEGER PRIMARY KEY, session_id INTEGER,
-            input TEXT, output TEXT);
-        """
-    )
-    con.execute(
-        "INSERT INTO scrape_sessions VALUES (1, 'reddit r/AskScience', '2024-05-01 10:00:00')"
-    )
-    con.execute("INSERT INTO scrape_sessions VALUES (2, '4chan /g/', '2024-05-02T10:00:00Z')")
-    con.executemany(
-        "INSERT INTO scraped_pairs (session_id, input, output) VALUES (?, ?, ?)",
-        [(1, "Why blue?", "Scattering"), (1, "", "dropped"), (2, "Best distro?", "Debian")],
-    )
-    con.execute(
-        "INSERT INTO training_runs VALUES (1, 'sci-lora', 'success', 'tiny-llama', ?, "
-        "'2024-05-03 09:00:00', '2024-05-03 10:00:00', '{\"lr\": 0.0002}', 1, 'first try')",
-        [str(adapter_dir)],
-    )
-    con.execute(
-        "INSERT INTO training_runs VALUES (2, 'broken', 'error', 'tiny-llama', NULL, "
-        "1714730400, NULL, NULL, NULL, NULL)"
-    )
-    con.commit()
-    con.close()
-    return path
-
-
-def test_finefoundry_import_and_reimport(ws, tmp_path):
-    db = make_finefoundry(tmp_path / "finefoundry.db", tmp_path / "ff_out")
-    result = ws.import_finefoundry(db)
-    runs = {r.name: r for r in result.runs}
-    assert set(runs) == {"sci-lora", "broken"}
-    sci = runs["sci-lora"]
-    assert (sci.status, sci.base_model) == ("completed", "tiny-llama")
-    assert sci.adapter_path == tmp_path / "ff_out"
-    assert sci.completed_at.isoformat() == "2024-05-03T10:00:00+00:00"
-    assert sci.params["lr"] == 0.0002 and sci.params["finefoundry_id"] == "1"
-    assert sci.params["finefoundry"] == {"notes": "first try"}
-    assert runs["broken"].status == "failed"
-    assert runs["broken"].created_at.isoformat() == "2024-05-03T10:00:00+00:00"
-    datasets = {d.name: d for d in result.datasets}
-    assert set(datasets) == {"reddit r/AskScience", "4chan /g/"}
-    science = datasets["reddit r/AskScience"]
-    assert (science.rows, science.skipped) == (1, 1)
-    assert pairs(ws, science) == [("Why blue?", "Scattering")]
-    assert sci.dataset_id == science.id
-
-    again = ws.import_finefoundry(db)
-    assert again.runs == [] and again.datasets == []
-    assert len(again.skipped) == 4 and "already imported" in again.skipped[0]
-    assert len(ws.list_runs()) == 2 and len(ws.list_datasets()) == 2
-
-
-def test_a_database_without_finefoundry_tables_is_refused(ws, tmp_path):
-    db = tmp_path / "other.db"
-    con = sqlite3.connect(db)
-    con.execute("CREATE TABLE users (id INTEGER)")
-    con.close()
-    with pytest.raises(FineFoundryImportError, match="not a FineFoundry database.*tables: users"):
-        ws.import_finefoundry(db)
-    (tmp_path / "junk.db").write_text("not sqlite at all, just text" * 10)
-    with pytest.raises(FineFoundryImportError, match="junk.db"):
-        ws.import_finefoundry(tmp_path / "junk.db")
-    with pytest.raises(FineFoundryImportError, match="does not exist"):
-        ws.import_finefoundry(tmp_path / "nope.db")
-    assert ws.list_runs() == [] and ws.list_datasets() == []
 
 
 # --- adapter folders --------------------------------------------------------------------------

@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from ff_lib.cli.prompt_input import check_arguments
+
+        check_arguments(parser, args)
         return int(args.handler(args) or 0)
     except FFError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -133,13 +133,26 @@ def datasets_list(args: argparse.Namespace) -> int:
 
 def datasets_import(args: argparse.Namespace) -> int:
     dataset = _workspace(args).import_dataset(
-        args.file, args.name, prompt_column=args.prompt_column, response_column=args.response_column
+        args.file,
+        args.name,
+        prompt_column=args.prompt_column,
+        response_column=args.response_column,
+        encoding=args.encoding,
     )
     if args.json:
-        print_json(_dataset_json(dataset))
+        print_json(
+            {
+                **_dataset_json(dataset),
+                "skipped_reasons": dataset.skipped_reasons,
+                "notes": list(dataset.notes),
+            }
+        )
         return 0
-    skipped = f", skipped {dataset.skipped} with an empty prompt" if dataset.skipped else ""
-    print(f"imported dataset {dataset.id} ({dataset.name}): {dataset.rows} rows{skipped}")
+    print(f"imported dataset {dataset.id} ({dataset.name}): {dataset.rows} rows")
+    for reason, count in dataset.skipped_reasons.items():
+        print(f"skipped {count} row(s): {reason}")
+    for note in dataset.notes:
+        print(f"note: {note}")
     return 0
 
 
@@ -160,6 +173,7 @@ def import_finefoundry(args: argparse.Namespace) -> int:
                 "runs": [_run_json(r) for r in result.runs],
                 "datasets": [_dataset_json(d) for d in result.datasets],
                 "skipped": result.skipped,
+                "notes": result.notes,
             }
         )
         return 0
@@ -170,6 +184,8 @@ def import_finefoundry(args: argparse.Namespace) -> int:
         _print_datasets(result.datasets)
     for reason in result.skipped:
         print(f"skipped {reason}")
+    for note in result.notes:
+        print(f"note: {note}")
     return 0
 
 
@@ -218,12 +234,19 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=datasets_list)
 
     p = ds_sub.add_parser(
-        "import", parents=[common], help="import a .jsonl, .json, .csv or .parquet file"
+        "import",
+        parents=[common],
+        help="import a .jsonl, .json, .csv, .tsv or .parquet file (.gz too)",
     )
     p.add_argument("file", metavar="FILE")
     p.add_argument("--name", required=True)
     p.add_argument("--prompt-column", metavar="C", help="column to use as the prompt")
     p.add_argument("--response-column", metavar="C", help="column to use as the response")
+    p.add_argument(
+        "--encoding",
+        metavar="E",
+        help="the file's encoding when it is not UTF-8 (e.g. cp1252 for Excel's plain CSV)",
+    )
     p.set_defaults(handler=datasets_import)
 
     p = ds_sub.add_parser("sample", parents=[common], help="k random prompts of a dataset")

@@ -5,6 +5,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from ff_lib.cli import prompt_input
 from ff_lib.cli.output import print_json
 from ff_lib.errors import InvalidInput
 from ff_lib.workspace_path import resolve_workspace
@@ -30,7 +31,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         help="answer one prompt with a run's adapter (streamed)",
     )
     _model_args(p)
-    p.add_argument("--prompt", required=True, help="the question to answer")
+    prompt = p.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", help="the question to answer")
+    prompt.add_argument("--prompt-file", metavar="FILE", help="read the prompt (UTF-8); - = stdin")
     _settings_args(p)
     p.set_defaults(handler=generate_cmd)
 
@@ -158,13 +161,14 @@ def settings_from(args: argparse.Namespace):
 def generate_cmd(args: argparse.Namespace) -> int:
     from ff_lib.inference import get_host
 
+    prompt = prompt_input.prompt_from(args)
     target = resolve_target(args)
     settings = settings_from(args)
     for warning in target.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     stream = get_host().stream_reply(
         target.base_model,
-        [{"role": "user", "content": args.prompt}],
+        [{"role": "user", "content": prompt}],
         settings,
         target.adapter_dir,
         quantization=args.quantization,
@@ -227,10 +231,16 @@ def chat_cmd(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty()
     history: list[dict] = []
     transcript: list[dict] = []
+    number = 0
     while True:
         if interactive:
             print("you> ", end="", flush=True, file=sys.stderr)
-        line = sys.stdin.readline()
+        number += 1
+        try:
+            line = prompt_input.read_line(number)
+        except InvalidInput as exc:
+            print(f"error: {exc} (line skipped)", file=sys.stderr)
+            continue
         if not line:
             break
         text = line.strip()

@@ -1,7 +1,18 @@
-"""Reading a FineFoundry database (SQLite): its training runs and its scraped datasets.
+"""Reading a FineFoundry database (SQLite, read-only): its training runs and its scrape sessions.
 
-FineFoundry's schema is not pinned anywhere we can see, so columns are found by name among
-the usual spellings, and anything unrecognised is kept in the run's params.
+The schema is FineFoundry's own (SourceBox-LLC/FineFoundry, `src/db/core.py` `init_db()`):
+  scrape_sessions(id, name, source, source_details, dataset_format, pair_count, created_at, ...)
+  scraped_pairs(id, session_id, input_text, output_text, source_url, metadata_json, created_at)
+  training_runs(id, name, status, base_model, dataset_source, dataset_id, storage_path,
+                output_dir, adapter_path, checkpoint_path, hp_json, logs_json, started_at,
+                completed_at, created_at, updated_at, metadata_json)
+  evaluation_runs(training_run_id, benchmark, metrics_json, ...)
+Older databases have no training_runs/evaluation_runs and no scrape_sessions.name (added later
+by ALTER TABLE). What its code writes (`src/db/training_runs.py`, `src/helpers/training.py`):
+status 'pending' -> 'running' -> 'completed' | 'failed'; created_at/updated_at by SQLite's
+datetime('now') (UTC); started_at/completed_at by Python's datetime.now().isoformat() (the
+local clock, no zone); dataset_source 'Database' with dataset_id a scrape session id, or
+'Hugging Face' with dataset_id a repo id.
 """
 
 import datetime as dt
@@ -13,65 +24,47 @@ from typing import Any
 
 from ff_lib.errors import FineFoundryImportError
 
-RUN_ID = ("id", "run_id")
-RUN_NAME = ("name", "run_name", "title")
-RUN_STATUS = ("status", "state")
-RUN_BASE_MODEL = ("base_model", "base_model_name", "base_model_id", "model_name", "model")
-RUN_ADAPTER = ("adapter_path", "adapter_dir", "output_dir", "output_path", "save_path")
-RUN_CREATED = ("created_at", "created", "timestamp")
-RUN_STARTED = ("started_at", "start_time")
-RUN_COMPLETED = ("completed_at", "finished_at", "ended_at", "end_time")
-RUN_PARAMS = ("params", "config", "hyperparameters", "hparams", "training_config")
-RUN_METRICS = ("metrics", "results")
-RUN_SESSION = ("dataset_id", "session_id", "scrape_session_id")
-SESSION_NAME = ("name", "title", "source", "url", "board")
-PAIR_PROMPT = ("input", "prompt", "question", "instruction")
-PAIR_RESPONSE = ("output", "response", "answer", "completion")
-PAIR_SESSION = ("session_id", "scrape_session_id")
-
+# FineFoundry's status words -> ours. The first four are what its training code writes; its UI
+# also knows 'cancelled'. Any other word is reported, never guessed.
 STATUS_MAP = {
-    "completed": "completed",
-    "complete": "completed",
-    "success": "completed",
-    "succeeded": "completed",
-    "done": "completed",
-    "finished": "completed",
-    "running": "running",
-    "training": "running",
-    "in_progress": "running",
     "pending": "pending",
-    "queued": "pending",
-    "created": "pending",
-    "new": "pending",
+    "running": "running",
+    "completed": "completed",
     "failed": "failed",
-    "error": "failed",
-    "errored": "failed",
-    "crashed": "failed",
     "cancelled": "cancelled",
-    "canceled": "cancelled",
-    "stopped": "cancelled",
-    "aborted": "cancelled",
-    "killed": "cancelled",
 }
+REQUIRED = {
+    "scrape_sessions": ("id", "source"),
+    "scraped_pairs": ("session_id", "input_text", "output_text"),
+    "training_runs": ("id", "name", "status"),
+}
+SOURCE_DATABASE = "Database"
+SOURCE_HUGGING_FACE = "Hugging Face"
 
 
 @dataclass(frozen=True)
 class ForeignRun:
+    """One row of FineFoundry's training_runs, read as it is; `status` is its own word."""
+
     source_id: str
     name: str
-    status: str
+    status: str | None
     base_model: str | None
     adapter_path: str | None
-    session_id: str | None
+    dataset_source: str | None
+    dataset_ref: str | None  # a scrape session id or a Hugging Face repo id
     params: dict[str, Any]
     metrics: dict[str, Any]
     created_at: dt.datetime | None
     started_at: dt.datetime | None
     completed_at: dt.datetime | None
+    local_times: bool  # started/completed came from FineFoundry's local clock
 
 
 @dataclass(frozen=True)
 class ForeignDataset:
+    """One scrape session and its pairs in FineFoundry's order."""
+
     session_id: str
     name: str
     created_at: dt.datetime | None
@@ -79,46 +72,40 @@ class ForeignDataset:
     responses: list[str | None] = field(default_factory=list)
 
 
-def parse_time(value: Any) -> dt.datetime | None:
-    """ISO text or epoch seconds/milliseconds -> aware UTC; naive text is taken as UTC."""
-    if value is None or value == "":
+def parse_utc(value: Any) -> dt.datetime | None:
+    """SQLite's datetime('now') text ('YYYY-MM-DD HH:MM:SS', UTC) -> aware UTC."""
+    parsed = _iso(value)
+    if parsed is None:
         return None
-    if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
-        value = float(value)  # epoch seconds stored in a TEXT column
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = value / 1000 if value > 1e11 else value
-        return dt.datetime.fromtimestamp(seconds, dt.UTC)
-    try:
-        parsed = dt.datetime.fromisoformat(str(value).strip())
-    except ValueError:
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
+def parse_local(value: Any) -> dt.datetime | None:
+    """Python's datetime.now().isoformat() (this machine's clock, no zone) -> aware UTC."""
+    parsed = _iso(value)
+    if parsed is None:
         return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=dt.UTC)
+    # A naive datetime's astimezone() reads it in the local zone, DST included.
     return parsed.astimezone(dt.UTC)
 
 
-def _json_dict(value: Any) -> dict[str, Any]:
-    if value is None or value == "":
-        return {}
-    if isinstance(value, dict):
-        return value
+def _iso(value: Any) -> dt.datetime | None:
+    if value is None or str(value).strip() == "":
+        return None
     try:
-        parsed = json.loads(value)
-    except (TypeError, ValueError):
-        return {"value": value}
-    return parsed if isinstance(parsed, dict) else {"value": parsed}
+        return dt.datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        return None
 
 
-def _pick(row: sqlite3.Row, names: tuple[str, ...]) -> Any:
-    keys = {k.lower(): k for k in row.keys()}  # noqa: SIM118 (a Row iterates values)
-    for name in names:
-        if name in keys and row[keys[name]] not in (None, ""):
-            return row[keys[name]]
-    return None
-
-
-def _has(columns: set[str], names: tuple[str, ...]) -> str | None:
-    return next((n for n in names if n in columns), None)
+def _json(value: str | None, what: str, notes: list[str]) -> Any:
+    if value is None or value == "":
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        notes.append(f"{what} is not JSON; kept as text")
+        return value
 
 
 def _columns(con: sqlite3.Connection, table: str) -> set[str]:
@@ -126,77 +113,121 @@ def _columns(con: sqlite3.Connection, table: str) -> set[str]:
     return {r[0].lower() for r in rows}
 
 
-def _runs(con: sqlite3.Connection) -> list[ForeignRun]:
-    used = set(RUN_ID + RUN_NAME + RUN_STATUS + RUN_BASE_MODEL + RUN_ADAPTER + RUN_CREATED)
-    used |= set(RUN_STARTED + RUN_COMPLETED + RUN_PARAMS + RUN_METRICS + RUN_SESSION)
-    runs = []
-    for row in con.execute("SELECT rowid AS ff_rowid, * FROM training_runs ORDER BY rowid"):
-        source_id = _pick(row, RUN_ID)
-        source_id = str(row["ff_rowid"] if source_id is None else source_id)
-        raw_status = _pick(row, RUN_STATUS)
-        status = STATUS_MAP.get(str(raw_status).strip().lower(), "pending")
-        params = _json_dict(_pick(row, RUN_PARAMS))
-        extra = {
-            k: row[k]
-            for k in row.keys()  # noqa: SIM118 (a Row iterates values)
-            if k.lower() not in used and k != "ff_rowid" and row[k] is not None
-        }
-        metrics = _json_dict(_pick(row, RUN_METRICS))
-        session = _pick(row, RUN_SESSION)
-        runs.append(
-            ForeignRun(
-                source_id=source_id,
-                name=str(_pick(row, RUN_NAME) or f"finefoundry-run-{source_id}"),
-                status=status,
-                base_model=_pick(row, RUN_BASE_MODEL),
-                adapter_path=_pick(row, RUN_ADAPTER),
-                session_id=None if session is None else str(session),
-                params={**params, "finefoundry_status": raw_status, "finefoundry": extra},
-                metrics=metrics,
-                created_at=parse_time(_pick(row, RUN_CREATED)),
-                started_at=parse_time(_pick(row, RUN_STARTED)),
-                completed_at=parse_time(_pick(row, RUN_COMPLETED)),
+def _check_columns(con: sqlite3.Connection, tables: set[str], db_file: Path) -> None:
+    for table, needed in REQUIRED.items():
+        if table not in tables:
+            continue
+        have = _columns(con, table)
+        missing = [c for c in needed if c not in have]
+        if missing:
+            raise FineFoundryImportError(
+                f"cannot import {db_file}: {table} has no {', '.join(missing)} column "
+                f"(columns: {', '.join(sorted(have))}) — this is not a database FineFoundry "
+                "writes; open it once with FineFoundry to bring its schema up to date"
             )
-        )
-    return runs
 
 
-def _datasets(con: sqlite3.Connection, tables: set[str], db_file: Path) -> list[ForeignDataset]:
-    columns = _columns(con, "scraped_pairs")
-    prompt_col, response_col = _has(columns, PAIR_PROMPT), _has(columns, PAIR_RESPONSE)
-    if prompt_col is None or response_col is None:
-        raise FineFoundryImportError(
-            f"cannot import {db_file}: scraped_pairs has no "
-            f"{'input/prompt' if prompt_col is None else 'output/response'} column "
-            f"(columns: {', '.join(sorted(columns))})"
-        )
-    session_col = _has(columns, PAIR_SESSION)
-    sessions: dict[str, sqlite3.Row] = {}
-    if "scrape_sessions" in tables:
-        for row in con.execute("SELECT rowid AS ff_rowid, * FROM scrape_sessions"):
-            key = _pick(row, ("id",))
-            sessions[str(row["ff_rowid"] if key is None else key)] = row
+def _evaluations(con: sqlite3.Connection, tables: set[str]) -> dict[int, list[dict]]:
+    """FineFoundry's benchmark results per training run id (its evaluation_runs table)."""
+    if "evaluation_runs" not in tables:
+        return {}
+    found: dict[int, list[dict]] = {}
+    rows = con.execute(
+        "SELECT training_run_id, benchmark, num_samples, metrics_json, created_at "
+        "FROM evaluation_runs WHERE training_run_id IS NOT NULL AND is_base_eval = 0 ORDER BY id"
+    )
+    for row in rows:
+        metrics = _json(row["metrics_json"], "an evaluation's metrics_json", [])
+        entry = {"benchmark": row["benchmark"], "num_samples": row["num_samples"]}
+        entry.update({"metrics": metrics, "created_at": row["created_at"]})
+        found.setdefault(row["training_run_id"], []).append(entry)
+    return found
+
+
+def _run(row: sqlite3.Row, evaluations: list[dict]) -> ForeignRun:
+    v = dict(row)  # columns that an older schema lacks read as None
+    problems: list[str] = []
+    hp = _json(v.get("hp_json"), "hp_json", problems)
+    facts = {
+        "status": v.get("status"),
+        "dataset_source": v.get("dataset_source"),
+        "dataset_id": v.get("dataset_id"),
+        "storage_path": v.get("storage_path"),
+        "output_dir": v.get("output_dir"),
+        "checkpoint_path": v.get("checkpoint_path"),
+        "metadata": _json(v.get("metadata_json"), "metadata_json", problems),
+        "logs": _json(v.get("logs_json"), "logs_json", problems),
+        "updated_at": v.get("updated_at"),
+        "hp_json": None if hp is None or isinstance(hp, dict) else hp,
+        "problems": problems or None,
+    }
+    params = dict(hp) if isinstance(hp, dict) else {}
+    params["finefoundry"] = {k: x for k, x in facts.items() if x not in (None, "")}
+    ref = str(v.get("dataset_id") or "").strip()
+    return ForeignRun(
+        source_id=str(v["id"]),
+        name=str(v.get("name") or "").strip() or f"finefoundry-run-{v['id']}",
+        status=v.get("status"),
+        base_model=v.get("base_model") or None,
+        adapter_path=v.get("adapter_path") or None,
+        dataset_source=v.get("dataset_source") or None,
+        dataset_ref=ref or None,
+        params=params,
+        metrics={"finefoundry_evaluations": evaluations} if evaluations else {},
+        created_at=parse_utc(v.get("created_at")),
+        started_at=parse_local(v.get("started_at")),
+        completed_at=parse_local(v.get("completed_at")),
+        local_times=bool(v.get("started_at") or v.get("completed_at")),
+    )
+
+
+def _runs(con: sqlite3.Connection, tables: set[str]) -> list[ForeignRun]:
+    evaluations = _evaluations(con, tables)
+    return [
+        _run(row, evaluations.get(row["id"], []))
+        for row in con.execute("SELECT * FROM training_runs ORDER BY id")
+    ]
+
+
+def _session_label(row: sqlite3.Row) -> str:
+    name = dict(row).get("name")  # added to scrape_sessions later, by ALTER TABLE
+    if name and str(name).strip():
+        return str(name).strip()
+    details = (row["source_details"] or "").strip()
+    return f"{row['source']} {details}".strip()
+
+
+def _datasets(con: sqlite3.Connection, tables: set[str]) -> list[ForeignDataset]:
     grouped: dict[str, ForeignDataset] = {}
-    for row in con.execute("SELECT * FROM scraped_pairs ORDER BY rowid"):
-        session_id = str(row[session_col]) if session_col else "all"
-        dataset = grouped.get(session_id)
-        if dataset is None:
-            session = sessions.get(session_id)
-            label = _pick(session, SESSION_NAME) if session is not None else None
-            dataset = ForeignDataset(
-                session_id=session_id,
-                name=str(label or f"finefoundry-session-{session_id}"),
-                created_at=parse_time(_pick(session, RUN_CREATED)) if session else None,
+    if "scrape_sessions" in tables:
+        for row in con.execute("SELECT * FROM scrape_sessions ORDER BY id"):
+            grouped[str(row["id"])] = ForeignDataset(
+                session_id=str(row["id"]),
+                name=_session_label(row),
+                created_at=parse_utc(row["created_at"]),
             )
-            grouped[session_id] = dataset
-        prompt, response = row[prompt_col], row[response_col]
-        dataset.prompts.append(None if prompt is None else str(prompt))
-        dataset.responses.append(None if response is None else str(response))
-    return list(grouped.values())
+    pairs = con.execute("SELECT session_id, input_text, output_text FROM scraped_pairs ORDER BY id")
+    for session_id, prompt, response in pairs:
+        key = str(session_id)
+        if key not in grouped:  # pairs of a deleted session (foreign keys were off)
+            grouped[key] = ForeignDataset(
+                key, f"FineFoundry session {key} (no session record)", None
+            )
+        grouped[key].prompts.append(None if prompt is None else str(prompt))
+        grouped[key].responses.append(None if response is None else str(response))
+    labels = [d.name for d in grouped.values()]
+    return [
+        d
+        if labels.count(d.name) == 1
+        else ForeignDataset(
+            d.session_id, f"{d.name} (session {d.session_id})", d.created_at, d.prompts, d.responses
+        )
+        for d in grouped.values()
+    ]
 
 
 def read_finefoundry(db_file: Path) -> tuple[list[ForeignRun], list[ForeignDataset]]:
-    """Runs and datasets of a FineFoundry database, read-only; refuses a file without them."""
+    """Runs and scrape sessions of a FineFoundry database, read-only; refuses anything else."""
     if not db_file.is_file():
         raise FineFoundryImportError(f"cannot import {db_file}: the file does not exist")
     try:
@@ -214,8 +245,9 @@ def read_finefoundry(db_file: Path) -> tuple[list[ForeignRun], list[ForeignDatas
                 f"training_runs nor a scraped_pairs table "
                 f"(tables: {', '.join(sorted(tables)) or 'none'})"
             )
-        runs = _runs(con) if "training_runs" in tables else []
-        datasets = _datasets(con, tables, db_file) if "scraped_pairs" in tables else []
+        _check_columns(con, tables, db_file)
+        runs = _runs(con, tables) if "training_runs" in tables else []
+        datasets = _datasets(con, tables) if "scraped_pairs" in tables else []
     except sqlite3.DatabaseError as exc:
         raise FineFoundryImportError(f"cannot import {db_file}: {exc}") from exc
     finally:

@@ -29,7 +29,10 @@ class TrainingRun:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A named set of (prompt, response) rows; `skipped` counts rows dropped at import."""
+    """A named set of (prompt, response) rows; `skipped` counts rows dropped at import.
+
+    Fresh from an import, `skipped_reasons` says why each was dropped and `notes` what the
+    import chose (columns joined into the prompt, the file's encoding); not stored."""
 
     id: int
     name: str
@@ -37,6 +40,8 @@ class Dataset:
     rows: int
     created_at: dt.datetime
     skipped: int = 0
+    skipped_reasons: dict[str, int] = field(default_factory=dict, compare=False)
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -90,8 +95,10 @@ class ScanResult:
 
 @dataclass(frozen=True)
 class FineFoundryImport:
-    """What a FineFoundry import added (already-imported records are not repeated)."""
+    """What a FineFoundry import added; `skipped` says what was not imported and why, `notes`
+    what the import chose (a renamed run, a dataset it cannot link, how times were read)."""
 
     runs: list[TrainingRun] = field(default_factory=list)
     datasets: list[Dataset] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)

@@ -1,8 +1,8 @@
-"""Every SQL statement of the workspace, each a function of an open connection.
+"""Every SQL statement of the workspace (but staging a dataset file: staging.py), each a
+function of an open connection.
 
-Values are always bound parameters. The only text put into SQL is a column name read back
-from the staged file itself (quoted as an identifier) and the validated integer k of a
-reservoir sample, which DuckDB does not accept as a parameter.
+Values are always bound parameters. The only text put into SQL is the validated integer k of
+a reservoir sample, which DuckDB does not accept as a parameter.
 """
 
 import datetime as dt
@@ -145,6 +145,12 @@ def find_run_by_adapter_path(con: Connection, adapter_path: str) -> TrainingRun 
     return None if row is None else _run(row)
 
 
+def run_names(con: Connection) -> dict[str, int]:
+    """Every run name of the workspace -> the id of the (first) run holding it."""
+    rows = con.execute("SELECT name, min(id) FROM training_runs GROUP BY name").fetchall()
+    return {name: run_id for name, run_id in rows}
+
+
 def find_finefoundry_run(con: Connection, db_file: str, finefoundry_id: str):
     """The run imported from this FineFoundry database with this id, if any."""
     row = con.execute(
@@ -278,96 +284,6 @@ def dataset_pairs(con: Connection, dataset_id: int, limit: int | None) -> list[S
         sql += " LIMIT ?"
         params.append(limit)
     return [SamplePair(prompt=p, response=r) for p, r in con.execute(sql, params).fetchall()]
-
-
-# --- staging a dataset file ------------------------------------------------------------------
-
-_READERS = {
-    "jsonl": "CREATE TEMP TABLE ff_import AS "
-    "SELECT * FROM read_json_auto(?, format = 'newline_delimited')",
-    "json": "CREATE TEMP TABLE ff_import AS SELECT * FROM read_json_auto(?)",
-    "csv": "CREATE TEMP TABLE ff_import AS SELECT * FROM read_csv_auto(?)",
-    "parquet": "CREATE TEMP TABLE ff_import AS SELECT * FROM read_parquet(?)",
-}
-READER_FORMATS = tuple(_READERS)
-
-
-def stage_file(con: Connection, path: Path, fmt: str) -> tuple[list[str], int]:
-    """Read a file with DuckDB's own reader into the temp table ff_import; (columns, rows)."""
-    con.execute(_READERS[fmt], [str(path)])
-    columns = [row[0] for row in con.execute("DESCRIBE ff_import").fetchall()]
-    count = con.execute("SELECT count(*) FROM ff_import").fetchone()[0]
-    return columns, count
-
-
-def _ident(column: str) -> str:
-    return '"' + column.replace('"', '""') + '"'
-
-
-def insert_staged_columns(
-    con: Connection,
-    dataset_id: int,
-    prompt_column: str,
-    response_column: str,
-    input_column: str | None = None,
-) -> int:
-    """Copy staged rows in file order; `input_column` is joined to the prompt by a blank line."""
-    prompt = f"CAST({_ident(prompt_column)} AS VARCHAR)"
-    if input_column is not None:
-        extra = f"CAST({_ident(input_column)} AS VARCHAR)"
-        prompt = (
-            f"CASE WHEN {extra} IS NULL OR trim({extra}) = '' THEN {prompt} "
-            f"ELSE {prompt} || chr(10) || chr(10) || {extra} END"
-        )
-    response = f"CAST({_ident(response_column)} AS VARCHAR)"
-    return con.execute(
-        f"""
-        INSERT INTO dataset_rows (dataset_id, ordinal, prompt, response)
-        SELECT ?, row_number() OVER (ORDER BY rid), p, coalesce(r, '')
-        FROM (SELECT rowid AS rid, {prompt} AS p, {response} AS r FROM ff_import)
-        WHERE p IS NOT NULL AND trim(p) <> ''
-        """,
-        [dataset_id],
-    ).fetchone()[0]
-
-
-def insert_staged_chat(con: Connection, dataset_id: int, column: str) -> int:
-    """From a list of turns (role/content or ShareGPT from/value), the first user turn and
-    the first assistant turn after it."""
-    return con.execute(
-        f"""
-        INSERT INTO dataset_rows (dataset_id, ordinal, prompt, response)
-        WITH raw AS (
-            SELECT rowid AS rid,
-                   from_json(to_json({_ident(column)}),
-                             '[{{"role":"VARCHAR","content":"VARCHAR",
-                                 "from":"VARCHAR","value":"VARCHAR"}}]') AS turns
-            FROM ff_import
-        ), norm AS (
-            SELECT rid, list_transform(turns, lambda t: {{
-                'role': CASE lower(coalesce(t.role, t."from"))
-                            WHEN 'human' THEN 'user'
-                            WHEN 'gpt' THEN 'assistant'
-                            WHEN 'bot' THEN 'assistant'
-                            WHEN 'model' THEN 'assistant'
-                            ELSE lower(coalesce(t.role, t."from")) END,
-                'content': coalesce(t.content, t.value)}}) AS turns
-            FROM raw
-        ), pos AS (
-            SELECT rid, turns, list_position(list_transform(turns, lambda t: t.role), 'user') AS u
-            FROM norm
-        ), pairs AS (
-            SELECT rid, turns[u].content AS p,
-                   list_filter(list_slice(turns, u + 1, len(turns)),
-                               lambda t: t.role = 'assistant')[1].content AS r
-            FROM pos
-        )
-        SELECT ?, row_number() OVER (ORDER BY rid), p, coalesce(r, '')
-        FROM pairs
-        WHERE p IS NOT NULL AND trim(p) <> ''
-        """,
-        [dataset_id],
-    ).fetchone()[0]
 
 
 # --- conversations and messages --------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The workspace: a folder holding ff.duckdb, and every operation on it (one connection each)."""
 
-import datetime as dt
+import dataclasses
 import os
 import uuid
 from dataclasses import dataclass
@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 
-from ff_lib.data import db, importers, migrations, store
+from ff_lib.data import db, finefoundry_import, importers, migrations, store
 from ff_lib.data.finefoundry import read_finefoundry
 from ff_lib.data.models import (
     MESSAGE_ROLES,
@@ -204,62 +204,13 @@ class Workspace:
         return ScanResult(added=added, skipped=skipped)
 
     def import_finefoundry(self, db_file: str | os.PathLike) -> FineFoundryImport:
-        """Runs and scraped datasets of a FineFoundry database; a re-import adds nothing twice."""
+        """Runs and scrape sessions of a FineFoundry database; a re-import adds nothing."""
         source_db = _resolved(db_file)
         foreign_runs, foreign_datasets = read_finefoundry(source_db)
-        runs: list[TrainingRun] = []
-        datasets: list[Dataset] = []
-        skipped: list[str] = []
         with self._write() as con:
-            by_session: dict[str, int] = {}
-            for fd in foreign_datasets:
-                source = f"finefoundry:{source_db}#session={fd.session_id}"
-                existing = store.find_dataset_by_source(con, source)
-                if existing is not None:
-                    by_session[fd.session_id] = existing.id
-                    skipped.append(
-                        f"dataset {fd.name!r}: already imported as dataset {existing.id}"
-                    )
-                    continue
-                if not any(p and p.strip() for p in fd.prompts):
-                    skipped.append(f"dataset {fd.name!r}: no pair has a prompt")
-                    continue
-                dataset_id = store.insert_dataset(
-                    con, fd.name, source, fd.created_at or store.utcnow()
-                )
-                written = store.insert_pairs(con, dataset_id, fd.prompts, fd.responses)
-                by_session[fd.session_id] = dataset_id
-                datasets.append(store.finish_dataset(con, dataset_id, len(fd.prompts) - written))
-            for fr in foreign_runs:
-                existing = store.find_finefoundry_run(con, str(source_db), fr.source_id)
-                if existing is not None:
-                    skipped.append(f"run {fr.name!r}: already imported as run {existing.id}")
-                    continue
-                params = {
-                    **fr.params,
-                    "finefoundry_id": fr.source_id,
-                    "finefoundry_db": str(source_db),
-                }
-                created = fr.created_at or fr.started_at or dt.datetime.now(dt.UTC)
-                completed = fr.completed_at
-                if fr.status == "completed" and completed is None:
-                    completed = created
-                runs.append(
-                    store.insert_run(
-                        con,
-                        name=fr.name,
-                        status=fr.status,
-                        base_model=fr.base_model,
-                        dataset_id=by_session.get(fr.session_id or ""),
-                        adapter_path=None if fr.adapter_path is None else str(fr.adapter_path),
-                        params=params,
-                        metrics=fr.metrics,
-                        created_at=created,
-                        started_at=fr.started_at,
-                        completed_at=completed,
-                    )
-                )
-        return FineFoundryImport(runs=runs, datasets=datasets, skipped=skipped)
+            return finefoundry_import.import_finefoundry(
+                con, source_db, foreign_runs, foreign_datasets
+            )
 
     # --- datasets -----------------------------------------------------------------------------
 
@@ -278,18 +229,20 @@ class Workspace:
         name: str,
         prompt_column: str | None = None,
         response_column: str | None = None,
+        encoding: str | None = None,
     ) -> Dataset:
-        """Import a JSONL/JSON/CSV/Parquet file in one transaction; DatasetImportError leaves
-        nothing behind. Rows with an empty prompt are skipped and counted in `skipped`."""
+        """Import a JSONL/JSON/CSV/TSV/Parquet file (.gz too) in one transaction;
+        DatasetImportError leaves nothing behind. Rows left out are counted by reason."""
         name = _text(name, "dataset name")
         path = _resolved(file)
         importers.check_file(path)
         with self._write() as con:
             dataset_id = store.insert_dataset(con, name, str(path), store.utcnow())
-            _, skipped = importers.import_file(
-                con, path, dataset_id, prompt_column, response_column
+            result = importers.import_file(
+                con, path, dataset_id, prompt_column, response_column, encoding
             )
-            return store.finish_dataset(con, dataset_id, skipped)
+            dataset = store.finish_dataset(con, dataset_id, sum(result.skipped.values()))
+        return dataclasses.replace(dataset, skipped_reasons=result.skipped, notes=result.notes)
 
     def add_dataset(self, name: str, pairs: list[tuple[str, str]], source: str) -> Dataset:
         """A dataset from (prompt, response) pairs; pairs with an empty prompt are skipped."""
