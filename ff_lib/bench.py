@@ -11,7 +11,6 @@ early stops the bench with an error rather than give a rate timed on fewer token
 """
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from ff_lib.bench_door import (
 )
 from ff_lib.inference import ModelHost, benchkit, benchmodels
 from ff_lib.inference.bases import QUANTIZATIONS
-from ff_lib.inference.host import DEFAULT_MAX_ADAPTERS
+from ff_lib.inference.host import new_host
 from ff_lib.inference.prompts import encode, render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,9 +96,7 @@ class BenchConfig:
 
 def app_host(max_adapters: int | None = None) -> ModelHost:
     """A fresh ModelHost configured as `get_host()` configures the app's (FF_MAX_ADAPTERS)."""
-    if max_adapters is None:
-        max_adapters = int(os.environ.get("FF_MAX_ADAPTERS", DEFAULT_MAX_ADAPTERS))
-    return ModelHost(max_adapters=max_adapters)
+    return new_host(max_adapters)
 
 
 def drift_after_switches(cfg: BenchConfig, base: Path, adapters: dict, log) -> dict:

@@ -6,7 +6,13 @@ import sys
 from ff_lib.cli.output import print_json, print_table
 from ff_lib.workspace_path import resolve_workspace
 
-QUANTIZATION_CHOICES = ("auto", "none", "bf16", "nf4", "nf4-bf16")  # = ff_lib.inference.QUANTIZATIONS
+QUANTIZATION_CHOICES = (
+    "auto",
+    "none",
+    "bf16",
+    "nf4",
+    "nf4-bf16",
+)  # = ff_lib.inference.QUANTIZATIONS
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:

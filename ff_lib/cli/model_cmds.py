@@ -11,7 +11,13 @@ from ff_lib.errors import InvalidInput
 from ff_lib.workspace_path import resolve_workspace
 
 PRESET_NAMES = ("Deterministic", "Balanced", "Creative")  # = ff_lib.inference.PRESETS
-QUANTIZATION_CHOICES = ("auto", "none", "bf16", "nf4", "nf4-bf16")  # = ff_lib.inference.QUANTIZATIONS
+QUANTIZATION_CHOICES = (
+    "auto",
+    "none",
+    "bf16",
+    "nf4",
+    "nf4-bf16",
+)  # = ff_lib.inference.QUANTIZATIONS
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:

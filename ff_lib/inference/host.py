@@ -73,7 +73,7 @@ class Engine:
             per_token *= getattr(config, "head_dim", None) or (
                 config.hidden_size // config.num_attention_heads
             )
-            per_token *= 2  # bf16
+            per_token *= model.get_input_embeddings().weight.element_size()
             free, _ = torch.cuda.mem_get_info()
             rows = max(1, min(rows, int(free * KV_SHARE) // (per_token * max_len)))
         self.context_length = max_len
@@ -161,6 +161,9 @@ class ModelHost:
         import torch
 
         source = locate_base(base_model)
+        loaded = self._engine
+        if loaded is not None and loaded.source == source and quantization == "auto":
+            return loaded  # `auto` was decided when it loaded; free memory is lower now
         cuda = torch.cuda.is_available()
         prequantized, size = base_facts(source)
         fits = None
@@ -318,12 +321,17 @@ _HOST: ModelHost | None = None
 _HOST_LOCK = threading.Lock()
 
 
+def new_host(max_adapters: int | None = None) -> ModelHost:
+    """A ModelHost configured as the app's (FF_MAX_ADAPTERS slots unless given)."""
+    if max_adapters is None:
+        max_adapters = int(os.environ.get("FF_MAX_ADAPTERS", DEFAULT_MAX_ADAPTERS))
+    return ModelHost(max_adapters=max_adapters)
+
+
 def get_host() -> ModelHost:
     """The process-wide ModelHost (created on first use)."""
     global _HOST
     with _HOST_LOCK:
         if _HOST is None:
-            _HOST = ModelHost(
-                max_adapters=int(os.environ.get("FF_MAX_ADAPTERS", DEFAULT_MAX_ADAPTERS))
-            )
+            _HOST = new_host()
         return _HOST
