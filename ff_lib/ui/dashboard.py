@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from ff_lib.chat import export_bytes, from_record
 from ff_lib.data import RUN_STATUSES
+from ff_lib.runs import CANNOT_ANSWER, check_run
 from ff_lib.ui import resources
 
 RECENT_RUNS = 15
@@ -31,11 +32,14 @@ def _when(value) -> str:
 
 
 def adapter_cell(run) -> str:
-    """'✅ ok' or '❌ <reason>' for the runs table (validation cached per path + mtime)."""
+    """'✅ ok', or '✗ <why it cannot answer>' for the runs table (adapter checks are cached)."""
     if not run.adapter_path:
         return "— none"
+    if run.status == "completed":
+        check = check_run(run, None, resources.check_adapter)
+        return "✅ ok" if check.ok else f"{CANNOT_ANSWER} {check.message}"
     check = resources.check_adapter(str(run.adapter_path), run.base_model)
-    return "✅ ok" if check.ok else f"❌ {check.reason}"
+    return "✅ ok" if check.ok else f"{CANNOT_ANSWER} {check.reason}"
 
 
 def load_dashboard(ws) -> Dashboard:
