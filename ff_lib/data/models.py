@@ -86,6 +86,7 @@ class ScanResult:
 
     added: list[TrainingRun] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    renamed: list[str] = field(default_factory=list)  # "name taken: registered as 'name (2)'"
 
 
 @dataclass(frozen=True)
@@ -95,3 +96,4 @@ class FineFoundryImport:
     runs: list[TrainingRun] = field(default_factory=list)
     datasets: list[Dataset] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    renamed: list[str] = field(default_factory=list)  # runs whose name was taken here
