@@ -5,6 +5,7 @@ import datetime as dt
 import duckdb
 import pytest
 
+from ff_lib.data import Workspace
 from ff_lib.ui import state
 from tests.apptest_helpers import INFERENCE, READY, by_label, page_text, private_copy, start
 from tests.fixtures_demo import demo_workspace  # noqa: F401  (session fixture)
@@ -97,3 +98,25 @@ def test_score_and_replay_boxes_mark_runs_that_cannot_answer(ws_env):
     assert any(label.startswith("✗ lost-base · completed — Base model") for label in labels)
     assert any(label.startswith("✗ capitals-lora-broken · completed") for label in labels)
     assert "pirate-lora · completed" in labels
+
+
+def test_home_removes_a_run_only_after_confirmation(ws_env):
+    ws = Workspace.open(ws_env["folder"])
+    lost = ws.get_run(ws_env["lost"])
+    chat = ws.create_conversation("kept", run_id=lost.id)
+    ws.add_message(
+        chat.id, "assistant", "an old answer", meta={"run": {"id": lost.id, "name": lost.name}}
+    )
+    at = start()
+    by_label(at.selectbox, "Run to remove").select(lost.id).run()
+    by_label(at.button, "Remove run").click().run()
+    assert "This removes run" in page_text(at) and "lost-base · completed" in page_text(at)
+    by_label(at.button, "Cancel").click().run()
+    assert lost.id in [r.id for r in ws.list_runs()]  # nothing happens without a confirmation
+
+    by_label(at.button, "Remove run").click().run()
+    by_label(at.button, "Remove").click().run()
+    assert not at.exception, at.exception
+    assert lost.id not in [r.id for r in ws.list_runs()]
+    assert "lost-base" not in list(at.dataframe[0].value["Name"])
+    assert [m.content for m in ws.messages(chat.id)] == ["an old answer"]

@@ -1,7 +1,7 @@
 """What Home shows, gathered in one place: runs and their adapter checks, datasets, chats."""
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ff_lib.chat import export_bytes, from_record
 from ff_lib.data import RUN_STATUSES
@@ -25,6 +25,7 @@ class Dashboard:
     run_rows: list  # dicts for the runs table, newest first
     datasets: list
     conversations: list
+    runs: list = field(default_factory=list)  # every run, newest first
 
 
 def _when(value) -> str:
@@ -64,6 +65,7 @@ def load_dashboard(ws) -> Dashboard:
         run_rows=rows,
         datasets=datasets,
         conversations=conversations,
+        runs=runs,
     )
 
 
