@@ -67,9 +67,9 @@ def set_base_command(run_id: int | None) -> str:
 
 def _base_fix(run_id: int | None) -> str:
     if run_id is None:
-        return "pass --base-model with a local model folder or a cached model id."
+        return "Pass --base-model with a local model folder or a cached model id."
     return (
-        f"fix: `{set_base_command(run_id)}` (a local model folder or a cached model id), "
+        f"Fix: `{set_base_command(run_id)}` (a local model folder or a cached model id), "
         "or choose another base model."
     )
 

@@ -154,3 +154,20 @@ def test_scan_with_a_base_model_overrides_the_declared_one(ws, tmp_path):
         ("checkpoint-2", str(base)),
     ]
     assert result.skipped == []
+
+
+def test_a_finefoundry_run_whose_name_is_taken_is_renamed_and_reported(ws, tmp_path):
+    import sqlite3
+
+    ws.add_run("ff-run", "tiny", adapter_folder(tmp_path / "a"))
+    db = tmp_path / "finefoundry.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE training_runs (id INTEGER, name TEXT, status TEXT, base_model TEXT)")
+    con.execute("INSERT INTO training_runs VALUES (1, 'ff-run', 'completed', 'tiny')")
+    con.commit()
+    con.close()
+    result = ws.import_finefoundry(db)
+    assert [r.name for r in result.runs] == ["ff-run (2)"]
+    assert result.renamed == [
+        "run 'ff-run': the name 'ff-run' is taken in this workspace, registered as 'ff-run (2)'"
+    ]
