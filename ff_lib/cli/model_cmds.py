@@ -82,6 +82,7 @@ def validate_cmd(args: argparse.Namespace) -> int:
                 "target_modules": list(check.target_modules),
                 "resolved_from": check.resolved_from,
                 "requested_path": check.requested_path,
+                "base_problem": check.base_problem,
             }
         )
     else:
