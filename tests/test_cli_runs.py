@@ -11,6 +11,7 @@ from ff_lib.data import Workspace
 from ff_lib.runs import READY_MESSAGE, check_run
 from tests.test_adapters import base_config, write_adapter
 from tests.test_cli_data import ENV, ROOT, ok_json, refused
+from tests.test_run_names import workspace_before_unique_names
 
 
 @pytest.fixture
@@ -125,3 +126,12 @@ def test_scan_with_a_base_model_and_unique_names(cli, tmp_path):
     assert second["missing_bases"] == []
     text = cli("runs", "list", "--json")
     assert json.loads(text.stdout)[0]["ready"] is True
+
+
+def test_runs_list_says_which_runs_the_migration_renamed(cli, tmp_path):
+    adapter = write_adapter(tmp_path / "a", "tiny")
+    workspace_before_unique_names(tmp_path / "ws", ["twin", "twin"], adapter)
+    listed = cli("runs", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "note: run 2 was renamed from 'twin'" in listed.stdout
+    assert [r["name"] for r in ok_json(cli("runs", "list", "--json"))] == ["twin (2)", "twin"]

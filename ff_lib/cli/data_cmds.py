@@ -93,6 +93,11 @@ def runs_list(args: argparse.Namespace) -> int:
         return 0
     _print_runs(runs)
     for run in runs:
+        if run.params.get("renamed_from"):
+            print(
+                f"note: run {run.id} was renamed from {run.params['renamed_from']!r} "
+                "(run names are unique in a workspace; `runs rename` picks another)"
+            )
         if not checks[run.id].ok and run.status == "completed":
             print(
                 f"{CANNOT_ANSWER} run {run.id} ({run.name}) cannot answer: {checks[run.id].message}"
