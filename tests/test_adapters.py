@@ -288,3 +288,18 @@ def test_same_base_by_path_or_quantized_variant(tmp_path):
     assert check.warnings == (
         "Base model meta-llama/Llama-3.2-1B-Instruct is not available locally: shapes not checked.",
     )
+
+
+def test_same_base_compares_whole_configs_not_paths(base, tmp_path):
+    from ff_lib.inference.adapters import same_base
+
+    config = json.loads((base / "config.json").read_text())
+    copy = tmp_path / "moved" / "renamed-copy"
+    copy.mkdir(parents=True)
+    (copy / "config.json").write_text(json.dumps({**config, "transformers_version": "9.9"}))
+    assert same_base(str(base), str(copy))
+    # Same sizes, another model: an instruct variant (other eos) or another context length.
+    instruct = tmp_path / "instruct"
+    instruct.mkdir()
+    (instruct / "config.json").write_text(json.dumps({**config, "eos_token_id": 7}))
+    assert not same_base(str(base), str(instruct))

@@ -284,23 +284,18 @@ def _family(name: str) -> str:
     return leaf
 
 
-# The facts that make two bases interchangeable for an adapter: compared instead of paths, so a
-# base moved to another folder (or a cached id and its local copy) is the same base.
-IDENTITY_KEYS = (
-    "architectures",
-    "model_type",
-    "hidden_size",
-    "intermediate_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "vocab_size",
+# Two bases are the same model when their config.json agree on everything but these (where a
+# copy was saved, by which version, in which dtype): compared instead of paths, so a base moved
+# to another folder is the same base, while a base and its instruct variant (other eos ids) or a
+# copy with another context length are not.
+IGNORED_CONFIG_KEYS = frozenset(
+    {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "use_cache"}
 )
 
 
 def base_identity(config: dict) -> dict:
-    """The parts of a base's config.json that decide whether an adapter fits it."""
-    return {key: config.get(key) for key in IDENTITY_KEYS}
+    """The parts of a base's config.json that say which model it is."""
+    return {k: v for k, v in config.items() if k not in IGNORED_CONFIG_KEYS}
 
 
 def same_base(a: str, b: str) -> bool:
@@ -322,10 +317,11 @@ def _other_base_warning(declared: str, chosen: str) -> str | None:
     """
     cd, cc = _local_base_config(declared), _local_base_config(chosen)
     if cd is not None and cc is not None:
+        ic, ib = base_identity(cd), base_identity(cc)
         differ = [
-            f"{key} {cd.get(key)} vs {cc.get(key)}"
-            for key in IDENTITY_KEYS
-            if cd.get(key) != cc.get(key)
+            f"{key} {ic.get(key)} vs {ib.get(key)}"
+            for key in sorted(set(ic) | set(ib))
+            if ic.get(key) != ib.get(key)
         ]
         if not differ:
             return None
