@@ -107,6 +107,9 @@ def test_home_removes_a_run_only_after_confirmation(ws_env):
     ws.add_message(
         chat.id, "assistant", "an old answer", meta={"run": {"id": lost.id, "name": lost.name}}
     )
+    means = {"exact_match": 0.0, "token_f1": 0.0, "rouge_l": 0.0}
+    summary = {"models": {"run": {"label": lost.name}}, "means": {"run": means}, "n": 0}
+    ws.add_scorecard(lost.id, ws.list_datasets()[0].id, summary, [])
     at = start()
     by_label(at.selectbox, "Run to remove").select(lost.id).run()
     by_label(at.button, "Remove run").click().run()
@@ -120,3 +123,4 @@ def test_home_removes_a_run_only_after_confirmation(ws_env):
     assert lost.id not in [r.id for r in ws.list_runs()]
     assert "lost-base" not in list(at.dataframe[0].value["Name"])
     assert [m.content for m in ws.messages(chat.id)] == ["an old answer"]
+    assert "**lost-base (removed)**" in [m.value for m in at.markdown]  # its scorecard stays

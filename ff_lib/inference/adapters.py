@@ -394,8 +394,8 @@ def base_availability(base_model: str) -> tuple[dict | None, str | None]:
         return None, f"Base model folder not found: {folder}."
     elif _config_file(name) is None or not any(_cached(name, w) for w in FULL_MODEL_WEIGHTS):
         return None, (
-            f"Base model {name} is not here: not a local folder, and not in the local "
-            "Hugging Face cache."
+            f"Base model {name} is not available here: not a local folder, and not in the "
+            "local Hugging Face cache (download it first, or use a local folder)."
         )
     config = _local_base_config(name)
     if config is None:

@@ -197,7 +197,7 @@ def scorecards_list(ws) -> None:
             st.caption("No scorecards yet: use Score on the Inference page.")
             return
         for run_id in dict.fromkeys(c.run_id for c in cards):
-            st.markdown(f"**{runs.get(run_id, f'run {run_id}')}**")
+            st.markdown(f"**{runs.get(run_id) or _removed_label(cards, run_id)}**")
             rows = []
             for card in (c for c in cards if c.run_id == run_id):
                 for mean in evaluation.scorecard_means(card):
@@ -210,6 +210,13 @@ def scorecards_list(ws) -> None:
                         }
                     )
             st.dataframe(rows, hide_index=True, width="stretch")
+
+
+def _removed_label(cards, run_id: int) -> str:
+    """A removed run's scorecards stay: named as they were when scored."""
+    card = next(c for c in cards if c.run_id == run_id)
+    label = card.summary.get("models", {}).get("run", {}).get("label") or f"run {run_id}"
+    return f"{label} (removed)"
 
 
 # --- replay -----------------------------------------------------------------------------------
