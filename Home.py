@@ -9,6 +9,7 @@ from ff_lib.errors import FFError
 from ff_lib.ui import conversation, resources, state
 from ff_lib.ui.dashboard import conversation_export, load_dashboard
 from ff_lib.ui.evaluation import scorecards_list
+from ff_lib.ui.run_admin import remove_run_control
 
 INFERENCE_PAGE = "pages/1_Inference.py"
 FULL_CHAT_PAGE = "pages/2_Full_Chat.py"
@@ -51,6 +52,7 @@ if board.run_rows:
     st.dataframe(board.run_rows, hide_index=True, width="stretch")
 else:
     st.caption("No training runs registered.")
+remove_run_control(ws, board.runs)
 data_col, model_col = st.columns(2)
 with data_col:
     st.subheader("Datasets")

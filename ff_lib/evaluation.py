@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ff_lib.chat.selection import check_run
 from ff_lib.errors import InvalidInput
 from ff_lib.inference import PRESETS, GenerationSettings, validate_adapter
 from ff_lib.inference.adapters import same_base
@@ -24,6 +23,7 @@ from ff_lib.inference.effect import (
     measure_effect,
 )
 from ff_lib.inference.provenance import adapter_sha256
+from ff_lib.runs import RunCheck, usable_run
 from ff_lib.scoring import mean_scores, score_answer
 
 EFFECT_KEY = "effect"  # where a run's effect is stored in its metrics
@@ -37,27 +37,6 @@ Progress = Callable[[int, int, str], None]
 
 def _no_progress(done: int, total: int, what: str) -> None:
     return None
-
-
-@dataclass(frozen=True)
-class RunAdapter:
-    """A completed run ready to answer: its validated adapter folder and its base model."""
-
-    run: object  # ff_lib.data.TrainingRun
-    adapter_dir: Path
-    base_model: str
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def label(self) -> str:
-        return self.run.name
-
-
-def usable_run(ws, run_id: int, base_model: str | None = None) -> RunAdapter:
-    """The run with its adapter validated; InvalidInput says why it cannot answer."""
-    run = ws.get_run(run_id)
-    check = check_run(run, base_model, validate_adapter).raise_if_refused()
-    return RunAdapter(run, Path(check.adapter_dir), str(check.base_model), check.warnings)
 
 
 # --- adapter effect ---------------------------------------------------------------------------
@@ -95,17 +74,17 @@ def run_effect(
     """The run's adapter effect: stored one when the weights' hash matches, else measured+stored."""
     target = usable_run(ws, run_id, base_model)
     if not refresh:
-        cached = stored_effect(target.run, target.adapter_dir, target.base_model)
+        cached = stored_effect(target.run, target.adapter_path, target.base_model)
         if cached is not None:
             return cached
     effect = measure_effect(
         host,
         target.base_model,
-        target.adapter_dir,
+        target.adapter_path,
         effect_prompts(ws, target.run),
         quantization=quantization,
     )
-    ws.update_run_metrics(target.run.id, {EFFECT_KEY: effect.as_dict()})
+    ws.update_run_metrics(target.run_id, {EFFECT_KEY: effect.as_dict()})
     return effect
 
 
@@ -139,10 +118,10 @@ def score_settings(max_new_tokens: int | None = None) -> GenerationSettings:
     return settings
 
 
-def _same_base_or_refuse(main: RunAdapter, other: RunAdapter) -> None:
+def _same_base_or_refuse(main: RunCheck, other: RunCheck) -> None:
     if not same_base(main.base_model, other.base_model):
         raise InvalidInput(
-            f"Run {other.run.id} ({other.run.name}) is on base {other.base_model}, not "
+            f"Run {other.run_id} ({other.run_name}) is on base {other.base_model}, not "
             f"{main.base_model}: a comparison needs both runs on the same base model."
         )
 
@@ -170,7 +149,7 @@ def score_run(
         raise InvalidInput(f"Rows to score must be between 1 and {MAX_SCORE_ROWS} (got {n!r}).")
     progress = progress or _no_progress
     main = usable_run(ws, run_id, base_model)
-    models: list[tuple[str, str, RunAdapter | None]] = [
+    models: list[tuple[str, str, RunCheck | None]] = [
         ("base", "base model", None),
         ("run", main.label, main),
     ]
@@ -212,16 +191,18 @@ def score_run(
         "models": {
             key: {
                 "label": label,
-                "run_id": None if target is None else target.run.id,
-                "adapter": None if target is None else str(target.adapter_dir),
-                "adapter_sha256": None if target is None else adapter_sha256(target.adapter_dir)[1],
+                "run_id": None if target is None else target.run_id,
+                "adapter": None if target is None else target.adapter_dir,
+                "adapter_sha256": None
+                if target is None
+                else adapter_sha256(target.adapter_path)[1],
             }
             for key, label, target in models
         },
         "means": {key: mean_scores(r["scores"][key] for r in rows) for key, _, _ in models},
         "seconds": round(time.perf_counter() - started, 2),
     }
-    return ws.add_scorecard(main.run.id, dataset.id, summary, rows)
+    return ws.add_scorecard(main.run_id, dataset.id, summary, rows)
 
 
 def _batched_answers(host, base_model, models, pairs, settings, quantization, progress):
@@ -232,7 +213,7 @@ def _batched_answers(host, base_model, models, pairs, settings, quantization, pr
             base_model,
             [{"role": "user", "content": pair.prompt}],
             settings,
-            None if target is None else target.adapter_dir,
+            None if target is None else target.adapter_path,
             quantization=quantization,
         )
         for _, _, target, pair in order
@@ -369,7 +350,7 @@ def replay_conversation(
     original_base, original_label = _original_base(ws, conversation, messages)
     if original_base and not same_base(original_base, target.base_model):
         raise InvalidInput(
-            f"Run {target.run.id} ({target.run.name}) is on base {target.base_model}, but this "
+            f"Run {target.run_id} ({target.run_name}) is on base {target.base_model}, but this "
             f"conversation was answered on {original_base}: replay it with a run on that base."
         )
     loads_before = host.base_loads
@@ -384,11 +365,11 @@ def replay_conversation(
             target.base_model,
             history,
             replay_settings(meta),
-            target.adapter_dir,
+            target.adapter_path,
             quantization=quantization,
         )
         history.append({"role": "assistant", "content": reply.text})
-        replay_meta = {**reply.as_meta(), "run": {"id": target.run.id, "name": target.run.name}}
+        replay_meta = {**reply.as_meta(), **target.as_meta()}
         replayed.append(
             ReplayTurn(
                 prompt=prompt,
@@ -401,8 +382,8 @@ def replay_conversation(
     progress(len(turns), len(turns), "done")
     return Replay(
         conversation_id=conversation_id,
-        run_id=target.run.id,
-        run_name=target.run.name,
+        run_id=target.run_id,
+        run_name=target.run_name,
         original_label=original_label,
         base_model=target.base_model,
         turns=tuple(replayed),

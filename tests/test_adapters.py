@@ -218,10 +218,59 @@ def test_rank_mismatch_between_config_and_weights(adapter, base):
 
 
 def test_a_different_base_is_a_warning(adapter, tmp_path):
-    other = base_config(tmp_path / "other-base")
+    other = base_config(tmp_path / "other-base", vocab=400)
     check = validate_adapter(adapter, base_model=str(other))
     assert check.ok
-    assert any(w.startswith("Adapter was trained for") for w in check.warnings)
+    [warning] = [w for w in check.warnings if w.startswith("Adapter was trained for")]
+    assert "vocab_size 300 vs 400" in warning
+
+
+def test_a_moved_base_is_the_same_base_by_config(adapter, base, tmp_path):
+    moved = tmp_path / "elsewhere" / "copy-of-the-base"
+    moved.parent.mkdir()
+    moved.mkdir()
+    (moved / "config.json").write_text((base / "config.json").read_text())
+    # Both folders here: same config, so the same base, whatever the paths say.
+    assert validate_adapter(adapter, base_model=str(moved)).warnings == ()
+    # The declared folder is gone: the shapes fit the chosen base, so still no warning.
+    (base / "config.json").unlink()
+    base.rmdir()
+    check = validate_adapter(adapter, base_model=str(moved))
+    assert check.ok, check.reason
+    assert not any("trained for" in w for w in check.warnings)
+
+
+def test_config_contradicting_its_weights_is_refused_without_a_base(tmp_path):
+    missing = "some-org/not-downloaded-model"
+    adapter = write_adapter(tmp_path / "r", missing, rank=4)
+    assert validate_adapter(adapter).ok  # nothing to check shapes against: the base is not here
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**config, "r": 16}))
+    reason = refused(adapter)
+    assert "contradicts its adapter_config.json" in reason
+    assert "has rank 4, adapter_config.json says r=16" in reason
+    narrow = {**config, "target_modules": ["q_proj", "v_proj"]}
+    (adapter / "adapter_config.json").write_text(json.dumps(narrow))
+    reason = refused(adapter)
+    assert "the weights hold base_model.model.model.layers.0.mlp.down_proj.lora_A.weight" in reason
+    assert "target_modules is ['q_proj', 'v_proj']" in reason
+    regex = {**config, "target_modules": r".*\.(q_proj|k_proj|v_proj|o_proj)"}
+    (adapter / "adapter_config.json").write_text(json.dumps(regex))
+    assert "mlp.down_proj.lora_A.weight, but target_modules is" in refused(adapter)
+
+
+def test_a_base_that_is_not_here_is_named(adapter, base, tmp_path):
+    check = validate_adapter(adapter, base_model="some-org/not-downloaded-model")
+    assert check.ok  # the adapter itself is fine
+    assert "some-org/not-downloaded-model is not available here" in check.base_problem
+    # base_config() writes config.json only: a folder without weights cannot answer.
+    assert "has no weights" in validate_adapter(adapter).base_problem
+    (base / "model.safetensors").write_bytes(b"x")
+    assert validate_adapter(adapter).base_problem is None
+    gone = tmp_path / "gone"
+    assert validate_adapter(adapter, base_model=str(gone)).base_problem == (
+        f"Base model folder not found: {gone}."
+    )
 
 
 def test_same_base_by_path_or_quantized_variant(tmp_path):
@@ -239,3 +288,18 @@ def test_same_base_by_path_or_quantized_variant(tmp_path):
     assert check.warnings == (
         "Base model meta-llama/Llama-3.2-1B-Instruct is not available locally: shapes not checked.",
     )
+
+
+def test_same_base_compares_whole_configs_not_paths(base, tmp_path):
+    from ff_lib.inference.adapters import same_base
+
+    config = json.loads((base / "config.json").read_text())
+    copy = tmp_path / "moved" / "renamed-copy"
+    copy.mkdir(parents=True)
+    (copy / "config.json").write_text(json.dumps({**config, "transformers_version": "9.9"}))
+    assert same_base(str(base), str(copy))
+    # Same sizes, another model: an instruct variant (other eos) or another context length.
+    instruct = tmp_path / "instruct"
+    instruct.mkdir()
+    (instruct / "config.json").write_text(json.dumps({**config, "eos_token_id": 7}))
+    assert not same_base(str(base), str(instruct))

@@ -58,7 +58,7 @@ def test_home_shows_the_workspace_at_a_glance(ws_env):
     assert GOOD_RUN in list(runs["Name"])
     assert "🟢 completed" in list(runs["Status"])
     broken = runs[runs["Name"] == BROKEN_RUN]
-    assert broken["Adapter"].iloc[0].startswith("❌")
+    assert broken["Adapter"].iloc[0].startswith("✗")
     assert runs[runs["Name"] == GOOD_RUN]["Adapter"].iloc[0] == "✅ ok"
     assert set(at.dataframe[1].value["Name"]) == {"capitals", "pirate"}
     links = {link.label for link in at.get("page_link")}

@@ -26,7 +26,12 @@ def adapter(tmp_path):
 
 def test_migrations_on_a_blank_database_record_each_name():
     con = duckdb.connect(":memory:")
-    assert migrate(con) == ["m001_initial", "m002_scorecards"]
+    assert migrate(con) == [
+        "m001_initial",
+        "m002_scorecards",
+        "m003_rename_duplicate_run_names",
+        "m004_unique_run_names",
+    ]
     assert schema_version(con) == len(MIGRATIONS)
     tables = {
         r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()

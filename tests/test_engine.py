@@ -56,7 +56,9 @@ def _peft_reference(base, adapter, prompt_ids, n):
     return out[0, len(prompt_ids) :].tolist(), logits
 
 
-def test_a_mixed_adapter_batch_equals_each_row_alone(host, tiny_base, capitals_adapter, other_adapter):
+def test_a_mixed_adapter_batch_equals_each_row_alone(
+    host, tiny_base, capitals_adapter, other_adapter
+):
     jobs = _mixed_jobs(tiny_base, capitals_adapter, other_adapter)
     together = host.generate_many(jobs)
     assert host._engine.scheduler.max_batch_seen >= len(jobs)
@@ -154,7 +156,9 @@ def test_a_prompt_at_the_context_boundary_fills_the_context(host, tiny_base):
     word = "capital "
     long_prompt = word * (n * 2)  # far past the context: cut from the left to fit
     settings = GenerationSettings(temperature=0.0, max_new_tokens=8, repetition_penalty=1.0)
-    reply = host.generate(str(tiny_base), [{"role": "user", "content": long_prompt}], settings, None)
+    reply = host.generate(
+        str(tiny_base), [{"role": "user", "content": long_prompt}], settings, None
+    )
     assert reply.truncated_tokens > 0
     assert reply.stats.prompt_tokens + reply.max_new_tokens <= n
     assert reply.stats.prompt_tokens >= n - 8 - 4  # the context is used, not a fixed smaller cache

@@ -15,7 +15,6 @@ from ff_lib.inference import (
     GenerationSettings,
     build_prompt,
 )
-
 from tests.fixtures_models import CAPITAL_PAIRS
 
 # The model fixtures (tiny_base, capitals_adapter, host, ...), registered once per session.
@@ -28,7 +27,12 @@ def user(text):
 
 
 def workers() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith(WORKER_PREFIX)]
+    """Threads started per reply (the engine has one worker per base, none per reply)."""
+    return [t for t in threading.enumerate() if t.name.startswith("ff-generate")]
+
+
+def live_rows(host) -> int:
+    return host._engine.scheduler.live if host._engine else 0
 
 
 # --- settings and presets ---------------------------------------------------------------------
@@ -184,11 +188,11 @@ def test_a_stopped_stream_stops_and_joins_its_thread(host, tiny_base):
     long = dataclasses.replace(GREEDY, max_new_tokens=400, repetition_penalty=1.0)
     stream = host.stream_reply(str(tiny_base), user("Tell me everything."), long, None)
     next(stream)
-    assert len(workers()) == 1
+    assert workers() == [] and live_rows(host) == 1
     started = time.perf_counter()
     stream.close()
     assert time.perf_counter() - started < 2
-    assert workers() == []
+    assert live_rows(host) == 0
     assert not host.busy
     reply = stream.reply
     assert reply.stopped and reply.finish_reason == "stopped"
@@ -203,30 +207,29 @@ def test_an_abandoned_stream_does_not_leave_a_thread(host, tiny_base):
     import gc
 
     gc.collect()
-    assert workers() == []
+    deadline = time.monotonic() + 5  # the row leaves at the worker's next step
+    while live_rows(host) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert live_rows(host) == 0
     assert not host.busy
 
 
 def test_an_error_in_the_decoder_reaches_the_reader(tiny_base):
     from ff_lib.inference import ModelHost
 
-    class Broken:
-        def __init__(self, model):
-            pass
-
-        def activate(self, adapter):
-            return 0.0
-
-        def generate(self, *args, **kwargs):
-            raise RuntimeError("boom")
-
     fresh = ModelHost()
-    fresh.decoder = Broken
+    engine = fresh.load_base(str(tiny_base))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    engine.batched.decode = broken  # the step fails after the prompt's first token
     stream = fresh.stream_reply(str(tiny_base), user("hi"), GREEDY, None)
-    with pytest.raises(GenerationError, match="Generation failed: RuntimeError: boom"):
+    with pytest.raises(GenerationError, match="Generation failed: boom"):
         list(stream)
-    assert workers() == []
+    assert live_rows(fresh) == 0
     assert not fresh.busy
+    fresh.release()
 
 
 def test_context_overflow_in_a_conversation_drops_old_turns(host, short_context_base):

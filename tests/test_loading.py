@@ -130,8 +130,17 @@ def test_a_missing_local_base_folder_is_named(tmp_path):
 def test_nf4_on_cpu_is_refused_not_downgraded():
     with pytest.raises(QuantizationError, match="4-bit NF4 needs a CUDA GPU"):
         choose_quantization("nf4", cuda=False)
-    assert choose_quantization("auto", cuda=False) == "float32"
-    assert choose_quantization("auto", cuda=True) == "nf4"
+    assert choose_quantization("auto", cuda=False).mode == "float32"
+
+
+def test_auto_quantization_says_what_it_chose_and_why():
+    fits = choose_quantization("auto", cuda=True, fits_bf16=True)
+    assert (fits.mode, fits.reason) == ("bf16", "bf16 fits in free GPU memory")
+    tight = choose_quantization("auto", cuda=True, fits_bf16=False)
+    assert tight.mode == "nf4" and "would not fit" in tight.reason
+    qlora = choose_quantization("auto", cuda=True, prequantized=True, fits_bf16=True)
+    assert qlora.mode == "nf4" and "4-bit checkpoint" in qlora.reason
+    assert choose_quantization("nf4-bf16", cuda=True).label == "NF4 dequantized to bf16"
 
 
 @pytest.mark.skipif(

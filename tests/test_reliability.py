@@ -237,7 +237,7 @@ BROKEN_LAYOUTS = {
     "no weights": (_layout_no_weights, "No weights file"),
     "empty weights": (_layout_empty_weights, "Weights file is empty"),
     "truncated weights": (_layout_truncated_weights, "truncated"),
-    "shape mismatch": (_layout_shape_mismatch, "does not fit base model"),
+    "shape mismatch": (_layout_shape_mismatch, "contradicts its adapter_config.json"),
 }
 
 
@@ -264,10 +264,11 @@ def test_a_base_model_that_is_not_available_offline_says_so(ws_env):
     at = start(INFERENCE)
     by_label(at.text_input, "Base model").input("no-such-org/no-such-model").run()
     select_run(at, ws_env, GOOD_RUN)
-    assert any("not available locally" in w.value for w in at.warning)
-    generate(at, "What is the capital of France?")
-    assert at.error and "not available offline" in at.error[0].value, page_text(at)
-    assert at.session_state[state.CHAT_MESSAGES][-1].status == "error"
+    # Red at once, with the fix, and locked: never green and then a failure at Generate.
+    assert at.error, page_text(at)
+    assert "no-such-org/no-such-model is not available here" in at.error[0].value
+    assert "runs set-base" in at.error[0].value
+    assert by_label(at.button, "Generate").disabled
     by_label(at.text_input, "Base model").input("").run()
     assert_still_works(at, ws_env)
 

@@ -1,8 +1,10 @@
 """`runs ...`, `datasets ...` and `import-finefoundry`: the workspace's data from a terminal."""
 
 import argparse
+import sys
 
 from ff_lib.cli.output import print_json, print_table
+from ff_lib.errors import InvalidInput
 from ff_lib.workspace_path import resolve_workspace
 
 RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled")  # = ff_lib.data's
@@ -77,11 +79,29 @@ def _print_datasets(datasets) -> None:
 
 
 def runs_list(args: argparse.Namespace) -> int:
+    from ff_lib.runs import CANNOT_ANSWER, check_run
+
     runs = _workspace(args).list_runs(limit=args.limit)
+    checks = {r.id: check_run(r) for r in runs}
     if args.json:
-        print_json([_run_json(r) for r in runs])
-    else:
-        _print_runs(runs)
+        print_json(
+            [
+                {**_run_json(r), "ready": checks[r.id].ok, "reason": checks[r.id].message}
+                for r in runs
+            ]
+        )
+        return 0
+    _print_runs(runs)
+    for run in runs:
+        if run.params.get("renamed_from"):
+            print(
+                f"note: run {run.id} was renamed from {run.params['renamed_from']!r} "
+                "(run names are unique in a workspace; `runs rename` picks another)"
+            )
+        if not checks[run.id].ok and run.status == "completed":
+            print(
+                f"{CANNOT_ANSWER} run {run.id} ({run.name}) cannot answer: {checks[run.id].message}"
+            )
     return 0
 
 
@@ -109,16 +129,101 @@ def runs_set_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fix_command(args: argparse.Namespace, rest: str) -> str:
+    """A command to copy: the same workspace option the user gave, then `rest`."""
+    workspace = f"--workspace {args.workspace} " if args.workspace else ""
+    return f"python -m ff_lib {workspace}{rest}"
+
+
+def _missing_bases(args: argparse.Namespace, runs) -> list[dict]:
+    """For each base the runs name that is not here: the runs and the commands that fix it."""
+    from ff_lib.runs import missing_bases
+
+    return [
+        {
+            "base_model": base,
+            "run_ids": ids,
+            "fix": [_fix_command(args, f"runs set-base {i} BASE") for i in ids],
+            "rescan": _fix_command(args, f"runs scan {args.dir} --base-model BASE"),
+        }
+        for base, ids in missing_bases(runs).items()
+    ]
+
+
 def runs_scan(args: argparse.Namespace) -> int:
-    result = _workspace(args).scan_adapters(args.dir)
+    result = _workspace(args).scan_adapters(args.dir, base_model=args.base_model)
+    missing = _missing_bases(args, result.added)
     if args.json:
-        print_json({"added": [_run_json(r) for r in result.added], "skipped": result.skipped})
+        print_json(
+            {
+                "added": [_run_json(r) for r in result.added],
+                "skipped": result.skipped,
+                "renamed": result.renamed,
+                "missing_bases": missing,
+            }
+        )
         return 0
     print(f"registered {len(result.added)} adapter(s)")
     if result.added:
         _print_runs(result.added)
+    for note in result.renamed:
+        print(f"renamed {note}")
     for reason in result.skipped:
         print(f"skipped {reason}")
+    for entry in missing:
+        ids = ", ".join(map(str, entry["run_ids"]))
+        print(
+            f"base model {entry['base_model']} is not available here: run(s) {ids} cannot "
+            "answer until it is. Give them the base they should use (a local model folder "
+            "or a cached model id):"
+        )
+        for command in entry["fix"]:
+            print(f"  {command}")
+        print(f"  (or forget them and scan again: {entry['rescan']})")
+    return 0
+
+
+def runs_rename(args: argparse.Namespace) -> int:
+    run = _workspace(args).rename_run(args.id, args.name)
+    if args.json:
+        print_json(_run_json(run))
+    else:
+        print(f"run {run.id} is now named {run.name}")
+    return 0
+
+
+def runs_set_base(args: argparse.Namespace) -> int:
+    from ff_lib.runs import check_run
+
+    run = _workspace(args).set_run_base(args.id, args.base_model)
+    check = check_run(run)
+    if args.json:
+        print_json({**_run_json(run), "ready": check.ok, "reason": check.message})
+        return 0
+    print(f"run {run.id} ({run.name}) now answers on base {run.base_model}")
+    if check.ok:
+        print(check.message)
+    else:
+        print(f"warning: it cannot answer yet: {check.message}", file=sys.stderr)
+    return 0
+
+
+def runs_remove(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    if not args.yes:
+        run = ws.get_run(args.id)
+        raise InvalidInput(
+            f"this removes run {run.id} ({run.name}) from the workspace: add --yes to confirm "
+            "(its adapter files and stored conversations stay)"
+        )
+    run, unlinked = ws.remove_run(args.id)
+    if args.json:
+        print_json({**_run_json(run), "conversations_unlinked": unlinked})
+        return 0
+    print(
+        f"removed run {run.id} ({run.name}); its adapter files stay in {run.adapter_path}, and "
+        f"{unlinked} stored conversation(s) keep their messages"
+    )
     return 0
 
 
@@ -174,6 +279,7 @@ def import_finefoundry(args: argparse.Namespace) -> int:
                 "datasets": [_dataset_json(d) for d in result.datasets],
                 "skipped": result.skipped,
                 "notes": result.notes,
+                "renamed": result.renamed,
             }
         )
         return 0
@@ -182,6 +288,8 @@ def import_finefoundry(args: argparse.Namespace) -> int:
         _print_runs(result.runs)
     if result.datasets:
         _print_datasets(result.datasets)
+    for note in result.renamed:
+        print(f"renamed {note}")
     for reason in result.skipped:
         print(f"skipped {reason}")
     for note in result.notes:
@@ -201,7 +309,9 @@ def _positive_int(text: str) -> int:
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     """Add `runs`, `datasets` and `import-finefoundry` to the top-level subparsers."""
-    runs = sub.add_parser("runs", help="training runs: list, add, set-status, scan")
+    runs = sub.add_parser(
+        "runs", help="training runs: list, add, set-status, scan, rename, set-base, remove"
+    )
     runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
 
     p = runs_sub.add_parser("list", parents=[common], help="list runs, newest first")
@@ -225,7 +335,31 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         "scan", parents=[common], help="register every adapter folder under DIR"
     )
     p.add_argument("dir", metavar="DIR")
+    p.add_argument(
+        "--base-model",
+        metavar="BASE",
+        help="the base every adapter found was trained on (when the one they name has moved)",
+    )
     p.set_defaults(handler=runs_scan)
+
+    p = runs_sub.add_parser("rename", parents=[common], help="give a run a new (unique) name")
+    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(handler=runs_rename)
+
+    p = runs_sub.add_parser(
+        "set-base", parents=[common], help="correct the base model a run answers on"
+    )
+    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("base_model", metavar="BASE", help="a local model folder or a cached model id")
+    p.set_defaults(handler=runs_set_base)
+
+    p = runs_sub.add_parser(
+        "remove", parents=[common], help="forget a run (its files and conversations stay)"
+    )
+    p.add_argument("id", type=int, metavar="ID")
+    p.add_argument("--yes", action="store_true", help="confirm the removal")
+    p.set_defaults(handler=runs_remove)
 
     datasets = sub.add_parser("datasets", help="datasets: list, import, sample")
     ds_sub = datasets.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)

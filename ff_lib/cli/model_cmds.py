@@ -3,7 +3,6 @@
 import argparse
 import dataclasses
 import sys
-from pathlib import Path
 
 from ff_lib.cli import prompt_input
 from ff_lib.cli.output import print_json
@@ -92,6 +91,7 @@ def validate_cmd(args: argparse.Namespace) -> int:
                 "target_modules": list(check.target_modules),
                 "resolved_from": check.resolved_from,
                 "requested_path": check.requested_path,
+                "base_problem": check.base_problem,
             }
         )
     else:
@@ -107,43 +107,27 @@ def validate_cmd(args: argparse.Namespace) -> int:
 
 
 # --- generate / chat --------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """What answers: the base model and the adapter folder (None = the base alone)."""
+def resolve_target(args: argparse.Namespace):
+    """What answers (ff_lib.runs.RunCheck), from --run / --adapter / --base-model / --no-adapter.
 
-    base_model: str
-    adapter_dir: Path | None
-    warnings: tuple[str, ...] = ()
+    Refuses what cannot answer, with the reason and the fix.
+    """
+    from ff_lib import runs
 
-
-def resolve_target(args: argparse.Namespace) -> Target:
-    """From --run / --adapter / --base-model / --no-adapter; refuses what cannot answer."""
-    from ff_lib.inference import validate_adapter
-
-    adapter_path, base = None, args.base_model
     if args.run is not None:
-        from ff_lib.chat.selection import check_run
         from ff_lib.data import Workspace
 
         run = Workspace.open(resolve_workspace(args.workspace)).get_run(args.run)
-        check = check_run(run, base, validate_adapter).raise_if_refused()
-        adapter_dir = None if args.no_adapter else Path(check.adapter_dir)
-        return Target(str(check.base_model), adapter_dir, check.warnings)
+        check = runs.check_run(run, args.base_model).raise_if_refused()
+        if args.no_adapter:
+            return dataclasses.replace(check, adapter_dir=None)
+        return check
     if args.adapter:
-        adapter_path = args.adapter
-    elif not args.no_adapter or not base:
+        check = runs.check_adapter_folder(args.adapter, args.base_model).raise_if_refused()
+        return dataclasses.replace(check, adapter_dir=None) if args.no_adapter else check
+    if not args.no_adapter or not args.base_model:
         raise InvalidInput("Give --run ID or --adapter PATH (or --no-adapter with --base-model).")
-
-    warnings: tuple[str, ...] = ()
-    adapter_dir = None
-    if adapter_path is not None:
-        check = validate_adapter(adapter_path, base_model=base).raise_if_invalid()
-        base = base or check.base_model
-        warnings = check.warnings
-        adapter_dir = Path(check.adapter_dir)
-    if not base:
-        raise InvalidInput("No base model: the adapter does not name one; pass --base-model.")
-    return Target(base, None if args.no_adapter else adapter_dir, warnings)
+    return runs.check_base_only(args.base_model).raise_if_refused()
 
 
 def settings_from(args: argparse.Namespace):
@@ -176,7 +160,7 @@ def generate_cmd(args: argparse.Namespace) -> int:
         target.base_model,
         [{"role": "user", "content": prompt}],
         settings,
-        target.adapter_dir,
+        target.adapter_path,
         quantization=args.quantization,
         on_wait=lambda: print("waiting for the model...", file=sys.stderr),
     )
@@ -264,7 +248,7 @@ def chat_cmd(args: argparse.Namespace) -> int:
                 target.base_model,
                 messages,
                 settings,
-                target.adapter_dir,
+                target.adapter_path,
                 quantization=args.quantization,
             )
         except EmptyPrompt as exc:

@@ -118,10 +118,12 @@ def _import_run(con, source_db: Path, fr: ForeignRun, by_session, taken, result)
         return
     name = _unique_name(fr.name, taken)
     if name != fr.name:
-        result.notes.append(
+        note = (
             f"run {fr.name!r} (FineFoundry id {fr.source_id}) imported as {name!r}: "
             f"the name is taken by run {taken[fr.name]}"
         )
+        result.notes.append(note)
+        result.renamed.append(note)
     dataset_id, dataset_params = _dataset_link(fr, by_session, result.notes)
     params = {**dataset_params, **fr.params}
     params.update(finefoundry_id=fr.source_id, finefoundry_db=str(source_db))

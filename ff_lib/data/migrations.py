@@ -99,8 +99,46 @@ def m002_scorecards(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m003_rename_duplicate_run_names(con: duckdb.DuckDBPyConnection) -> None:
+    """Make run names unique (m004 then enforces it): a select box or a command that names a
+    run must mean one run.
+
+    Older workspaces may hold the same name twice. The oldest run keeps it; each later one is
+    renamed 'name (2)', 'name (3)', ... (a name no run has), and keeps its old name in
+    params.renamed_from so `runs list --json` says what happened.
+    """
+    rows = con.execute("SELECT id, name FROM training_runs ORDER BY created_at, id").fetchall()
+    taken = {name for _, name in rows}
+    kept: set[str] = set()
+    for run_id, name in rows:
+        if name not in kept:
+            kept.add(name)
+            continue
+        n = 2
+        while f"{name} ({n})" in taken:
+            n += 1
+        new = f"{name} ({n})"
+        taken.add(new)
+        kept.add(new)
+        con.execute(
+            "UPDATE training_runs SET name = ?, "
+            "params = json_merge_patch(params, json_object('renamed_from', ?)) WHERE id = ?",
+            [new, name, run_id],
+        )
+
+
+def m004_unique_run_names(con: duckdb.DuckDBPyConnection) -> None:
+    # Its own migration: DuckDB cannot build an index in the transaction that renamed rows.
+    con.execute("CREATE UNIQUE INDEX training_runs_name_unique ON training_runs (name)")
+
+
 # Append only: a released migration is never edited, renamed or reordered.
-MIGRATIONS: tuple[Migration, ...] = (m001_initial, m002_scorecards)
+MIGRATIONS: tuple[Migration, ...] = (
+    m001_initial,
+    m002_scorecards,
+    m003_rename_duplicate_run_names,
+    m004_unique_run_names,
+)
 
 
 def applied_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -91,6 +91,7 @@ class ScanResult:
 
     added: list[TrainingRun] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    renamed: list[str] = field(default_factory=list)  # "name taken: registered as 'name (2)'"
 
 
 @dataclass(frozen=True)
@@ -102,3 +103,4 @@ class FineFoundryImport:
     datasets: list[Dataset] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    renamed: list[str] = field(default_factory=list)  # runs whose name was taken here

@@ -32,15 +32,18 @@ def _read_base_model(config_file: Path) -> tuple[str | None, str | None]:
     base = config.get("base_model_name_or_path")
     if not isinstance(base, str) or not base.strip():
         return None, (
-            f"{ADAPTER_CONFIG} names no base_model_name_or_path "
-            "(register it with `runs add --base-model`)"
+            f"{ADAPTER_CONFIG} names no base_model_name_or_path (scan again with --base-model BASE)"
         )
     return base.strip(), None
 
 
-def find_adapters(folder: str | os.PathLike) -> tuple[list[FoundAdapter], list[str]]:
+def find_adapters(
+    folder: str | os.PathLike, base_model: str | None = None
+) -> tuple[list[FoundAdapter], list[str]]:
     """Every adapter folder under `folder` (itself included), and '<path>: <reason>' for the
-    ones left out. A nested adapter is named by its path from `folder`: run/checkpoint-100."""
+    ones left out. A nested adapter is named by its path from `folder`: run/checkpoint-100.
+
+    `base_model`, when given, is the base of every adapter found (over what each declares)."""
     root = Path(folder).expanduser().resolve()
     if not root.is_dir():
         raise InvalidInput(f"cannot scan {root}: not a folder")
@@ -52,8 +55,8 @@ def find_adapters(folder: str | os.PathLike) -> tuple[list[FoundAdapter], list[s
             continue
         here = Path(dirpath)
         config_file = here / ADAPTER_CONFIG
-        base_model, problem = _read_base_model(config_file)
-        if problem is not None:
+        declared, problem = _read_base_model(config_file)
+        if problem is not None and base_model is None:
             skipped.append(f"{here}: {problem}")
             continue
         rel = here.relative_to(root).as_posix()
@@ -62,7 +65,7 @@ def find_adapters(folder: str | os.PathLike) -> tuple[list[FoundAdapter], list[s
             FoundAdapter(
                 path=here,
                 name=root.name if rel == "." else rel,
-                base_model=base_model,
+                base_model=base_model or declared,
                 saved_at=saved_at,
             )
         )

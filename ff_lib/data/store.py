@@ -137,6 +137,53 @@ def update_run_metrics(con: Connection, run_id: int, metrics: dict) -> TrainingR
     return _run(row)
 
 
+def find_run_by_name(con: Connection, name: str) -> TrainingRun | None:
+    row = con.execute(f"SELECT {_RUN_COLUMNS} FROM training_runs WHERE name = ?", [name]).fetchone()
+    return None if row is None else _run(row)
+
+
+def unique_run_name(con: Connection, name: str) -> str:
+    """`name` when no run has it, else the first free 'name (2)', 'name (3)', ..."""
+    taken = {
+        r[0]
+        for r in con.execute(
+            "SELECT name FROM training_runs WHERE name = ? OR starts_with(name, ?)",
+            [name, name + " ("],
+        ).fetchall()
+    }
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name} ({n})" in taken:
+        n += 1
+    return f"{name} ({n})"
+
+
+def rename_run(con: Connection, run_id: int, name: str) -> TrainingRun:
+    row = con.execute(
+        f"UPDATE training_runs SET name = ? WHERE id = ? RETURNING {_RUN_COLUMNS}", [name, run_id]
+    ).fetchone()
+    return _run(row)
+
+
+def set_run_base(con: Connection, run_id: int, base_model: str) -> TrainingRun:
+    row = con.execute(
+        f"UPDATE training_runs SET base_model = ? WHERE id = ? RETURNING {_RUN_COLUMNS}",
+        [base_model, run_id],
+    ).fetchone()
+    return _run(row)
+
+
+def delete_run(con: Connection, run_id: int) -> int:
+    """Remove the run; its conversations stay (their messages name the run in their meta) and
+    lose only the link. How many conversations were unlinked."""
+    unlinked = con.execute(
+        "UPDATE conversations SET run_id = NULL WHERE run_id = ?", [run_id]
+    ).fetchone()[0]
+    con.execute("DELETE FROM training_runs WHERE id = ?", [run_id])
+    return unlinked
+
+
 def find_run_by_adapter_path(con: Connection, adapter_path: str) -> TrainingRun | None:
     row = con.execute(
         f"SELECT {_RUN_COLUMNS} FROM training_runs WHERE adapter_path = ? ORDER BY id LIMIT 1",

@@ -46,6 +46,29 @@ def _resolved(path: str | os.PathLike) -> Path:
     return Path(path).expanduser().resolve()
 
 
+def _base(base_model: str) -> str:
+    """A base model as stored: a local folder by its absolute path, else the id as given."""
+    base_model = _text(base_model, "base model")
+    folder = Path(base_model).expanduser()
+    return str(folder.resolve()) if folder.is_dir() else base_model
+
+
+def _free_name(con: duckdb.DuckDBPyConnection, name: str, run_id: int | None = None) -> str:
+    """`name`, or InvalidInput naming the run that has it and a free name to use instead."""
+    existing = store.find_run_by_name(con, name)
+    if existing is None or existing.id == run_id:
+        return name
+    raise InvalidInput(
+        f"a run named {name!r} already exists (run {existing.id}): choose another name, "
+        f"e.g. {store.unique_run_name(con, name)!r}, or rename run {existing.id} first "
+        f"(`runs rename {existing.id} NEW_NAME`)"
+    )
+
+
+def _taken_note(what: str, name: str, unique: str) -> str:
+    return f"{what}: the name {name!r} is taken in this workspace, registered as {unique!r}"
+
+
 @dataclass(frozen=True)
 class Workspace:
     """A workspace folder. Holds no connection: each method opens, works and closes, so other
@@ -148,7 +171,7 @@ class Workspace:
                 self._check_dataset(con, dataset_id)
             return store.insert_run(
                 con,
-                name=name,
+                name=_free_name(con, name),
                 status=status,
                 base_model=base_model,
                 dataset_id=dataset_id,
@@ -168,16 +191,43 @@ class Workspace:
             self._check_adapter_for(status, run.adapter_path)
             return store.update_run_status(con, run_id, status, store.utcnow())
 
+    def rename_run(self, run_id: int, name: str) -> TrainingRun:
+        """Give a run a new name, one no other run has."""
+        name = _text(name, "run name")
+        with self._write() as con:
+            self._run(con, run_id)
+            return store.rename_run(con, run_id, _free_name(con, name, run_id))
+
+    def set_run_base(self, run_id: int, base_model: str) -> TrainingRun:
+        """Correct the base a run answers on (a moved folder, a local copy of a hub model)."""
+        base_model = _base(base_model)
+        with self._write() as con:
+            self._run(con, run_id)
+            return store.set_run_base(con, run_id, base_model)
+
+    def remove_run(self, run_id: int) -> tuple[TrainingRun, int]:
+        """Forget a run (its adapter files stay on disk); (the run, conversations unlinked).
+
+        Stored conversations keep every message: each reply names its run in its meta."""
+        with self._write() as con:
+            run = self._run(con, run_id)
+            return run, store.delete_run(con, run_id)
+
     def update_run_metrics(self, run_id: int, metrics: dict) -> TrainingRun:
         """Merge `metrics` into the run's stored metrics."""
         with self._write() as con:
             run = self._run(con, run_id)
             return store.update_run_metrics(con, run_id, {**run.metrics, **metrics})
 
-    def scan_adapters(self, folder: str | os.PathLike) -> ScanResult:
-        """Register every adapter folder under `folder` not yet registered, as completed runs."""
-        found, skipped = find_adapters(folder)
+    def scan_adapters(self, folder: str | os.PathLike, base_model: str | None = None) -> ScanResult:
+        """Register every adapter folder under `folder` not yet registered, as completed runs.
+
+        `base_model` overrides the base each adapter declares (a base that has moved). A name
+        already taken gets a ' (2)' suffix, and `renamed` says so."""
+        base_model = None if base_model is None else _base(base_model)
+        found, skipped = find_adapters(folder, base_model)
         added: list[TrainingRun] = []
+        renamed: list[str] = []
         with self._write() as con:
             for adapter in found:
                 existing = store.find_run_by_adapter_path(con, str(adapter.path))
@@ -186,10 +236,13 @@ class Workspace:
                         f"{adapter.path}: already registered as run {existing.id} ({existing.name})"
                     )
                     continue
+                name = store.unique_run_name(con, adapter.name)
+                if name != adapter.name:
+                    renamed.append(_taken_note(str(adapter.path), adapter.name, name))
                 added.append(
                     store.insert_run(
                         con,
-                        name=adapter.name,
+                        name=name,
                         status="completed",
                         base_model=adapter.base_model,
                         dataset_id=None,
@@ -201,7 +254,7 @@ class Workspace:
                         completed_at=adapter.saved_at,
                     )
                 )
-        return ScanResult(added=added, skipped=skipped)
+        return ScanResult(added=added, skipped=skipped, renamed=renamed)
 
     def import_finefoundry(self, db_file: str | os.PathLike) -> FineFoundryImport:
         """Runs and scrape sessions of a FineFoundry database; a re-import adds nothing."""

@@ -32,6 +32,9 @@ class AdapterCheck:
     rank: int | None = None
     target_modules: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    # Why the base it would answer on (the one asked for, else the declared one) cannot be used
+    # here: not a folder with weights, not in the local HF cache. None when it is available.
+    base_problem: str | None = None
 
     def raise_if_invalid(self) -> "AdapterCheck":
         """AdapterInvalid(reason) when not ok; else self."""
@@ -68,16 +71,19 @@ def validate_adapter(path, base_model: str | None = None) -> AdapterCheck:
         facts["target_modules"] = (targets,) if isinstance(targets, str) else tuple(targets)
         weights = _weights_file(adapter_dir)
         shapes = _tensor_shapes(weights)
+        if shapes is not None:
+            _check_against_config(shapes, config, adapter_dir)
         declared = facts["base_model"]
-        if base_model and declared and not same_base(base_model, declared):
-            warnings.append(
-                f"Adapter was trained for {declared}, not {base_model}: answers may be poor."
-            )
         base_for_shapes = base_model or declared
         base_config = _local_base_config(base_for_shapes) if base_for_shapes else None
+        if base_for_shapes:
+            facts["base_problem"] = base_availability(base_for_shapes)[1]
+        other = _other_base_warning(declared, base_model) if base_model and declared else None
+        if other:
+            warnings.append(other)
         if shapes is not None and base_config is not None:
             _check_shapes(shapes, config, base_config, base_for_shapes, declared, adapter_dir)
-        elif base_for_shapes and base_config is None:
+        elif base_config is None and base_for_shapes:
             warnings.append(
                 f"Base model {base_for_shapes} is not available locally: shapes not checked."
             )
@@ -225,6 +231,47 @@ def _tensor_shapes(weights: Path) -> dict[str, tuple[int, ...]] | None:
     return None
 
 
+_LORA_TENSOR = re.compile(r"^(?:base_model\.model\.)?(.+)\.lora_(A|B|embedding_A|embedding_B)\b")
+
+
+def _rank_for(module_path: str, config: dict) -> int:
+    """The rank peft gives this module: rank_pattern's first match (peft's rule), else r."""
+    for pattern, rank in (config.get("rank_pattern") or {}).items():
+        if re.match(rf"(.*\.)?({pattern})$", module_path):
+            return rank
+    return config["r"]
+
+
+def _targeted(module_path: str, targets) -> bool:
+    """peft's rule: a regex must match the whole name; a list entry matches the name's end."""
+    if isinstance(targets, str):
+        return re.fullmatch(targets, module_path) is not None
+    return any(module_path == t or module_path.endswith(f".{t}") for t in targets)
+
+
+def _check_against_config(shapes: dict, config: dict, adapter_dir: Path) -> None:
+    """Refuse weights that contradict their own adapter_config.json (rank, target modules)."""
+    targets = config.get("target_modules")
+    check_targets = bool(targets) and targets != "all-linear"
+    for key, shape in shapes.items():
+        match = _LORA_TENSOR.match(key)
+        if not match or len(shape) != 2:
+            continue
+        module_path, side = match.group(1), match.group(2)
+        if check_targets and not _targeted(module_path, targets):
+            raise _Refused(
+                f"Adapter {adapter_dir} contradicts its adapter_config.json: the weights hold "
+                f"{key}, but target_modules is {targets!r}."
+            )
+        rank = _rank_for(module_path, config)
+        rank_dim = shape[0] if side in ("A", "embedding_A") else shape[1]
+        if rank_dim != rank:
+            raise _Refused(
+                f"Adapter {adapter_dir} contradicts its adapter_config.json: {key} has rank "
+                f"{rank_dim}, adapter_config.json says r={rank}."
+            )
+
+
 # --- base model identity and shape checks -----------------------------------------------------
 _QUANT_SUFFIXES = ("-unsloth-bnb-4bit", "-bnb-4bit", "-bnb-8bit", "-4bit", "-8bit")
 
@@ -237,37 +284,123 @@ def _family(name: str) -> str:
     return leaf
 
 
+# Two bases are the same model when their config.json agree on everything but these (where a
+# copy was saved, by which version, in which dtype): compared instead of paths, so a base moved
+# to another folder is the same base, while a base and its instruct variant (other eos ids) or a
+# copy with another context length are not.
+IGNORED_CONFIG_KEYS = frozenset(
+    {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "use_cache"}
+)
+
+
+def base_identity(config: dict) -> dict:
+    """The parts of a base's config.json that say which model it is."""
+    return {k: v for k, v in config.items() if k not in IGNORED_CONFIG_KEYS}
+
+
 def same_base(a: str, b: str) -> bool:
-    """Whether two base names mean the same model (local folders by path; quant variants too)."""
-    pa, pb = Path(a).expanduser(), Path(b).expanduser()
-    if pa.is_dir() and pb.is_dir():
-        return pa.resolve() == pb.resolve()
-    if pa.is_dir() != pb.is_dir():
-        return False
+    """Whether two bases are the same model: by config when both are here, else by name."""
+    ca, cb = _local_base_config(a), _local_base_config(b)
+    if ca is not None and cb is not None:
+        return base_identity(ca) == base_identity(cb)
+    if ca is not None or cb is not None:
+        # One is here, the other is not (moved, or never downloaded): names are all we have.
+        return _family(a) == _family(b)
     return a.strip().lower() == b.strip().lower() or _family(a) == _family(b)
+
+
+def _other_base_warning(declared: str, chosen: str) -> str | None:
+    """A warning when the adapter's declared base is not the chosen one, else None.
+
+    Compared by config. When the declared base is no longer here (moved, another machine) but
+    the chosen one is, the shapes check against the chosen base is the comparison: no warning.
+    """
+    cd, cc = _local_base_config(declared), _local_base_config(chosen)
+    if cd is not None and cc is not None:
+        ic, ib = base_identity(cd), base_identity(cc)
+        differ = [
+            f"{key} {ic.get(key)} vs {ib.get(key)}"
+            for key in sorted(set(ic) | set(ib))
+            if ic.get(key) != ib.get(key)
+        ]
+        if not differ:
+            return None
+        return (
+            f"Adapter was trained for {declared}, not {chosen} (their configs differ: "
+            f"{'; '.join(differ)}): answers may be poor."
+        )
+    if cd is None and cc is not None:
+        return None
+    if same_base(declared, chosen):
+        return None
+    return f"Adapter was trained for {declared}, not {chosen}: answers may be poor."
 
 
 def _local_base_config(base_model: str) -> dict | None:
     """The base's config.json when it is a local folder or in the local HF cache; else None."""
-    folder = Path(base_model).expanduser()
-    file = folder / "config.json" if folder.is_dir() else None
+    file = _config_file(base_model)
     if file is None:
-        from huggingface_hub import try_to_load_from_cache
-        from huggingface_hub.errors import HFValidationError
-
-        try:
-            cached = try_to_load_from_cache(base_model, "config.json")
-        except HFValidationError:
-            return None
-        file = Path(cached) if isinstance(cached, str) else None
-    if file is None or not file.is_file():
         return None
     try:
         config = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, OSError):
         return None
+    if not isinstance(config, dict):
+        return None
     # Multimodal configs keep the language model's sizes in text_config.
     return config.get("text_config") or config
+
+
+def _cached(base_model: str, filename: str) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        cached = try_to_load_from_cache(base_model, filename)
+    except HFValidationError:
+        return None
+    return Path(cached) if isinstance(cached, str) else None
+
+
+def _config_file(base_model: str) -> Path | None:
+    folder = Path(base_model).expanduser()
+    if folder.is_dir():
+        file = folder / "config.json"
+        return file if file.is_file() else None
+    if _looks_like_path(base_model):
+        return None
+    file = _cached(base_model, "config.json")
+    return file if file is not None and file.is_file() else None
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or os.sep + os.sep in name
+
+
+def base_availability(base_model: str) -> tuple[dict | None, str | None]:
+    """(config, None) when the base can be loaded here without a download, else (None, why).
+
+    Here means a folder with config.json and weights, or a Hugging Face id whose config and
+    weights are in the local cache.
+    """
+    name = str(base_model).strip()
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            return None, f"Base model folder {folder} has no config.json."
+        if not _has_full_weights(folder):
+            return None, f"Base model folder {folder} has no weights (model*.safetensors)."
+    elif _looks_like_path(name):
+        return None, f"Base model folder not found: {folder}."
+    elif _config_file(name) is None or not any(_cached(name, w) for w in FULL_MODEL_WEIGHTS):
+        return None, (
+            f"Base model {name} is not available here: not a local folder, and not in the "
+            "local Hugging Face cache (download it first, or use a local folder)."
+        )
+    config = _local_base_config(name)
+    if config is None:
+        return None, f"Base model {name} has an unreadable config.json."
+    return config, None
 
 
 def _expected_dims(module: str, cfg: dict) -> tuple[int, int] | None:
@@ -300,7 +433,6 @@ _LAYER = re.compile(r"\.layers\.(\d+)\.")
 
 def _check_shapes(shapes, config, base_cfg, base_name, declared, adapter_dir) -> None:
     """Refuse an adapter whose tensors cannot fit the base (rank, hidden size, vocab, layers)."""
-    rank_pattern = config.get("rank_pattern") or {}
     layers = base_cfg.get("num_hidden_layers")
     trained_for = f" It was trained for {declared}." if declared else ""
 
@@ -331,12 +463,6 @@ def _check_shapes(shapes, config, base_cfg, base_name, declared, adapter_dir) ->
         if not match or len(shape) != 2:
             continue
         module, side = match.group(1), match.group(2)
-        rank = next(
-            (r for pattern, r in rank_pattern.items() if re.search(pattern, key)), config["r"]
-        )
-        rank_dim = shape[0] if side == "A" else shape[1]
-        if rank_dim != rank:
-            refuse(f"{key} has rank {rank_dim}, adapter_config.json says r={rank}")
         dims = _expected_dims(module, base_cfg)
         if dims is None:
             continue

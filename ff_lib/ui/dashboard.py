@@ -1,10 +1,11 @@
 """What Home shows, gathered in one place: runs and their adapter checks, datasets, chats."""
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ff_lib.chat import export_bytes, from_record
 from ff_lib.data import RUN_STATUSES
+from ff_lib.runs import CANNOT_ANSWER, check_run
 from ff_lib.ui import resources
 
 RECENT_RUNS = 15
@@ -24,6 +25,7 @@ class Dashboard:
     run_rows: list  # dicts for the runs table, newest first
     datasets: list
     conversations: list
+    runs: list = field(default_factory=list)  # every run, newest first
 
 
 def _when(value) -> str:
@@ -31,11 +33,14 @@ def _when(value) -> str:
 
 
 def adapter_cell(run) -> str:
-    """'✅ ok' or '❌ <reason>' for the runs table (validation cached per path + mtime)."""
+    """'✅ ok', or '✗ <why it cannot answer>' for the runs table (adapter checks are cached)."""
     if not run.adapter_path:
         return "— none"
+    if run.status == "completed":
+        check = check_run(run, None, resources.check_adapter)
+        return "✅ ok" if check.ok else f"{CANNOT_ANSWER} {check.message}"
     check = resources.check_adapter(str(run.adapter_path), run.base_model)
-    return "✅ ok" if check.ok else f"❌ {check.reason}"
+    return "✅ ok" if check.ok else f"{CANNOT_ANSWER} {check.reason}"
 
 
 def load_dashboard(ws) -> Dashboard:
@@ -60,6 +65,7 @@ def load_dashboard(ws) -> Dashboard:
         run_rows=rows,
         datasets=datasets,
         conversations=conversations,
+        runs=runs,
     )
 
 

@@ -13,6 +13,7 @@ import streamlit as st
 
 from ff_lib import evaluation
 from ff_lib.errors import FFError
+from ff_lib.runs import run_choices
 from ff_lib.ui import resources
 from ff_lib.ui.state import (
     EVAL_MEASURE,
@@ -91,6 +92,7 @@ def score_panel(ws, check, locked: bool) -> None:
                 datasets = ws.list_datasets()
                 runs = [r for r in ws.list_runs() if r.status == "completed"]
                 run = None if check is None else ws.get_run(check.run_id)
+            choices = run_choices(runs, resources.check_adapter)
         except FFError as exc:
             st.error(str(exc))
             return
@@ -108,8 +110,8 @@ def score_panel(ws, check, locked: bool) -> None:
             own = run.dataset_id if run is not None and run.dataset_id in ids else ids[0]
             st.session_state[EVAL_SCORE_DATASET] = own
             st.session_state[EVAL_SCORE_RUN] = run_key
-        others = [r.id for r in runs if check is None or r.id != check.run_id]
-        names = {r.id: r.name for r in runs}
+        others = [c.id for c in choices if check is None or c.id != check.run_id]
+        names = {c.id: c.label for c in choices}
         data_col, rows_col, compare_col = st.columns([3, 1, 3], vertical_alignment="bottom")
         data_col.selectbox(
             "Score dataset", ids, format_func=labels.get, key=EVAL_SCORE_DATASET, disabled=locked
@@ -195,7 +197,7 @@ def scorecards_list(ws) -> None:
             st.caption("No scorecards yet: use Score on the Inference page.")
             return
         for run_id in dict.fromkeys(c.run_id for c in cards):
-            st.markdown(f"**{runs.get(run_id, f'run {run_id}')}**")
+            st.markdown(f"**{runs.get(run_id) or _removed_label(cards, run_id)}**")
             rows = []
             for card in (c for c in cards if c.run_id == run_id):
                 for mean in evaluation.scorecard_means(card):
@@ -208,6 +210,13 @@ def scorecards_list(ws) -> None:
                         }
                     )
             st.dataframe(rows, hide_index=True, width="stretch")
+
+
+def _removed_label(cards, run_id: int) -> str:
+    """A removed run's scorecards stay: named as they were when scored."""
+    card = next(c for c in cards if c.run_id == run_id)
+    label = card.summary.get("models", {}).get("run", {}).get("label") or f"run {run_id}"
+    return f"{label} (removed)"
 
 
 # --- replay -----------------------------------------------------------------------------------
@@ -229,10 +238,12 @@ def replay_panel(ws, conversation_id: str | None) -> None:
             return
         try:
             runs = [r for r in ws.list_runs() if r.status == "completed"]
+            choices = run_choices(runs, resources.check_adapter)
         except FFError as exc:
             st.error(str(exc))
             return
-        names = {r.id: f"{r.name} · {r.base_model or 'base unknown'}" for r in runs}
+        bases = {r.id: r.base_model or "base unknown" for r in runs}
+        names = {c.id: c.label + (f" · {bases[c.id]}" if c.ok else "") for c in choices}
         run_col, button_col = st.columns([4, 1], vertical_alignment="bottom")
         run_col.selectbox(
             "Replay with run",

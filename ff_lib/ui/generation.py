@@ -11,9 +11,9 @@ from pathlib import Path
 import streamlit as st
 
 from ff_lib.chat import ReplyRecorder, ensure_conversation, model_messages, record_message
-from ff_lib.chat.selection import check_run
 from ff_lib.errors import FFError
 from ff_lib.inference import DEFAULT_PRESET, PRESETS, GenerationSettings
+from ff_lib.runs import check_run
 from ff_lib.ui import conversation, resources, selection, state
 from ff_lib.ui.widgets import status_line
 

@@ -4,14 +4,17 @@ from dataclasses import asdict
 
 import streamlit as st
 
-from ff_lib.chat.selection import latest_usable_run, runs_for_choice
 from ff_lib.errors import FFError
 from ff_lib.inference import DEFAULT_PRESET, PRESETS
 from ff_lib.inference.prompts import EMPTY_PROMPT_MESSAGE
+from ff_lib.runs import latest_usable_run, run_choices
 from ff_lib.ui import conversation, resources, selection, state
 
 SAMPLE_COUNT = 5
-NO_USABLE_RUN = "No completed run with a valid adapter: train one or register it (see Home)."
+NO_USABLE_RUN = (
+    "No completed run can answer (each is marked ✗ with its reason in Training run): "
+    "train one, register it, or fix its base (see Home)."
+)
 
 
 def init_controls() -> None:
@@ -40,9 +43,10 @@ def init_controls() -> None:
 
 
 def run_options(ws) -> tuple[list[int], dict]:
-    """(run ids in box order, id -> label); completed runs first."""
-    runs = runs_for_choice(ws.list_runs())
-    return [r.id for r in runs], {r.id: f"{r.name} · {r.status}" for r in runs}
+    """(run ids in box order, id -> label); completed runs first, ✗ and why on those that
+    cannot answer. Labels are unique: a select box maps its label back to the option."""
+    choices = run_choices(ws.list_runs(), resources.check_adapter)
+    return [c.id for c in choices], {c.id: c.label for c in choices}
 
 
 def _choose_run(ws, run_id: int | None) -> None:
@@ -81,7 +85,7 @@ def on_refresh_runs() -> None:
 
 
 def on_use_latest(ws) -> None:
-    """Select the most recent completed run whose adapter validates."""
+    """Select the most recent completed run that can answer (runs marked ✗ are skipped)."""
     try:
         run = latest_usable_run(ws.list_runs(), resources.check_adapter)
         if run is None:

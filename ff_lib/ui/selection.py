@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ff_lib.chat.selection import READY_MESSAGE, RunCheck, check_run
+from ff_lib.runs import READY_MESSAGE, RunCheck, check_run
 from ff_lib.ui import resources, state
 
 STATUSES = ("idle", "validating", "ready", "generating", "waiting", "error")

@@ -58,3 +58,5 @@ FULL_EXPORT_FORMAT = "full_export_format"
 # --- Home.py ---
 HOME_DELETE_TARGET = "home_delete_target"  # str | None: the conversation id to confirm deleting
 HOME_EXPORT_FORMAT = "home_export_format"
+HOME_REMOVE_RUN = "home_remove_run"  # int | None: the run chosen in Home's `Remove a run` box
+HOME_REMOVE_TARGET = "home_remove_target"  # int | None: the run id to confirm removing

@@ -14,7 +14,7 @@ from ff_lib.chat import (
     pairs,
     reply_figures,
 )
-from ff_lib.chat.selection import RunCheck
+from ff_lib.runs import RunCheck
 
 STATUS_BADGES = {
     "completed": ":green-badge[completed]",
