@@ -71,11 +71,13 @@ def prompt_text(text: str, key: str) -> None:
     if len(lines) <= PROMPT_FOLD_LINES:
         st.text(text)
         return
+    body = st.empty()  # drawn above its switch, once the switch says how much to show
     if st.toggle(f"Show all {len(lines)} lines", key=f"{key}_show_all"):
-        st.text(text)
+        body.text(text)
     else:
-        st.text("\n".join(lines[:PROMPT_FOLD_LINES]))
-        st.caption(f"… {len(lines) - PROMPT_FOLD_LINES} more lines")
+        with body.container():
+            st.text("\n".join(lines[:PROMPT_FOLD_LINES]))
+            st.caption(f"… {len(lines) - PROMPT_FOLD_LINES} more lines")
 
 
 def prompt_view(text: str, key: str, chat: bool) -> None:
