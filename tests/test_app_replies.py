@@ -129,3 +129,13 @@ def test_typing_your_own_prompt_drops_the_samples_expected_answer(ws_env):
     assert by_label(at.selectbox, "Sample prompts").value is None
     by_label(at.selectbox, "Sample prompts").set_value(1).run()  # a sample again: shown again
     assert "Expected answer" in page_text(at)
+
+
+def test_a_chat_reply_shows_its_figures_as_soon_as_it_ends(ws_env):
+    at = select_run(start(INFERENCE), ws_env, GOOD_RUN)
+    at.switch_page(FULL_CHAT).run()
+    at.chat_input[0].set_value("Capital of Spain?").run()  # the chat view does not rerun after
+    assert not at.exception, at.exception
+    reply = at.chat_message[-1]
+    assert reply.name == "assistant"
+    assert any("tokens/s" in c.value for c in reply.caption)

@@ -14,7 +14,7 @@ from ff_lib.chat.selection import check_run
 from ff_lib.errors import FFError
 from ff_lib.inference import DEFAULT_PRESET, PRESETS, GenerationSettings
 from ff_lib.ui import conversation, resources, selection, state
-from ff_lib.ui.widgets import prompt_view, status_line
+from ff_lib.ui.widgets import figures_caption, prompt_view, status_line
 
 NO_ADAPTER_MESSAGE = "No validated adapter: choose a completed training run on the Inference page."
 
@@ -130,12 +130,14 @@ def _stream_turn(turn, host, check, messages, settings, chat: bool, status_slot)
             check.base_model, messages, settings, Path(check.adapter_dir), on_wait=on_wait
         )
         st.write_stream(_after_wait(turn.reply_pieces(stream), status_slot, detail))
+        figures_caption(turn.message.meta)  # shown now: a chat view does not rerun after a reply
     if turn.compare:
         with base_area, st.spinner("Base model...", show_time=True):
             base_stream = host.stream_reply(
                 check.base_model, messages, settings, None, on_wait=on_wait
             )
             st.write_stream(_after_wait(turn.base_pieces(base_stream), status_slot, detail))
+            figures_caption(turn.message.meta.get("base_reply") or {})
     stop_slot.empty()
 
 
