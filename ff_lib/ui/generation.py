@@ -1,7 +1,8 @@
-"""One turn of the shared conversation: store the prompt, stream the reply, keep what came.
+"""One turn of the shared conversation as a page shows it: the status, the prompt, the streams.
 
 Used by Generate on the Inference page and by Send in the dialog and on the Full Chat page, so
-all three append to the same history and the same stored conversation.
+all three append to the same history and the same stored conversation. What is stored (prompt,
+reply, base answer, how a stopped turn ends) is ff_lib.chat.turn's.
 """
 
 from dataclasses import asdict
