@@ -102,7 +102,7 @@ def reply_text(text: str, raw: bool = False, placeholder: str = "_(no text)_") -
 
 def raw_text_toggle(key: str) -> bool:
     """The view's "Raw text" switch: True shows replies without rendering their Markdown."""
-    return st.toggle(RAW_TEXT_LABEL, key=key, help=RAW_TEXT_HELP)
+    return st.toggle(RAW_TEXT_LABEL, key=key, help=RAW_TEXT_HELP, persist_state="session")
 
 
 def _message_body(message: ChatMessage, raw: bool = False, key: str = "msg") -> None:
