@@ -8,7 +8,14 @@ from ff_lib.ui import conversation, generation, resources, selection, state
 from ff_lib.ui import evaluation as evaluation_ui
 from ff_lib.ui import inference_controls as ctl
 from ff_lib.ui.chat_view import full_chat_dialog
-from ff_lib.ui.widgets import export_controls, meta_line, output_list, status_line, warnings
+from ff_lib.ui.widgets import (
+    export_controls,
+    meta_line,
+    output_list,
+    raw_text_toggle,
+    status_line,
+    warnings,
+)
 
 st.set_page_config(
     page_title="Inference · FF Playground", page_icon=":material/tune:", layout="wide"
@@ -18,8 +25,8 @@ try:
     ws = resources.workspace()
     selection.init_selection()
     ctl.init_controls()
+    conversation.init_history(ws)  # outside the session: a reply cut off by Stop is written now
     with ws.session():
-        conversation.init_history(ws)
         run_ids, run_labels = ctl.run_options(ws)
         dataset_ids, dataset_labels = ctl.dataset_options(ws)
         ctl.ensure_samples(ws, dataset_ids)
@@ -165,7 +172,14 @@ sample_refresh_col.button(
     disabled=locked,
 )
 
-st.text_area("Prompt", key=state.INF_PROMPT, disabled=locked, height=120, persist_state="session")
+st.text_area(
+    "Prompt",
+    key=state.INF_PROMPT,
+    on_change=ctl.on_prompt_edit,
+    disabled=locked,
+    height=120,
+    persist_state="session",
+)
 pending = st.session_state.pop(state.INF_PENDING_PROMPT, None)
 gen_col, clear_col, export_col, view_col = st.columns([1, 1, 3, 1], vertical_alignment="bottom")
 gen_col.button(
@@ -183,9 +197,12 @@ with export_col:
         conversation.history(), conversation.conversation_id(), key=state.INF_EXPORT_FORMAT
     )
 view_col.button("Full Chat View", on_click=ctl.open_dialog, icon=":material/forum:")
-st.toggle(
+compare_col, raw_col = st.columns([1, 1])
+compare_col.toggle(
     "Compare with base model", key=state.INF_COMPARE, disabled=locked, persist_state="session"
 )
+with raw_col:
+    raw = raw_text_toggle(state.INF_RAW_TEXT)
 if message := st.session_state.pop(state.INF_MESSAGE, None):
     st.warning(message, icon=":material/warning:")
 evaluation_ui.score_panel(ws, selection.ready_selection(), locked)
@@ -201,7 +218,7 @@ if expected_col is not None:
         st.caption("Expected answer")
         st.text(st.session_state[state.INF_EXPECTED])
 with out_col:
-    output_list(conversation.history())
+    output_list(conversation.history(), raw=raw)
     if pending is not None:
         generation.run_turn(
             ws,

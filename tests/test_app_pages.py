@@ -189,7 +189,7 @@ def test_generate_streams_a_reply_into_both_views(ws_env):
     at.switch_page(FULL_CHAT).run()
     bubbles = at.chat_message
     assert [b.name for b in bubbles] == ["user", "assistant"]
-    assert bubbles[0].markdown[0].value == "What is the capital of France?"
+    assert bubbles[0].text[0].value == "What is the capital of France?"  # as typed
 
 
 def test_compare_with_base_model_answers_twice(ws_env):
@@ -251,7 +251,7 @@ def test_reload_with_the_conversation_id_restores_the_history(ws_env):
     cid = at.session_state[state.CHAT_CONVERSATION_ID]
     fresh = start(FULL_CHAT, query={"c": cid})
     assert [b.name for b in fresh.chat_message] == ["user", "assistant"]
-    assert fresh.chat_message[0].markdown[0].value == "Capital of Portugal?"
+    assert fresh.chat_message[0].text[0].value == "Capital of Portugal?"
     assert fresh.session_state[state.CHAT_CONVERSATION_ID] == cid
 
 
@@ -271,8 +271,9 @@ def test_full_chat_without_adapter_points_to_inference(ws_env):
 def test_html_in_messages_is_shown_as_text(ws_env):
     at = ready_inference(ws_env)
     generate(at, "<script>alert(1)</script> capital?")
+    assert "<script>alert(1)</script> capital?" in [t.value for t in at.text]  # never HTML
     md = [m for m in at.markdown if "<script>" in m.value]
-    assert md and all(not m.proto.allow_html for m in md)
+    assert all(not m.proto.allow_html for m in md)
 
 
 def test_home_lists_conversations_and_deletes_after_confirmation(ws_env):

@@ -97,3 +97,35 @@ def test_export_bytes_and_filename_per_format():
     assert export_filename(None, "JSONL") == "ff-chat.jsonl"
     with pytest.raises(ValueError):
         export_bytes(HISTORY, "PDF")
+
+
+BASE_SIDE = {"text": "Base says <i>hi</i>", "status": "complete", "adapter": None,
+             "stats": {"new_tokens": 3, "tokens_per_s": 30.0}}  # fmt: skip
+COMPARED = [
+    ChatMessage("user", "Capital?"),
+    ChatMessage("assistant", "Paris", meta={**META, "base_reply": BASE_SIDE}),
+    ChatMessage("user", "Again?"),
+    ChatMessage(
+        "assistant",
+        "Par",
+        status="interrupted",
+        meta={"base_reply": {"text": "", "status": "not answered", "note": "stopped first"}},
+    ),
+]
+
+
+def test_text_keeps_the_base_models_side_of_compared_turns():
+    text = export_text(COMPARED)
+    assert "Response:\nParis\n-- 4 tokens" in text
+    assert (
+        "Base model response:\nBase says <i>hi</i>\n-- 3 tokens · 30.0 tokens/s · base model"
+        in text
+    )
+    assert "Base model response [not answered: stopped first]:" in text
+
+
+def test_markdown_keeps_the_base_models_side_of_compared_turns():
+    md = export_markdown(COMPARED)
+    assert "### Base model response\n\nBase says &lt;i&gt;hi&lt;/i&gt;" in md
+    assert "### Base model response [not answered: stopped first]\n\n_(empty)_" in md
+    assert md.index("Paris") < md.index("Base says") < md.index("Again?")

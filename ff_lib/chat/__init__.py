@@ -9,7 +9,7 @@ from ff_lib.chat.exports import (
     export_markdown,
     export_text,
 )
-from ff_lib.chat.figures import reply_figures, reply_source
+from ff_lib.chat.figures import blank_text_note, reply_figures, reply_source
 from ff_lib.chat.history import (
     ChatMessage,
     Turn,
@@ -25,13 +25,16 @@ from ff_lib.chat.recorder import (
     load_history,
     record_message,
 )
+from ff_lib.chat.turn import ChatTurn, stop_turn, turn_meta
 
 __all__ = [
     "EXPORT_FORMATS",
     "ChatMessage",
+    "ChatTurn",
     "ExportFormat",
     "ReplyRecorder",
     "Turn",
+    "blank_text_note",
     "ensure_conversation",
     "export_bytes",
     "export_filename",
@@ -44,7 +47,9 @@ __all__ = [
     "now_iso",
     "pairs",
     "record_message",
+    "stop_turn",
     "reply_figures",
     "reply_source",
     "title_from",
+    "turn_meta",
 ]

@@ -8,6 +8,7 @@ from ff_lib.chat.figures import reply_figures
 from ff_lib.chat.history import ChatMessage
 
 ROLE_TITLES = {"user": "Prompt", "assistant": "Response", "system": "System"}
+BASE_TITLE = "Base model response"  # a compared turn's base answer, after its reply
 
 # Meta keys every JSONL line carries, present (null) even when the meta lacks them.
 JSONL_META_KEYS = ("run", "base_model", "adapter", "settings", "stats")
@@ -36,8 +37,18 @@ def _status_note(m: ChatMessage) -> str:
     return "" if m.status == "complete" else f" [{m.status}]"
 
 
+def _base_status_note(base: dict) -> str:
+    """' [interrupted]' or ' [not answered: why]' after the base side's title; '' when complete."""
+    status = base.get("status", "complete")
+    if status == "complete":
+        return ""
+    note = base.get("note") or base.get("error")
+    return f" [{status}: {note}]" if note else f" [{status}]"
+
+
 def export_text(messages: list[ChatMessage]) -> str:
-    """The history as plain text: 'Prompt:' / 'Response:' blocks, content as is."""
+    """The history as plain text: 'Prompt:' / 'Response:' blocks, content as is; a compared
+    turn's base answer follows its reply as 'Base model response:'."""
     blocks = []
     for m in messages:
         head = f"{ROLE_TITLES[m.role]}{_status_note(m)}"
@@ -48,6 +59,12 @@ def export_text(messages: list[ChatMessage]) -> str:
         if figures:
             block += f"\n-- {figures}"
         blocks.append(block)
+        base = m.meta.get("base_reply") if m.role == "assistant" else None
+        if base:
+            block = f"{BASE_TITLE}{_base_status_note(base)}:\n{base.get('text') or ''}"
+            if figures := reply_figures(base):
+                block += f"\n-- {figures}"
+            blocks.append(block)
     return "\n\n".join(blocks) + ("\n" if blocks else "")
 
 
@@ -74,6 +91,13 @@ def export_markdown(messages: list[ChatMessage], title: str = "FF Playground cha
         figures = reply_figures(m.meta) if m.role == "assistant" else ""
         if figures:
             parts.append(f"*{_escape_markdown_html(figures)}*")
+        base = m.meta.get("base_reply") if m.role == "assistant" else None
+        if base:
+            parts.append(f"### {BASE_TITLE}{_escape_markdown_html(_base_status_note(base))}")
+            text = base.get("text") or ""
+            parts.append(_escape_markdown_html(text) if text else "_(empty)_")
+            if figures := reply_figures(base):
+                parts.append(f"*{_escape_markdown_html(figures)}*")
     return "\n\n".join(parts) + "\n"
 
 

@@ -1,5 +1,11 @@
 """One-line summaries of a reply's figures and of a message's provenance, for people."""
 
+import unicodedata
+from collections import Counter
+
+# Names of the blank characters a model commonly emits (others are named by Unicode).
+_BLANK_NAMES = {" ": "space", "\n": "newline", "\t": "tab", "\r": "carriage return"}
+
 
 def _number(value, digits: int = 1) -> str:
     if isinstance(value, int):
@@ -35,3 +41,17 @@ def reply_source(meta: dict) -> str:
     run = meta.get("run")
     name = run.get("name") if isinstance(run, dict) else run
     return f"adapter {name or adapter}"
+
+
+def blank_text_note(text: str) -> str:
+    """'only whitespace: 128 newlines' for a text of blank characters only; '' otherwise.
+
+    An empty text gives '' too: it has nothing to describe (views say '(no text)').
+    """
+    if not text or text.strip():
+        return ""
+    parts = []
+    for char, count in Counter(text).most_common():
+        name = _BLANK_NAMES.get(char) or unicodedata.name(char, f"U+{ord(char):04X}").lower()
+        parts.append(f"{count} {name}{'' if count == 1 else 's'}")
+    return "only whitespace: " + ", ".join(parts)

@@ -1,5 +1,6 @@
 """Mirroring the shared history to the workspace as it happens, streamed replies included."""
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -82,12 +83,18 @@ class ReplyRecorder:
         with _live_guard:
             _live_ids.add(stored.id)
 
-    def pieces(self, stream: Iterable[str]) -> Iterator[str]:
-        """Yield the stream's pieces, saving the text at most every `interval_s` seconds."""
+    def pieces(self, stream: Iterable[str], stop: threading.Event | None = None) -> Iterator[str]:
+        """Yield the stream's pieces, saving the text at most every `interval_s` seconds.
+
+        Once `stop` is set (by another thread: a page rerun while this one streams), the reply
+        ends 'interrupted' at the next piece, whoever is reading it.
+        """
         status, final_meta = "interrupted", {}
         last_save = self.clock()
         try:
             for piece in stream:
+                if stop is not None and stop.is_set():
+                    return
                 self.text += piece
                 yield piece
                 if self.clock() - last_save >= self.interval_s:
@@ -122,11 +129,12 @@ class ReplyRecorder:
     def attach_base_reply(self, text: str, meta: dict) -> None:
         """Store the base model's answer to the same prompt with this reply (compare mode)."""
         self.meta["base_reply"] = {"text": text, **meta}
+        # Kept in memory first, as in _finish: a failed write still shows both sides.
+        self.message = dataclasses.replace(
+            self.message, meta={**self.message.meta, "base_reply": self.meta["base_reply"]}
+        )
         stored = self.ws.update_message(
-            self.message.id,
-            self.message.content,
-            self.message.status,
-            meta={**self.message.meta, "base_reply": self.meta["base_reply"]},
+            self.message.id, self.message.content, self.message.status, meta=self.message.meta
         )
         self.message = from_record(stored)
 

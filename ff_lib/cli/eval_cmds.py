@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from ff_lib.cli.output import print_json, print_table
+from ff_lib.cli.output import print_json, print_table, to_jsonable
 from ff_lib.workspace_path import resolve_workspace
 
 QUANTIZATION_CHOICES = (
@@ -93,7 +93,7 @@ def effect_cmd(args: argparse.Namespace) -> int:
             host, args.adapter, base_model=args.base_model, quantization=args.quantization
         )
     if args.json:
-        print_json(effect.as_dict())
+        print_json({**effect.as_dict(), "summary": effect.summary()})
         return 0
     print(effect.summary())
     if effect.warning:
@@ -173,14 +173,14 @@ def replay_cmd(args: argparse.Namespace) -> int:
         quantization=args.quantization,
         progress=None if args.json else _bar,
     )
+    same = sum(t.original == t.replayed for t in replay.turns)
     if args.json:
-        print_json(replay)
+        print_json({**to_jsonable(replay), "unchanged": same})
         return 0
     for i, turn in enumerate(replay.turns, 1):
         print(f"--- turn {i}: {turn.prompt}")
         print(f"[{replay.original_label}] {turn.original if turn.original is not None else '-'}")
         print(f"[{replay.run_name}] {turn.replayed}")
-    same = sum(t.original == t.replayed for t in replay.turns)
     print(
         f"{same}/{len(replay.turns)} answers unchanged · {replay.base_loads} base loads · "
         f"{replay.seconds} s",

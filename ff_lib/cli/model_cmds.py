@@ -148,6 +148,28 @@ def settings_from(args: argparse.Namespace):
     )
 
 
+def reply_json(reply, warnings=(), waited: bool = False) -> dict:
+    """A reply for --json: DESIGN.md's keys, then every fact the text mode prints on stderr
+    (how the prompt was fitted: `notice`, `dropped_turns`, `truncated_tokens`; which `decoder`
+    answered, on what; the warnings; whether it waited for the model)."""
+    doc = {
+        "text": reply.text,
+        "adapter": reply.adapter,
+        "base_model": reply.base_model,
+        "settings": reply.settings,
+        "stats": dataclasses.asdict(reply.stats),
+        "seed": reply.seed,
+        "quantization": reply.describe,  # kept as before: "float32 on CPU"
+    }
+    facts = reply.as_meta()
+    facts.pop("prompt_text", None)  # the whole templated prompt: not a fact text mode shows
+    for key, value in facts.items():
+        doc.setdefault(key, value)
+    doc["warnings"] = list(warnings)
+    doc["waited_for_model"] = waited
+    return doc
+
+
 def generate_cmd(args: argparse.Namespace) -> int:
     from ff_lib.inference import get_host
 
@@ -156,31 +178,23 @@ def generate_cmd(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     for warning in target.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    waited: list[bool] = []
+
+    def on_wait() -> None:
+        waited.append(True)
+        print("waiting for the model...", file=sys.stderr)
+
     stream = get_host().stream_reply(
         target.base_model,
         [{"role": "user", "content": prompt}],
         settings,
         target.adapter_path,
         quantization=args.quantization,
-        on_wait=lambda: print("waiting for the model...", file=sys.stderr),
+        on_wait=on_wait,
     )
     if args.json:
         stream.text()
-        reply = stream.reply
-        print_json(
-            {
-                "text": reply.text,
-                "adapter": reply.adapter,
-                "base_model": reply.base_model,
-                "settings": reply.settings,
-                "stats": dataclasses.asdict(reply.stats),
-                "seed": reply.seed,
-                "quantization": reply.describe,
-                "template": reply.template,
-                "dropped_turns": reply.dropped_turns,
-                "finish_reason": reply.finish_reason,
-            }
-        )
+        print_json(reply_json(stream.reply, target.warnings, bool(waited)))
         return 0
     _stream_to_stdout(stream)
     return 0
@@ -253,6 +267,7 @@ def chat_cmd(args: argparse.Namespace) -> int:
             )
         except EmptyPrompt as exc:
             print(f"error: {exc}", file=sys.stderr)
+            transcript.append({"prompt": text, "error": str(exc)})
             continue
         if args.json:
             stream.text()
@@ -260,7 +275,7 @@ def chat_cmd(args: argparse.Namespace) -> int:
             _stream_to_stdout(stream)
         reply = stream.reply
         history = messages + [{"role": "assistant", "content": reply.text}]
-        transcript.append({"prompt": text, "text": reply.text, "stats": reply.stats})
+        transcript.append({"prompt": text, **reply_json(reply, target.warnings)})
     if args.json:
         print_json(transcript)
     return 0

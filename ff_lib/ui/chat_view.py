@@ -4,7 +4,7 @@ import streamlit as st
 
 from ff_lib.ui import conversation, generation, selection, state
 from ff_lib.ui.inference_controls import close_dialog, on_clear
-from ff_lib.ui.widgets import bubbles, status_line
+from ff_lib.ui.widgets import bubbles, raw_text_toggle, status_line
 
 COMPOSER_PLACEHOLDER = "Message the fine-tuned model"
 
@@ -24,9 +24,10 @@ def chat_body(ws, key: str) -> None:
     status_slot = st.empty()
     with status_slot.container():
         status_line(*selection.status())
+    raw = raw_text_toggle(f"{key}_raw")
     log = st.container()
     with log:
-        bubbles(conversation.history(), key=key)
+        bubbles(conversation.history(), key=key, raw=raw)
     locked = selection.ready_selection() is None
     prompt = st.chat_input(COMPOSER_PLACEHOLDER, key=key, disabled=locked)
     if prompt and prompt.strip():

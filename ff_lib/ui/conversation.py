@@ -2,11 +2,14 @@
 
 import streamlit as st
 
-from ff_lib.chat import ChatMessage, load_history
+from ff_lib.chat import ChatMessage, ChatTurn, load_history, stop_turn
 from ff_lib.errors import NotFound
 from ff_lib.ui import state
 
 QUERY_KEY = "c"
+# How long a new run of the page waits for a cut-off reply to be stored before showing it as it
+# stands (the old run ends it within one token, unless it is still loading a model).
+STOP_WAIT_S = 2.0
 
 
 def init_history(ws) -> None:
@@ -14,6 +17,7 @@ def init_history(ws) -> None:
     ss = st.session_state
     ss.setdefault(state.CHAT_MESSAGES, [])
     ss.setdefault(state.CHAT_CONVERSATION_ID, None)
+    settle_cut_off_turn(ws)
     wanted = st.query_params.get(QUERY_KEY)
     held = ss[state.CHAT_CONVERSATION_ID]
     if wanted and wanted != held:
@@ -69,3 +73,33 @@ def clear_history() -> None:
 def pop_notice() -> str | None:
     """A one-time notice about the history (e.g. an unknown ?c= id), then forgotten."""
     return st.session_state.pop(state.CHAT_NOTICE, None)
+
+
+def start_turn(ws, prompt: str, **turn_args) -> ChatTurn:
+    """Store the prompt (creating the conversation at its first turn) and open its reply; both
+    join the history, and the reply is marked in flight until `end_turn`."""
+    turn = ChatTurn(ws, conversation_id(), prompt, **turn_args)
+    set_conversation(turn.conversation_id)
+    append(turn.prompt)
+    append(turn.message)
+    st.session_state[state.CHAT_TURN_IN_FLIGHT] = turn.reply_id
+    return turn
+
+
+def end_turn(message: ChatMessage) -> None:
+    """The reply as it ended takes its place in the history."""
+    replace(message)
+    st.session_state.pop(state.CHAT_TURN_IN_FLIGHT, None)
+
+
+def settle_cut_off_turn(ws) -> None:
+    """A reply this session was streaming when the page reran (Stop, or any click meanwhile):
+    end it and show it as it ended, before anything draws the history."""
+    reply_id = st.session_state.pop(state.CHAT_TURN_IN_FLIGHT, None)
+    if reply_id is None:
+        return
+    message = stop_turn(reply_id, wait_s=STOP_WAIT_S)
+    if message is not None:
+        replace(message)
+    elif conversation_id():  # it ended before this run looked: read it back
+        st.session_state[state.CHAT_MESSAGES] = load_history(ws, conversation_id())

@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from ff_lib import evaluation
+from ff_lib.chat import blank_text_note
 from ff_lib.errors import FFError
 from ff_lib.runs import run_choices
 from ff_lib.ui import resources
@@ -179,7 +180,19 @@ def scorecard_view(card) -> None:
             f"{summary.get('seconds', 0):.1f} s"
         )
         st.dataframe(evaluation.scorecard_means(card), hide_index=True, width="stretch")
-        st.dataframe(evaluation.scorecard_table(card), hide_index=True, width="stretch")
+        st.dataframe(_shown_answers(card), hide_index=True, width="stretch")
+
+
+def _shown_answers(card) -> list[dict]:
+    """The scorecard's rows with a blank answer saying so, as chat does ('only whitespace: ...')."""
+    answer_columns = [m["label"] for m in card.summary.get("models", {}).values()]
+    table = evaluation.scorecard_table(card)
+    for line in table:
+        for column in answer_columns:
+            note = blank_text_note(line[column] or "")
+            if note:
+                line[column] = f"({note})"
+    return table
 
 
 def scorecards_list(ws) -> None:
@@ -295,9 +308,16 @@ def replay_view(replay) -> None:
                 with before:
                     st.markdown(f"**{_md_escape(replay.original_label)}** (stored)")
                     st.html(diff_html(left))
+                    _blank_note(turn.original)
                 with after:
                     st.markdown(f"**{_md_escape(replay.run_name)}** (replayed)")
                     st.html(diff_html(right))
+                    _blank_note(turn.replayed)
+
+
+def _blank_note(text: str | None) -> None:
+    if note := blank_text_note(text or ""):
+        st.caption(note)
 
 
 def _md_escape(text: str) -> str:

@@ -1,21 +1,21 @@
-"""One turn of the shared conversation: store the prompt, stream the reply, keep what came.
+"""One turn of the shared conversation as a page shows it: the status, the prompt, the streams.
 
 Used by Generate on the Inference page and by Send in the dialog and on the Full Chat page, so
-all three append to the same history and the same stored conversation.
+all three append to the same history and the same stored conversation. What is stored (prompt,
+reply, base answer, how a stopped turn ends) is ff_lib.chat.turn's.
 """
 
-from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
 import streamlit as st
 
-from ff_lib.chat import ReplyRecorder, ensure_conversation, model_messages, record_message
+from ff_lib.chat import model_messages, turn_meta
 from ff_lib.errors import FFError
 from ff_lib.inference import DEFAULT_PRESET, PRESETS, GenerationSettings
 from ff_lib.runs import check_run
 from ff_lib.ui import conversation, resources, selection, state
-from ff_lib.ui.widgets import status_line
+from ff_lib.ui.widgets import figures_caption, prompt_view, status_line
 
 NO_ADAPTER_MESSAGE = "No validated adapter: choose a completed training run on the Inference page."
 
@@ -41,18 +41,16 @@ def _recheck(ws):
 
 
 def _reply_area(chat: bool, compare: bool):
-    """Where the prompt and the streaming reply(es) go: bubbles, or a Prompt/Response block."""
-    if chat:
-        return st.chat_message("assistant"), None
-    block = st.container(border=True)
-    with block:
-        st.caption("Response")
-        if compare:
-            left, right = st.columns(2)
-            left.markdown("**Fine-tuned**")
-            right.markdown("**Base model**")
-            return left, right
-    return block, None
+    """Where the streaming reply(es) go: a bubble, or the Response part of a Prompt/Response block."""
+    block = st.chat_message("assistant") if chat else st.container(border=True)
+    if not chat:
+        block.caption("Response")
+    if not compare:
+        return block, None
+    left, right = block.columns(2)
+    left.markdown("**Fine-tuned**")
+    right.markdown("**Base model**")
+    return left, right
 
 
 def run_turn(
@@ -82,86 +80,66 @@ def run_turn(
     first = loaded is None or str(loaded.base_model) != str(check.base_model)
     detail = selection.LOADING_MESSAGE if first else selection.GENERATING_MESSAGE
     _show_status(status_slot, "generating", detail)
-
     prior = conversation.history()
-    meta = {
-        **check.as_meta(),
-        "base_model": check.base_model,
-        "adapter": check.adapter_dir,
-        "settings": asdict(settings),
-    }
     try:
-        recorder = _store_turn(ws, prompt, check, meta)
+        turn = conversation.start_turn(
+            ws,
+            prompt,
+            run_id=check.run_id,
+            run_meta=check.as_meta(),
+            meta=turn_meta(check.as_meta(), check.base_model, check.adapter_dir, asdict(settings)),
+            compare=compare,
+        )
     except FFError as exc:  # e.g. the workspace is locked by another process: nothing sent
         _show_status(status_slot, "error", str(exc))
         return False
-
-    if chat:
-        with st.chat_message("user"):
-            st.markdown(prompt)
-    else:
-        with st.container(border=True):
-            st.caption("Prompt")
-            st.markdown(prompt)
-    main_area, base_area = _reply_area(chat, compare)
-    messages = model_messages(prior, prompt)
     ok = False
-    pieces = None
     try:
-        stop_slot = st.empty()
-        stop_slot.button("Stop", key=f"stop_{recorder.message.id}", icon=":material/stop:")
-        with main_area, st.spinner("Generating...", show_time=True):
-            stream = host.stream_reply(
-                check.base_model,
-                messages,
-                settings,
-                Path(check.adapter_dir),
-                on_wait=lambda: _show_status(status_slot, "waiting", selection.WAITING_MESSAGE),
-            )
-            pieces = recorder.pieces(stream)
-            st.write_stream(_after_wait(pieces, status_slot, detail))
-        if compare:
-            with base_area or nullcontext(), st.spinner("Base model...", show_time=True):
-                base_stream = host.stream_reply(
-                    check.base_model,
-                    messages,
-                    settings,
-                    None,
-                    on_wait=lambda: _show_status(status_slot, "waiting", selection.WAITING_MESSAGE),
-                )
-                text = st.write_stream(_after_wait(base_stream, status_slot, detail))
-                recorder.attach_base_reply(
-                    text if isinstance(text, str) else "", base_stream.reply.as_meta()
-                )
-        stop_slot.empty()
+        _stream_turn(turn, host, check, model_messages(prior, prompt), settings, chat, status_slot)
         ok = True
         selection.reset_status()
     except FFError as exc:
-        recorder.fail(str(exc))
+        turn.fail(str(exc))
         selection.set_status("error", str(exc))
     finally:
-        # Also on Stop (a rerun unwinds through here): end generation, keep what was generated.
-        if pieces is not None:
-            pieces.close()
+        # Also on Stop: the page reruns in a new thread and this one unwinds through here, where
+        # every st call raises again, so the turn is finished before the page state is touched.
         try:
-            recorder.stop()
+            turn.close()
         except FFError as exc:  # the reply stays in the history; loading it again marks it
             selection.set_status("error", str(exc))
-        conversation.replace(recorder.message)
+        conversation.end_turn(turn.message)
         if selection.status()[0] in ("generating", "waiting"):
             selection.reset_status()
     _show_status(status_slot, *selection.status())
     return ok
 
 
-def _store_turn(ws, prompt: str, check, meta: dict) -> ReplyRecorder:
-    """Store the prompt (creating the conversation at its first turn) and open its reply."""
-    cid = ensure_conversation(ws, conversation.conversation_id(), prompt, check.run_id)
-    conversation.set_conversation(cid)
-    conversation.append(record_message(ws, cid, "user", prompt, meta=check.as_meta()))
-    recorder = ReplyRecorder(ws, cid, meta=meta)
-    conversation.append(recorder.message)
-    return recorder
+def _stream_turn(turn, host, check, messages, settings, chat: bool, status_slot) -> None:
+    """Show the prompt, then stream the reply (and the base model's, in compare mode)."""
+    detail = selection.status()[1]
+    prompt_view(turn.prompt.content, key=f"live_{turn.reply_id}", chat=chat)
+    main_area, base_area = _reply_area(chat, turn.compare)
+    stop_slot = st.empty()
+    stop_slot.button("Stop", key=f"stop_{turn.reply_id}", icon=":material/stop:")
+
+    def on_wait() -> None:
+        _show_status(status_slot, "waiting", selection.WAITING_MESSAGE)
+
+    with main_area, st.spinner("Generating...", show_time=True):
+        stream = host.stream_reply(
+            check.base_model, messages, settings, Path(check.adapter_dir), on_wait=on_wait
+        )
+        st.write_stream(_after_wait(turn.reply_pieces(stream), status_slot, detail))
+        figures_caption(turn.message.meta)  # shown now: a chat view does not rerun after a reply
+    if turn.compare:
+        with base_area, st.spinner("Base model...", show_time=True):
+            base_stream = host.stream_reply(
+                check.base_model, messages, settings, None, on_wait=on_wait
+            )
+            st.write_stream(_after_wait(turn.base_pieces(base_stream), status_slot, detail))
+            figures_caption(turn.message.meta.get("base_reply") or {})
+    stop_slot.empty()
 
 
 def _after_wait(pieces, slot, detail: str):

@@ -189,6 +189,17 @@ def on_sample_change() -> None:
     ss[state.INF_EXPECTED] = sample.response
 
 
+def on_prompt_edit() -> None:
+    """A prompt typed by the user is no longer the chosen sample: its expected answer goes."""
+    ss = st.session_state
+    index = ss.get(state.INF_SAMPLE)
+    samples = ss.get(state.INF_SAMPLES) or []
+    chosen = samples[index].prompt if index is not None and index < len(samples) else None
+    if ss.get(state.INF_PROMPT) != chosen:
+        ss[state.INF_EXPECTED] = None
+        ss[state.INF_SAMPLE] = None
+
+
 def on_generate() -> None:
     """Generate was clicked: refuse an empty prompt, else answer it on this rerun."""
     ss = st.session_state

@@ -6,6 +6,7 @@ State holds ids and plain data (ChatMessage, dicts, str), never models or connec
 # --- ff_lib/ui/conversation.py: the shared history (one conversation per browser session) ---
 CHAT_MESSAGES = "chat_messages"  # list[ChatMessage], oldest first
 CHAT_CONVERSATION_ID = "chat_conversation_id"  # str | None, created at the first message
+CHAT_TURN_IN_FLIGHT = "chat_turn_in_flight"  # int | None: the reply id a run is streaming
 CHAT_NOTICE = "chat_notice"  # str | None: a one-time message (e.g. a ?c= id that is unknown)
 
 # --- ff_lib/ui/selection.py: the validated run and the model status, shared by both pages ---
@@ -35,6 +36,7 @@ INF_EXPECTED = "inf_expected"  # str | None: the chosen sample's expected answer
 INF_PROMPT = "inf_prompt"
 INF_EXPORT_FORMAT = "inf_export_format"
 INF_COMPARE = "inf_compare"
+INF_RAW_TEXT = "inf_raw_text"  # bool: replies shown as generated, Markdown not rendered
 INF_PENDING_PROMPT = "inf_pending_prompt"  # str | None: Generate clicked, to run on this rerun
 INF_MESSAGE = "inf_message"  # str | None: a one-time warning under the buttons
 INF_DIALOG_OPEN = "inf_dialog_open"  # bool: the Full Chat View dialog is open

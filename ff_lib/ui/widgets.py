@@ -1,6 +1,7 @@
 """Small shared widgets: the status line, run labels, bubbles, the output list, export controls.
 
-Model and user text is always rendered with st.markdown / st.text, which escape HTML.
+Prompts are shown exactly as typed (st.text: no Markdown, no HTML); replies render as Markdown
+(st.markdown escapes HTML) unless the view's "Raw text" switch is on.
 """
 
 import streamlit as st
@@ -9,11 +10,13 @@ from ff_lib.chat import (
     EXPORT_FORMATS,
     ChatMessage,
     Turn,
+    blank_text_note,
     export_bytes,
     export_filename,
     pairs,
     reply_figures,
 )
+from ff_lib.chat.turn import BASE_NOT_ANSWERED
 from ff_lib.runs import RunCheck
 
 STATUS_BADGES = {
@@ -26,6 +29,9 @@ STATUS_BADGES = {
 EMPTY_OUTPUT = "No prompts yet. Responses will appear here, newest last."
 EMPTY_CHAT = "No messages yet. Say something to the fine-tuned model."
 RECENT_SHOWN = 50  # Prompt / Response pairs drawn before "Show N earlier"
+PROMPT_FOLD_LINES = 30  # a longer prompt shows its first lines until "Show all"
+RAW_TEXT_LABEL = "Raw text"
+RAW_TEXT_HELP = "Show replies exactly as generated instead of rendering their Markdown."
 
 
 def status_line(status: str, detail: str) -> None:
@@ -59,11 +65,51 @@ def status_badge(status: str) -> str:
     return STATUS_BADGES.get(status, status)
 
 
-def _message_body(message: ChatMessage, placeholder: str = "_(no text)_") -> None:
-    if message.content:
-        st.markdown(message.content)
+def prompt_text(text: str, key: str) -> None:
+    """A prompt exactly as typed; past PROMPT_FOLD_LINES lines, folded until "Show all"."""
+    lines = text.split("\n")
+    if len(lines) <= PROMPT_FOLD_LINES:
+        st.text(text)
+        return
+    body = st.empty()  # drawn above its switch, once the switch says how much to show
+    if st.toggle(f"Show all {len(lines)} lines", key=f"{key}_show_all"):
+        body.text(text)
     else:
+        with body.container():
+            st.text("\n".join(lines[:PROMPT_FOLD_LINES]))
+            st.caption(f"… {len(lines) - PROMPT_FOLD_LINES} more lines")
+
+
+def prompt_view(text: str, key: str, chat: bool) -> None:
+    """The prompt of a turn being answered: a user bubble, or the Prompt part of a block."""
+    with st.chat_message("user") if chat else st.container(border=True):
+        if not chat:
+            st.caption("Prompt")
+        prompt_text(text, key)
+
+
+def reply_text(text: str, raw: bool = False, placeholder: str = "_(no text)_") -> None:
+    """A reply rendered as Markdown (as is when `raw`); blank replies say what they hold."""
+    if not text:
         st.markdown(placeholder)
+    elif note := blank_text_note(text):
+        st.markdown(f"_({note})_")
+    elif raw:
+        st.text(text)
+    else:
+        st.markdown(text)
+
+
+def raw_text_toggle(key: str) -> bool:
+    """The view's "Raw text" switch: True shows replies without rendering their Markdown."""
+    return st.toggle(RAW_TEXT_LABEL, key=key, help=RAW_TEXT_HELP, persist_state="session")
+
+
+def _message_body(message: ChatMessage, raw: bool = False, key: str = "msg") -> None:
+    if message.role == "user":
+        prompt_text(message.content, key=f"{key}_{message.id}")
+    else:
+        reply_text(message.content, raw)
     if message.status == "interrupted":
         st.caption(interrupted_note(message.meta), help=INTERRUPTED_HELP)
     elif message.status == "error":
@@ -92,20 +138,29 @@ def figures_caption(meta: dict) -> None:
         st.caption(meta["notice"])
 
 
-def _base_reply(meta: dict) -> None:
+def _base_reply(meta: dict, raw: bool) -> None:
     base = meta.get("base_reply")
-    if base:
-        st.markdown("**Base model**")
-        st.markdown(base.get("text") or "_(no text)_")
-        figures_caption(base)
+    if not base:
+        return
+    st.markdown("**Base model**")
+    status = base.get("status", "complete")
+    if status == BASE_NOT_ANSWERED:
+        st.caption(f":material/block: Not answered: {base.get('note', 'the turn ended first')}.")
+        return
+    reply_text(base.get("text") or "", raw)
+    if status == "interrupted":
+        st.caption(interrupted_note(base), help=INTERRUPTED_HELP)
+    elif status == "error":
+        st.caption(f"Failed: {base.get('error', 'see the status line')}")
+    figures_caption(base)
 
 
-def turn_block(turn: Turn) -> None:
+def turn_block(turn: Turn, raw: bool = False, key: str = "turn") -> None:
     """One Prompt / Response pair of the output list (side by side with the base answer)."""
     with st.container(border=True):
         if turn.prompt is not None:
             st.caption("Prompt")
-            st.markdown(turn.prompt.content)
+            prompt_text(turn.prompt.content, key=f"{key}_{turn.prompt.id}")
         if turn.reply is None:
             return
         st.caption("Response")
@@ -113,12 +168,12 @@ def turn_block(turn: Turn) -> None:
             left, right = st.columns(2)
             with left:
                 st.markdown("**Fine-tuned**")
-                _message_body(turn.reply)
+                _message_body(turn.reply, raw)
                 figures_caption(turn.reply.meta)
             with right:
-                _base_reply(turn.reply.meta)
+                _base_reply(turn.reply.meta, raw)
         else:
-            _message_body(turn.reply)
+            _message_body(turn.reply, raw)
             figures_caption(turn.reply.meta)
 
 
@@ -131,25 +186,27 @@ def recent(items: list, key: str, shown: int = RECENT_SHOWN) -> list:
     return items[-shown:]
 
 
-def output_list(messages: list[ChatMessage]) -> None:
+def output_list(messages: list[ChatMessage], raw: bool = False) -> None:
     """Every Prompt / Response pair of the history, newest last; a quiet line when empty."""
     turns = pairs(messages)
     if not turns:
         st.caption(EMPTY_OUTPUT)
     for turn in recent(turns, key="inf_show_all_pairs"):
-        turn_block(turn)
+        turn_block(turn, raw, key="inf_out")
 
 
-def bubbles(messages: list[ChatMessage], key: str) -> None:
-    """The history as chat bubbles (a Generate shows up as a user / assistant pair)."""
+def bubbles(messages: list[ChatMessage], key: str, raw: bool = False) -> None:
+    """The history as chat bubbles (a Generate shows up as a user / assistant pair; a compared
+    turn's base answer shows under the reply)."""
     shown = [m for m in messages if m.role in ("user", "assistant")]
     if not shown:
         st.caption(EMPTY_CHAT)
     for m in recent(shown, key=f"{key}_show_all", shown=2 * RECENT_SHOWN):
         with st.chat_message(m.role):
-            _message_body(m)
+            _message_body(m, raw, key=key)
             if m.role == "assistant":
                 figures_caption(m.meta)
+                _base_reply(m.meta, raw)
 
 
 def export_controls(messages: list[ChatMessage], conversation_id: str | None, key: str) -> None:
