@@ -25,8 +25,9 @@ st.title("Full Chat")
 if notice := conversation.pop_notice():
     st.warning(notice)
 run_caption()
-if selection.ready_selection() is None:
+if selection.selection() is None:
     st.warning("No validated adapter is selected: choose a completed run on the Inference page.")
+if selection.ready_selection() is None:
     st.page_link("pages/1_Inference.py", label="Go to Inference", icon=":material/tune:")
 
 tools = st.columns([1, 3], vertical_alignment="bottom")

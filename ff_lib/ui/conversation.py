@@ -5,12 +5,14 @@ import streamlit as st
 from ff_lib.chat import ChatMessage, load_history
 from ff_lib.errors import NotFound
 from ff_lib.ui import state
+from ff_lib.ui.restore import restore_setup
 
 QUERY_KEY = "c"
 
 
 def init_history(ws) -> None:
-    """Set up the history; load the conversation named by ?c= when it is not the one held."""
+    """Set up the history; load the conversation named by ?c= when it is not the one held,
+    with the run, base model and settings it was answered with (validated again)."""
     ss = st.session_state
     ss.setdefault(state.CHAT_MESSAGES, [])
     ss.setdefault(state.CHAT_CONVERSATION_ID, None)
@@ -27,6 +29,7 @@ def init_history(ws) -> None:
         else:
             ss[state.CHAT_MESSAGES] = messages
             ss[state.CHAT_CONVERSATION_ID] = wanted
+            restore_setup(ws, messages)
     elif held and not wanted:
         # A page switch drops the query string: put the id back so a reload restores it.
         st.query_params[QUERY_KEY] = held
