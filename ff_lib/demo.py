@@ -14,6 +14,7 @@ from ff_lib.errors import NotFound
 from ff_lib.inference import GenerationSettings, get_host
 from ff_lib.inference.tiny import TinyModelSpec, build_tiny_base
 from ff_lib.inference.training import train_lora
+from ff_lib.progress import StepProgress
 
 DEMO_BASE_DIRNAME = "ff-tiny-llama"
 # Written last, so a build that stopped half way is rebuilt rather than taken as done.
@@ -140,6 +141,7 @@ def build_demo(
     manifest.unlink(missing_ok=True)
     _remove_demo_folders(root)
     step = time.perf_counter()
+    progress(f"building the demo workspace at {root} (about a minute on 2 cores; no download)")
     build_tiny_base(base_dir, demo_corpus(), DEMO_SPEC)
     progress(f"built tokenizer and base model {base_dir} ({time.perf_counter() - step:.1f} s)")
 
@@ -156,8 +158,10 @@ def build_demo(
     for (demo, adapter_dir, _), ds in zip(trained, datasets, strict=True):
         pairs = _pairs(ws, ds)
         step = time.perf_counter()
-        exact[demo.run_name] = measure_exact_match(base_dir, adapter_dir, pairs)
-        exact[f"base/{demo.name}"] = measure_exact_match(base_dir, None, pairs)
+        checking = StepProgress(f"checking {demo.run_name}'s answers", progress)
+        exact[demo.run_name] = measure_exact_match(base_dir, adapter_dir, pairs, checking)
+        checking = StepProgress(f"checking the base model's answers on {demo.name}", progress)
+        exact[f"base/{demo.name}"] = measure_exact_match(base_dir, None, pairs, checking)
         progress(
             f"{demo.run_name}: {exact[demo.run_name]}; base: {exact[f'base/{demo.name}']}"
             f" on {demo.name} ({time.perf_counter() - step:.1f} s)"
@@ -194,15 +198,19 @@ def build_demo(
 
 
 def measure_exact_match(
-    base_dir: Path, adapter_dir: Path | None, pairs: Iterable[tuple[str, str]]
+    base_dir: Path,
+    adapter_dir: Path | None,
+    pairs: Iterable[tuple[str, str]],
+    on_step: Callable[[int, int], Any] | None = None,
 ) -> ExactMatch:
     """Answer each prompt greedily (adapter on, or the bare base) and count exact answers.
 
     Goes through the app's own engine, so the figure is what the Inference page would show. A
     reply is abandoned as soon as it leaves the expected answer, so a wrong one costs a token
-    or two, not a full max_new_tokens.
+    or two, not a full max_new_tokens. `on_step(done, count)` follows the prompts.
     """
     host = get_host()
+    pairs = list(pairs)
     correct = total = 0
     for prompt, answer in pairs:
         expected = answer.strip()
@@ -217,6 +225,8 @@ def measure_exact_match(
         stream.close()
         correct += text.strip() == expected
         total += 1
+        if on_step is not None:
+            on_step(total, len(pairs))
     return ExactMatch(correct, total)
 
 
@@ -231,7 +241,8 @@ def _train_adapter(
     run_dir = demo_run_dir(root, demo.run_name)
     pairs = _pairs(ws, ds)
     step = time.perf_counter()
-    train_lora(base_dir, pairs, run_dir / "adapter", **LORA_PARAMS)
+    training = StepProgress(f"training {demo.run_name} on {demo.name}", progress)
+    train_lora(base_dir, pairs, run_dir / "adapter", **LORA_PARAMS, on_step=training)
     seconds = round(time.perf_counter() - step, 2)
     progress(f"trained {demo.run_name} on {demo.name} ({LORA_PARAMS['steps']} steps, {seconds} s)")
     _write_json(run_dir / "params.json", _params(ds))
