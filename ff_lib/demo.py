@@ -24,8 +24,10 @@ DATA_DIR = Path(__file__).resolve().parent / "demo_data"
 # The demo base's tied embeddings are frozen and small, which caps how far a LoRA can push one
 # logit above the rest. A 512-token vocabulary leaves fewer rivals to beat, and a final-norm
 # weight of 8 lets a learned answer stand far enough above them that sampling at the default
-# preset (Balanced, temperature 0.7, top-p 0.9) gives it too: at scale 1 the trained answer held
-# a few percent of the probability and every sampled reply was noise (0/20 exact; 20/20 now).
+# preset (Balanced, temperature 0.7, top-p 0.9) gives it too. At scale 1 the trained answer held
+# a few percent of the probability and every sampled reply was noise (0/20 exact). At 8, through
+# the engine on 2 cores: Balanced 100/100 and 96/96 exact (every prompt, 2 seeds), Creative
+# 40/40 and 40/40, greedy 50/50 and 48/48, with the same 200 training steps.
 DEMO_SPEC = TinyModelSpec(vocab_size=512, logit_scale=8.0)
 # Written into the manifest; a demo built by another recipe is rebuilt rather than reused.
 DEMO_VERSION = 2

@@ -1,12 +1,14 @@
 """A reload, a bookmarked ?c= link or Home's Continue brings back the conversation's setup."""
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from ff_lib.chat import ChatMessage
+from ff_lib.chat import ChatMessage, ensure_conversation, record_message
 from ff_lib.chat.restore import conversation_setup
+from ff_lib.data import Workspace
 from ff_lib.demo import BROKEN_RUN
 from ff_lib.ui import state
 from tests.apptest_helpers import (
@@ -119,3 +121,23 @@ def test_a_run_that_broke_since_turns_red_with_its_reason(ws_env):
     finally:
         shutil.rmtree(adapter)
         shutil.move(backup, adapter)
+
+
+def test_a_recorded_base_that_no_longer_fits_gives_way_to_the_run_s_base_out_loud(ws_env, tmp_path):
+    run = run_named(ws_env, GOOD_RUN)
+    # The base the conversation used was replaced by a model of another shape since.
+    other = tmp_path / "other-base"
+    shutil.copytree(run.base_model, other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "hidden_size": 64}))
+    ws = Workspace.open(ws_env)
+    cid = ensure_conversation(ws, None, "Capital of Peru?", run.id)
+    record_message(ws, cid, "user", "Capital of Peru?", meta={"run": {"id": run.id}})
+    meta = {**reply_meta(run.id, run.name), "base_model": str(other)}
+    record_message(ws, cid, "assistant", "The capital of Peru is Lima.", meta=meta)
+
+    inference = start(INFERENCE, query={"c": cid})
+    assert [s.value for s in inference.success] == [READY]
+    assert by_label(inference.text_input, "Base model").value == run.base_model
+    said = [t.value for t in inference.toast]
+    assert any(f"its base {other} is not usable" in t for t in said), said

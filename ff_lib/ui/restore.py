@@ -31,17 +31,24 @@ def restore_setup(ws, messages: list[ChatMessage]) -> ConversationSetup | None:
             "error", f"This conversation was answered by {name}, which cannot be opened: {exc}"
         )
         return setup
-    ss = st.session_state
     base = setup.base_model or run.base_model or ""
+    check = selection.apply_run(run, base or None)
+    note = ""
+    if not check.ok and run.base_model and base != run.base_model:
+        # The run's base was set again since (a moved folder): try it, and say so.
+        moved = selection.apply_run(run, run.base_model)
+        if moved.ok:
+            check, note = moved, f" (its base {base} is not usable; the run's base is used)"
+            base = run.base_model
+    ss = st.session_state
     ss[state.INF_RUN] = run.id
     ss[state.INF_BASE_MODEL] = base
     # A base the conversation typed stays typed: choosing another run then keeps it.
     ss[state.MODEL_BASE_FILLED] = base if base == (run.base_model or "") else ""
     ss[state.MODEL_PENDING_RUN] = None
-    check = selection.apply_run(run, base or None)
     restored = "run, base model and settings" if setup.settings else "run and base model"
     outcome = "adapter validated" if check.ok else check.message
-    st.toast(f"Restored this conversation's {restored} ({run.name}): {outcome}")
+    st.toast(f"Restored this conversation's {restored} ({run.name}){note}: {outcome}")
     return setup
 
 
