@@ -10,6 +10,7 @@ from ff_lib.ui import conversation, resources, state
 from ff_lib.ui.dashboard import conversation_export, load_dashboard
 from ff_lib.ui.evaluation import scorecards_list
 from ff_lib.ui.run_admin import remove_run_control
+from ff_lib.ui.style import PAGE_ICON, page_style
 
 INFERENCE_PAGE = "pages/1_Inference.py"
 FULL_CHAT_PAGE = "pages/2_Full_Chat.py"
@@ -24,7 +25,8 @@ python -m ff_lib runs scan DIR
 ```
 """
 
-st.set_page_config(page_title="FF Playground", page_icon=":material/science:", layout="wide")
+st.set_page_config(page_title="FF Playground", page_icon=PAGE_ICON, layout="wide")
+page_style()
 st.title("FF Playground")
 st.caption(f"Workspace: `{resources.workspace_folder()}`")
 
@@ -113,10 +115,14 @@ else:
 for conv in board.conversations:
     title = conv.title or "Untitled conversation"
     with st.container(border=True):
-        info, download, cont, infer, delete = st.columns([4, 1, 1, 1, 1])
+        info, actions = st.columns([3, 4], vertical_alignment="center")
         info.text(title)
         info.caption(f"{conv.message_count} messages · {conv.updated_at:%Y-%m-%d %H:%M}")
-        download.download_button(
+        # A row sized to its labels (wrapping on a narrow window), never cutting them.
+        actions = actions.container(
+            horizontal=True, horizontal_alignment="right", vertical_alignment="center"
+        )
+        actions.download_button(
             "Download",
             # Made on click: Home never reads every conversation's messages to render.
             data=partial(conversation_export, ws, conv.id, fmt),
@@ -125,9 +131,9 @@ for conv in board.conversations:
             on_click="ignore",
             key=f"home_download_{conv.id}",
         )
-        cont.page_link(FULL_CHAT_PAGE, label="Continue", query_params={"c": conv.id})
-        infer.page_link(INFERENCE_PAGE, label="Inference", query_params={"c": conv.id})
-        if delete.button("Delete", key=f"home_delete_{conv.id}"):
+        actions.page_link(FULL_CHAT_PAGE, label="Continue", query_params={"c": conv.id})
+        actions.page_link(INFERENCE_PAGE, label="Inference", query_params={"c": conv.id})
+        if actions.button("Delete", key=f"home_delete_{conv.id}"):
             st.session_state[state.HOME_DELETE_TARGET] = (conv.id, title)
 
 target = st.session_state.get(state.HOME_DELETE_TARGET)

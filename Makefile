@@ -30,10 +30,12 @@ $(BIN)/python:
 
 # Stamp files: re-install only when a requirements file changed.
 $(VENV)/.deps-run: requirements.txt | $(BIN)/python
+	@echo "installing the app's packages into $(VENV) (first time: 1-2 minutes)"
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
 	touch $@
 
 $(VENV)/.deps-dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	@echo "installing the app's and the tests' packages into $(VENV) (first time: 1-2 minutes)"
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@ $(VENV)/.deps-run
 

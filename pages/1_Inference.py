@@ -8,6 +8,7 @@ from ff_lib.ui import conversation, generation, resources, selection, state
 from ff_lib.ui import evaluation as evaluation_ui
 from ff_lib.ui import inference_controls as ctl
 from ff_lib.ui.chat_view import full_chat_dialog
+from ff_lib.ui.style import PAGE_ICON, page_style
 from ff_lib.ui.widgets import (
     export_controls,
     meta_line,
@@ -17,9 +18,8 @@ from ff_lib.ui.widgets import (
     warnings,
 )
 
-st.set_page_config(
-    page_title="Inference · FF Playground", page_icon=":material/tune:", layout="wide"
-)
+st.set_page_config(page_title="Inference · FF Playground", page_icon=PAGE_ICON, layout="wide")
+page_style()
 
 try:
     ws = resources.workspace()
@@ -138,7 +138,7 @@ with st.expander("Advanced"):
 ctl.store_settings()
 
 ds_col, ds_refresh_col, sample_col, sample_refresh_col = st.columns(
-    [3, 1.8, 4.5, 1.7], vertical_alignment="bottom"
+    [3, 2.2, 4, 1.8], vertical_alignment="bottom"
 )
 ds_col.selectbox(
     "Dataset for sample prompts",
@@ -181,7 +181,9 @@ st.text_area(
     persist_state="session",
 )
 pending = st.session_state.pop(state.INF_PENDING_PROMPT, None)
-gen_col, clear_col, export_col, view_col = st.columns([1, 1, 3, 1], vertical_alignment="bottom")
+gen_col, clear_col, export_col, view_col = st.columns(
+    [1.2, 1.2, 2.6, 1.3], vertical_alignment="bottom"
+)
 gen_col.button(
     "Generate",
     type="primary",

@@ -7,11 +7,11 @@ from ff_lib.ui import conversation, resources, selection, state
 from ff_lib.ui.chat_view import chat_body, run_caption
 from ff_lib.ui.evaluation import replay_panel
 from ff_lib.ui.inference_controls import on_clear
+from ff_lib.ui.style import PAGE_ICON, page_style
 from ff_lib.ui.widgets import export_controls
 
-st.set_page_config(
-    page_title="Full Chat · FF Playground", page_icon=":material/forum:", layout="wide"
-)
+st.set_page_config(page_title="Full Chat · FF Playground", page_icon=PAGE_ICON, layout="wide")
+page_style()
 
 try:
     ws = resources.workspace()
@@ -25,8 +25,9 @@ st.title("Full Chat")
 if notice := conversation.pop_notice():
     st.warning(notice)
 run_caption()
-if selection.ready_selection() is None:
+if selection.selection() is None:
     st.warning("No validated adapter is selected: choose a completed run on the Inference page.")
+if selection.ready_selection() is None:
     st.page_link("pages/1_Inference.py", label="Go to Inference", icon=":material/tune:")
 
 tools = st.columns([1, 3], vertical_alignment="bottom")

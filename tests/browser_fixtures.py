@@ -104,8 +104,8 @@ def start_app(workspace: Path, log_path: Path, port: int | None = None) -> AppSe
             str(port),
             "--server.address",
             "127.0.0.1",
-            "--browser.gatherUsageStats",
-            "false",
+            # No --browser.gatherUsageStats here: .streamlit/config.toml must turn it off, as it
+            # does for `make run` (test_browser_first_start records every request).
         ],
         cwd=ROOT,
         env=env,

@@ -5,12 +5,13 @@
 Tests that change the workspace must copy it first (see browser_fixtures.browser_workspace).
 """
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-from ff_lib.demo import DemoResult, build_demo
+from ff_lib.demo import DEMO_VERSION, DemoResult, build_demo
 
 # A fixture imported into several test modules is registered once per module, so its session
 # scope alone would build once per module: the build itself is kept here, once per process.
@@ -33,7 +34,13 @@ def demo_workspace(tmp_path_factory) -> Path:
     """
     prebuilt = os.environ.get("FF_TEST_DEMO_WORKSPACE")
     if prebuilt:
-        if not (Path(prebuilt) / "demo.json").is_file():
+        manifest = Path(prebuilt) / "demo.json"
+        if not manifest.is_file():
             pytest.fail(f"FF_TEST_DEMO_WORKSPACE={prebuilt} is not a built demo (no demo.json)")
+        if json.loads(manifest.read_text()).get("version") != DEMO_VERSION:
+            pytest.fail(
+                f"FF_TEST_DEMO_WORKSPACE={prebuilt} was built by an older demo recipe: rebuild it "
+                f"(python -m ff_lib --workspace {prebuilt} demo --force)"
+            )
         return Path(prebuilt)
     return first_demo_build(tmp_path_factory.getbasetemp()).workspace

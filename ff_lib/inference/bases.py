@@ -115,7 +115,8 @@ def locate_base(base_model: str) -> str:
     if not isinstance(cached, str) and hub_offline():
         raise BaseModelUnavailable(
             f"not available offline: {base_model} is not a local folder and not in the local "
-            "Hugging Face cache (HF_HUB_OFFLINE is set). Download it first, or give a local folder."
+            "Hugging Face cache, and downloads are off. Give a local folder, or let it download "
+            "once with FF_ALLOW_DOWNLOADS=1."
         )
     return base_model
 

@@ -32,12 +32,18 @@ class TinyModelSpec:
     num_key_value_heads: int = 2
     max_position_embeddings: int = 512
     seed: int = 0
+    # Weight of the final norm, which multiplies every logit. At 1 a random Llama's logits span
+    # about +-3, so even a LoRA that has learned an answer leaves it a few percent of the
+    # probability and sampling at temperature 0.7 is noise; a larger scale lets it be peaked.
+    logit_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads:
             raise ValueError("hidden_size must be a multiple of num_attention_heads")
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+        if self.logit_scale <= 0:
+            raise ValueError("logit_scale must be positive")
 
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024, chat_template: bool = True):
@@ -92,6 +98,8 @@ def build_tiny_base(
     )
     torch.manual_seed(spec.seed)
     model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.model.norm.weight.fill_(spec.logit_scale)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     with quiet_libraries():

@@ -1,6 +1,7 @@
 """A small LoRA trainer: enough to make demo and test adapters that memorize Q/A pairs."""
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from ff_lib.inference.quiet import quiet_libraries
@@ -47,11 +48,13 @@ def train_lora(
     steps: int = 300,
     seed: int = 0,
     system_prompt: str | None = None,
+    on_step: Callable[[int, int, float], object] | None = None,
 ) -> Path:
     """Train a LoRA on all 7 projections of the base in `base_dir`; save it to `out_dir`.
 
     Full-batch AdamW on the chat-templated pairs, float32 on the CPU (or the GPU when there is
     one). Returns `out_dir`, which then holds adapter_config.json + adapter_model.safetensors.
+    `on_step(step, steps, loss)` is called after each step (step counts from 1).
     """
     import torch
     from peft import LoraConfig, get_peft_model
@@ -101,13 +104,15 @@ def train_lora(
         ),
     )
     model.train()
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
+        if on_step is not None:
+            on_step(step, steps, float(loss.detach()))
     model.eval()
     # A local folder as the declared base: validation can then check shapes against it.
     model.peft_config["default"].base_model_name_or_path = str(base_dir.resolve())

@@ -5,6 +5,7 @@ import streamlit as st
 from ff_lib.chat import ChatMessage, ChatTurn, load_history, stop_turn
 from ff_lib.errors import NotFound
 from ff_lib.ui import state
+from ff_lib.ui.restore import restore_setup
 
 QUERY_KEY = "c"
 # How long a new run of the page waits for a cut-off reply to be stored before showing it as it
@@ -13,7 +14,8 @@ STOP_WAIT_S = 2.0
 
 
 def init_history(ws) -> None:
-    """Set up the history; load the conversation named by ?c= when it is not the one held."""
+    """Set up the history; load the conversation named by ?c= when it is not the one held,
+    with the run, base model and settings it was answered with (validated again)."""
     ss = st.session_state
     ss.setdefault(state.CHAT_MESSAGES, [])
     ss.setdefault(state.CHAT_CONVERSATION_ID, None)
@@ -31,6 +33,7 @@ def init_history(ws) -> None:
         else:
             ss[state.CHAT_MESSAGES] = messages
             ss[state.CHAT_CONVERSATION_ID] = wanted
+            restore_setup(ws, messages)
     elif held and not wanted:
         # A page switch drops the query string: put the id back so a reload restores it.
         st.query_params[QUERY_KEY] = held

@@ -62,7 +62,7 @@ def effect_line(ws, check) -> None:
             st.error(f"Adapter effect: {exc}", icon=":material/error:")
             return
         if effect is None:
-            text_col, button_col = st.columns([4, 1], vertical_alignment="center")
+            text_col, button_col = st.columns([5, 2], vertical_alignment="center")
             text_col.caption(NOT_MEASURED)
             button_col.button(
                 "Measure adapter effect",
