@@ -126,19 +126,29 @@ def _stream_turn(turn, host, check, messages, settings, chat: bool, status_slot)
     def on_wait() -> None:
         _show_status(status_slot, "waiting", selection.WAITING_MESSAGE)
 
-    with main_area, st.spinner("Generating...", show_time=True):
-        stream = host.stream_reply(
-            check.base_model, messages, settings, Path(check.adapter_dir), on_wait=on_wait
-        )
-        st.write_stream(_after_wait(turn.reply_pieces(stream), status_slot, detail))
-        figures_caption(turn.message.meta)  # shown now: a chat view does not rerun after a reply
-    if turn.compare:
-        with base_area, st.spinner("Base model...", show_time=True):
-            base_stream = host.stream_reply(
-                check.base_model, messages, settings, None, on_wait=on_wait
+    base_stream = None
+    try:
+        with main_area, st.spinner("Generating...", show_time=True):
+            stream = host.stream_reply(
+                check.base_model, messages, settings, Path(check.adapter_dir), on_wait=on_wait
             )
-            st.write_stream(_after_wait(turn.base_pieces(base_stream), status_slot, detail))
-            figures_caption(turn.message.meta.get("base_reply") or {})
+            if turn.compare:
+                # Both sides decode together in the engine's batch; the base side's text waits
+                # in its stream until the fine-tuned reply has been shown.
+                base_stream = host.stream_reply(
+                    check.base_model, messages, settings, None, on_wait=on_wait
+                )
+                stream.start()
+                base_stream.start()
+            st.write_stream(_after_wait(turn.reply_pieces(stream), status_slot, detail))
+            figures_caption(turn.message.meta)  # shown now: a chat view does not rerun after
+        if base_stream is not None:
+            with base_area, st.spinner("Base model...", show_time=True):
+                st.write_stream(_after_wait(turn.base_pieces(base_stream), status_slot, detail))
+                figures_caption(turn.message.meta.get("base_reply") or {})
+    finally:
+        if base_stream is not None:
+            base_stream.close()  # a Stop (or an error) before the base side was read
     stop_slot.empty()
 
 
