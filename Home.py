@@ -74,8 +74,9 @@ with model_col:
         st.caption("No model loaded yet: it loads at the first prompt.")
     else:
         st.markdown(
-            f"Base `{loaded.base_model}` · quantization {loaded.quantization} · "
-            f"device {loaded.device} · {len(loaded.adapters)} adapter(s) attached"
+            f"Base `{loaded.base_model}` · {loaded.quantization} ({loaded.quantization_reason}) · "
+            f"device {loaded.device} · context {loaded.context:,} tokens · up to {loaded.rows} "
+            f"replies at once · {len(loaded.adapters)} adapter(s) in slots"
         )
         for folder in loaded.adapters:
             st.caption(f"Adapter `{folder}`")

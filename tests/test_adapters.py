@@ -262,7 +262,7 @@ def test_config_contradicting_its_weights_is_refused_without_a_base(tmp_path):
 def test_a_base_that_is_not_here_is_named(adapter, base, tmp_path):
     check = validate_adapter(adapter, base_model="some-org/not-downloaded-model")
     assert check.ok  # the adapter itself is fine
-    assert "some-org/not-downloaded-model is not available here" in check.base_problem
+    assert "some-org/not-downloaded-model is not available offline" in check.base_problem
     # base_config() writes config.json only: a folder without weights cannot answer.
     assert "has no weights" in validate_adapter(adapter).base_problem
     (base / "model.safetensors").write_bytes(b"x")

@@ -43,6 +43,25 @@ class AdapterCheck:
         return self
 
 
+# LoraConfig's fields in PEFT 0.21.2 (dataclasses.fields(peft.LoraConfig)), the version pinned.
+LORA_CONFIG_KEYS = frozenset(
+    ["alora_invocation_tokens", "alpha_pattern", "arrow_config", "auto_mapping", "base_model_name_or_path", "bias", "corda_config", "ensure_weight_tying", "eva_config", "exclude_modules", "fan_in_fan_out", "inference_mode", "init_lora_weights", "kasa_config", "layer_replication", "layers_pattern", "layers_to_transform", "loftq_config", "lora_alpha", "lora_bias", "lora_dropout", "lora_ga_config", "megatron_config", "megatron_core", "modules_to_save", "monteclora_config", "peft_type", "peft_version", "qalora_group_size", "r", "rank_pattern", "revision", "runtime_config", "target_modules", "target_parameters", "task_type", "trainable_token_indices", "use_bdlora", "use_dora", "use_qalora", "use_rslora", "velora_config"]
+)
+
+
+def unknown_config_keys(config: dict) -> list[str]:
+    """Keys of an adapter_config.json that the installed PEFT's LoraConfig does not have."""
+    unknown = sorted(set(config) - LORA_CONFIG_KEYS)
+    if unknown:  # a newer PEFT may know them: ask it (imported only in this rare case)
+        import dataclasses
+
+        from peft import LoraConfig
+
+        known = {f.name for f in dataclasses.fields(LoraConfig)}
+        unknown = [k for k in unknown if k not in known]
+    return unknown
+
+
 class _Refused(Exception):
     """Internal: a validation step failed with a user-facing message."""
 
@@ -65,6 +84,13 @@ def validate_adapter(path, base_model: str | None = None) -> AdapterCheck:
         facts["adapter_dir"] = str(adapter_dir)
         facts["files"] = tuple(sorted(p.name for p in adapter_dir.iterdir()))
         config = _read_config(adapter_dir)
+        unknown = unknown_config_keys(config)
+        if unknown:
+            warnings.append(
+                f"adapter_config.json has settings {unknown} that this PEFT does not know; they "
+                "are not applied. The adapter was saved by a newer PEFT: if its replies look "
+                "wrong, upgrade peft and FF Playground."
+            )
         facts["base_model"] = config.get("base_model_name_or_path") or None
         facts["rank"] = config.get("r")
         targets = config.get("target_modules") or ()
@@ -394,7 +420,7 @@ def base_availability(base_model: str) -> tuple[dict | None, str | None]:
         return None, f"Base model folder not found: {folder}."
     elif _config_file(name) is None or not any(_cached(name, w) for w in FULL_MODEL_WEIGHTS):
         return None, (
-            f"Base model {name} is not available here: not a local folder, and not in the "
+            f"Base model {name} is not available offline: not a local folder, and not in the "
             "local Hugging Face cache (download it first, or use a local folder)."
         )
     config = _local_base_config(name)

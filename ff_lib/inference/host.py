@@ -21,7 +21,6 @@ from ff_lib.inference.bases import (
     load_model,
     locate_base,
 )
-from ff_lib.inference.decode import BatchedLM
 from ff_lib.inference.prompts import normalize_messages
 from ff_lib.inference.replies import Reply
 from ff_lib.inference.scheduler import Scheduler
@@ -47,6 +46,7 @@ class LoadedInfo:
     load_s: float
     context: int = 0  # tokens a prompt plus its reply may take
     rows: int = 0  # replies decoded together at most
+    quantization_reason: str = ""  # why this quantization ("asked", "bf16 fits in free GPU ...")
 
 
 class Engine:
@@ -54,6 +54,8 @@ class Engine:
 
     def __init__(self, base_model, source, quantization, model, tokenizer, device, load_s, slots):
         import torch
+
+        from ff_lib.inference.decode import BatchedLM  # torch: imported with the first model
 
         self.base_model, self.source = str(base_model), source
         self.quantization, self.device, self.load_s = quantization, device, load_s
@@ -161,9 +163,6 @@ class ModelHost:
         import torch
 
         source = locate_base(base_model)
-        loaded = self._engine
-        if loaded is not None and loaded.source == source and quantization == "auto":
-            return loaded  # `auto` was decided when it loaded; free memory is lower now
         cuda = torch.cuda.is_available()
         prequantized, size = base_facts(source)
         fits = None
@@ -177,7 +176,9 @@ class ModelHost:
             self.lock.acquire()
         try:
             engine = self._engine
-            if engine is not None and engine.key == (source, quant.mode):
+            # `auto` was decided when the base loaded (free memory is lower now).
+            same = engine is not None and engine.source == source
+            if same and (quantization == "auto" or engine.quantization.mode == quant.mode):
                 return engine
             if engine is not None:
                 if engine.scheduler.live and on_wait is not None:
@@ -215,6 +216,7 @@ class ModelHost:
             load_s=round(engine.load_s, 3),
             context=engine.context_length,
             rows=engine.batched.max_rows,
+            quantization_reason=engine.quantization.reason,
         )
 
     def release(self) -> None:

@@ -1,19 +1,9 @@
 """Next tokens for a batch of rows, each with its own settings and seed; log-probabilities."""
 
-from dataclasses import dataclass
-
 import torch
 
+from ff_lib.inference.scheduler import TokenChoice
 from ff_lib.inference.settings import GenerationSettings
-
-
-@dataclass
-class TokenChoice:
-    """One row's next token, with its log-probability and the top alternatives when asked."""
-
-    token: int
-    logprob: float | None = None
-    top: list[tuple[int, float]] | None = None
 
 
 class RowSampler:

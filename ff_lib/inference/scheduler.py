@@ -12,10 +12,18 @@ import time
 from dataclasses import dataclass, field
 
 from ff_lib.errors import FFError, GenerationError
-from ff_lib.inference.sampling import RowSampler, TokenChoice
 from ff_lib.inference.settings import GenerationSettings
 
 END = object()  # put on a request's queue once it has finished (after its last token)
+
+
+@dataclass
+class TokenChoice:
+    """One row's next token, with its log-probability and the top alternatives when asked."""
+
+    token: int
+    logprob: float | None = None
+    top: list[tuple[int, float]] | None = None
 
 
 @dataclass(eq=False)
@@ -48,6 +56,8 @@ class Scheduler:
     """The worker thread of one BatchedLM; `submit` is safe from any thread."""
 
     def __init__(self, model, idle_wait_s: float = 0.05):
+        from ff_lib.inference.sampling import RowSampler  # torch: imported with the first model
+
         self.model = model
         self.sampler = RowSampler(model.max_rows, model.vocab, model.device)
         self.pending: queue.Queue[Request] = queue.Queue()

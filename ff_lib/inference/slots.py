@@ -61,6 +61,24 @@ def _refuse_unsupported(config: dict, folder: str) -> None:
                 f"Adapter {folder} uses {what}, which the batched engine does not apply: "
                 "merge it into the base with peft and load the merged model instead."
             )
+    changes_forward = {
+        "layer_replication": "layer replication",
+        "target_parameters": "LoRA on raw parameters (target_parameters)",
+        "trainable_token_indices": "trained token embeddings",
+        "alora_invocation_tokens": "activated LoRA (aLoRA)",
+        "use_bdlora": "BD-LoRA",
+        "use_qalora": "QA-LoRA",
+        "arrow_config": "Arrow routing",
+        "kasa_config": "KaSA",
+        "monteclora_config": "MonteCLoRA",
+        "velora_config": "VeLoRA",
+    }
+    for key, what in changes_forward.items():
+        if config.get(key):
+            raise AdapterInvalid(
+                f"Adapter {folder} uses {what} ({key}), which the batched engine does not "
+                "apply: merge it into the base with peft and load the merged model instead."
+            )
     if config.get("modules_to_save"):
         raise AdapterInvalid(
             f"Adapter {folder} also trains full modules ({config['modules_to_save']}), which "

@@ -9,8 +9,7 @@ from ff_lib.errors import FFError, GenerationError
 from ff_lib.inference.prompts import build_prompt
 from ff_lib.inference.provenance import adapter_sha256
 from ff_lib.inference.replies import Reply, ReplyStats
-from ff_lib.inference.sampling import TokenChoice
-from ff_lib.inference.scheduler import END, Request
+from ff_lib.inference.scheduler import END, Request, TokenChoice
 
 # A request that gets no token for this long is treated as hung.
 STREAM_TIMEOUT_S = 120.0
