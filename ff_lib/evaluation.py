@@ -149,16 +149,7 @@ def score_run(
         raise InvalidInput(f"Rows to score must be between 1 and {MAX_SCORE_ROWS} (got {n!r}).")
     progress = progress or _no_progress
     main = usable_run(ws, run_id, base_model)
-    models: list[tuple[str, str, RunCheck | None]] = [
-        ("base", "base model", None),
-        ("run", main.label, main),
-    ]
-    if compare_run_id is not None:
-        if compare_run_id == run_id:
-            raise InvalidInput("The comparison run is the run being scored: pick another run.")
-        other = usable_run(ws, compare_run_id)
-        _same_base_or_refuse(main, other)
-        models.append(("compare", other.label, other))
+    models = _scored_models(ws, main, compare_run_id)
     dataset = ws.get_dataset(dataset_id)
     pairs = ws.dataset_pairs(dataset_id, limit=n)
     if not pairs:
@@ -171,17 +162,7 @@ def score_run(
     )
     progress(total, total, "done")
 
-    rows = []
-    for i, pair in enumerate(pairs):
-        row_answers = {key: answers[key][i] for key, _, _ in models}
-        rows.append(
-            {
-                "prompt": pair.prompt,
-                "expected": pair.response,
-                "answers": row_answers,
-                "scores": {k: score_answer(a, pair.response) for k, a in row_answers.items()},
-            }
-        )
+    rows = _score_rows(pairs, models, answers)
     summary = {
         "dataset": {"id": dataset.id, "name": dataset.name},
         "n": len(rows),
@@ -203,6 +184,36 @@ def score_run(
         "seconds": round(time.perf_counter() - started, 2),
     }
     return ws.add_scorecard(main.run_id, dataset.id, summary, rows)
+
+
+def _scored_models(ws, main: RunCheck, compare_run_id: int | None) -> list:
+    """(key, label, run or None) of each model a scorecard answers with: base, run, compare."""
+    models: list[tuple[str, str, RunCheck | None]] = [
+        ("base", "base model", None),
+        ("run", main.label, main),
+    ]
+    if compare_run_id is not None:
+        if compare_run_id == main.run_id:
+            raise InvalidInput("The comparison run is the run being scored: pick another run.")
+        other = usable_run(ws, compare_run_id)
+        _same_base_or_refuse(main, other)
+        models.append(("compare", other.label, other))
+    return models
+
+
+def _score_rows(pairs, models, answers) -> list[dict]:
+    rows = []
+    for i, pair in enumerate(pairs):
+        row_answers = {key: answers[key][i] for key, _, _ in models}
+        rows.append(
+            {
+                "prompt": pair.prompt,
+                "expected": pair.response,
+                "answers": row_answers,
+                "scores": {k: score_answer(a, pair.response) for k, a in row_answers.items()},
+            }
+        )
+    return rows
 
 
 def _batched_answers(host, base_model, models, pairs, settings, quantization, progress):
