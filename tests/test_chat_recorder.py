@@ -92,8 +92,25 @@ def test_text_is_saved_while_streaming():
     ws = FakeWorkspace()
     rec = ReplyRecorder(ws, "c1", interval_s=1.0, clock=lambda: next(ticks))
     list(rec.pieces(FakeStream(["a", "b", "c"])))
-    assert ("a", "streaming") in ws.updates
+    assert ws.updates[0] == ("a", "streaming")  # the first piece is saved at once
     assert ws.updates[-1] == ("abc", "complete")
+
+
+def test_saves_after_the_first_come_at_most_every_interval():
+    now = [0.0]
+    ws = FakeWorkspace()
+    rec = ReplyRecorder(ws, "c1", interval_s=1.0, clock=lambda: now[0])
+
+    class SlowStream(FakeStream):
+        def __iter__(self):
+            for piece in self._pieces:
+                yield piece
+                now[0] += 0.4  # four pieces over 1.6 s
+
+    list(rec.pieces(SlowStream(list("abcd"))))
+    streaming = [u for u in ws.updates if u[1] == "streaming"]
+    assert streaming[0] == ("a", "streaming")
+    assert len(streaming) <= 2
 
 
 def test_closing_early_keeps_what_was_generated_as_interrupted():

@@ -84,20 +84,21 @@ class ReplyRecorder:
             _live_ids.add(stored.id)
 
     def pieces(self, stream: Iterable[str], stop: threading.Event | None = None) -> Iterator[str]:
-        """Yield the stream's pieces, saving the text at most every `interval_s` seconds.
+        """Yield the stream's pieces, saving the text at the first piece, then at most every
+        `interval_s` seconds (a crash a moment after the reply started still keeps its text).
 
         Once `stop` is set (by another thread: a page rerun while this one streams), the reply
         ends 'interrupted' at the next piece, whoever is reading it.
         """
         status, final_meta = "interrupted", {}
-        last_save = self.clock()
+        last_save = None
         try:
             for piece in stream:
                 if stop is not None and stop.is_set():
                     return
                 self.text += piece
                 yield piece
-                if self.clock() - last_save >= self.interval_s:
+                if last_save is None or self.clock() - last_save >= self.interval_s:
                     self._save_progress()
                     last_save = self.clock()
             reply = getattr(stream, "reply", None)
