@@ -7,6 +7,7 @@ import pytest
 
 from ff_lib.chat import export_jsonl, export_text
 from ff_lib.data import Workspace
+from ff_lib.inference import get_host
 from ff_lib.ui import state
 from tests.apptest_helpers import (
     FULL_CHAT,
@@ -53,7 +54,11 @@ def test_compare_with_the_base_and_another_run_answers_in_three_columns(ws_env):
     own = f"{GOOD_RUN} (run {run_id(ws_env, GOOD_RUN)})"
     assert not any(own in o for o in box.options)  # the run itself is the first column
     box.set_value(["base", other]).run()
+    engine = get_host()._engine
+    if engine is not None:  # shared by the tests of this process: count this Generate only
+        engine.scheduler.max_batch_seen = 0
     generate(at, "What is the capital of France?")
+    assert get_host()._engine.scheduler.max_batch_seen >= 3  # the three sides in one batch
 
     reply = at.session_state[state.CHAT_MESSAGES][-1]
     sides = reply.meta["compare_replies"]
