@@ -199,9 +199,23 @@ with export_col:
         conversation.history(), conversation.conversation_id(), key=state.INF_EXPORT_FORMAT
     )
 view_col.button("Full Chat View", on_click=ctl.open_dialog, icon=":material/forum:")
-compare_col, raw_col = st.columns([1, 1])
-compare_col.toggle(
-    "Compare with base model", key=state.INF_COMPARE, disabled=locked, persist_state="session"
+compare_col, raw_col = st.columns([3, 1], vertical_alignment="bottom")
+try:
+    compare_choices = ctl.compare_options(ws, selection.ready_selection())
+except FFError as exc:
+    compare_choices = []
+    st.error(str(exc))
+compare_col.multiselect(
+    "Compare with",
+    [c.key for c in compare_choices],
+    format_func={c.key: c.label for c in compare_choices}.get,
+    key=state.INF_COMPARE_WITH,
+    on_change=ctl.on_compare_change,
+    args=(compare_choices,),
+    max_selections=ctl.MAX_SIDES - 1,
+    disabled=locked,
+    placeholder="the base model, or other runs on the same base",
+    help=ctl.COMPARE_HELP,
 )
 with raw_col:
     raw = raw_text_toggle(state.INF_RAW_TEXT)
@@ -226,7 +240,7 @@ with out_col:
             ws,
             pending,
             chat=False,
-            compare=st.session_state[state.INF_COMPARE],
+            compare_with=st.session_state[state.INF_COMPARE_WITH],
             status_slot=status_slot,
         )
         st.rerun()

@@ -194,12 +194,13 @@ def test_generate_streams_a_reply_into_both_views(ws_env):
 
 def test_compare_with_base_model_answers_twice(ws_env):
     at = ready_inference(ws_env)
-    by_label(at.toggle, "Compare with base model").set_value(True).run()
+    by_label(at.multiselect, "Compare with").set_value(["base"]).run()
     generate(at, "What is the capital of Spain?")
     reply = at.session_state[state.CHAT_MESSAGES][-1]
-    assert "base_reply" in reply.meta
-    assert "Base model" in page_text(at)
-    assert reply.meta["base_reply"]["text"]
+    (base,) = reply.meta["compare_replies"]
+    assert base["label"] == "base model" and base["adapter"] is None
+    assert "base model" in page_text(at)
+    assert base["text"]
 
 
 def test_full_chat_view_dialog_sends_into_the_shared_list(ws_env):

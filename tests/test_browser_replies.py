@@ -1,16 +1,18 @@
-"""Stop while "Compare with base model" is on, in Debian's Chromium against `streamlit run`.
+"""Stop while "Compare with" holds the base model, in Debian's Chromium against `streamlit run`.
 
 Stop is a button that reruns the page while the old run is still streaming (Streamlit starts the
 new run at once and stops the old one at its next element): only a real browser shows what the
 user sees then. Replies are long and random here (temperature 2, seed 2) so Stop lands mid-text.
 """
 
+import re
 import time
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from ff_lib.data import Workspace
+from ff_lib.runs import latest_usable_run
 from tests.browser_fixtures import (  # noqa: F401  (fixtures)
     app_server,
     browser_context_args,
@@ -19,7 +21,7 @@ from tests.browser_fixtures import (  # noqa: F401  (fixtures)
     screenshot,
 )
 from tests.fixtures_demo import demo_workspace  # noqa: F401  (session fixture)
-from tests.test_browser_journey import READY, TIMEOUT_MS, settle
+from tests.test_browser_journey import READY, TIMEOUT_MS, choose, settle
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -46,13 +48,20 @@ def ready_to_compare(page: Page, url: str) -> None:
     seed.fill("2")
     seed.press("Enter")
     settle(page)
-    for label in ("Compare with base model", "Raw text"):
-        page.get_by_text(label, exact=True).click()
-        settle(page)
+    choose(page, "inf_compare_with", re.compile(r"^base model"))
+    page.keyboard.press("Escape")  # a multiselect stays open after a choice
+    settle(page)
+    page.get_by_text("Raw text", exact=True).click()
+    settle(page)
+
+
+def first_title(workspace) -> str:
+    """The first column's title: the run "Use latest completed run" chose."""
+    return latest_usable_run(Workspace.open(workspace).list_runs()).name
 
 
 def column(page: Page, title: str):
-    """The newest turn's column headed `title` ("Fine-tuned" or "Base model")."""
+    """The newest turn's column headed `title` (the run's name or "base model")."""
     heading = page.get_by_test_id("stMarkdownContainer").get_by_text(title, exact=True)
     return page.get_by_test_id("stColumn").filter(has=heading).last
 
@@ -80,20 +89,22 @@ def stored_reply(workspace):
 
 
 def shown_reply(col) -> str:
-    """The reply as the Raw text view shows it (st.text), whitespace-normalized."""
-    return " ".join(" ".join(col.get_by_test_id("stText").all_inner_texts()).split())
+    """The reply as the Raw text view shows it (st.text, or a compared side's marked text),
+    whitespace-normalized."""
+    shown = col.locator('[data-testid="stText"], .ff-diff').all_inner_texts()
+    return " ".join(" ".join(shown).split())
 
 
 def test_stop_during_the_fine_tuned_reply_shows_it_interrupted_at_once(page: Page, app_server):  # noqa: F811
     ready_to_compare(page, app_server.url)
     page.locator(".st-key-inf_prompt textarea").fill("Tell me a long story about dragons")
     page.get_by_role("button", name="Generate").click()
-    fine_tuned = column(page, "Fine-tuned")
+    fine_tuned = column(page, first_title(app_server.workspace))
     wait_for_text(fine_tuned)
     page.get_by_role("button", name="Stop").click()
 
     expect(fine_tuned.get_by_text("Interrupted")).to_be_visible(timeout=SHOWN_WITHIN_MS)
-    base = column(page, "Base model")
+    base = column(page, "base model")
     expect(base.get_by_text("Not answered")).to_be_visible(timeout=SHOWN_WITHIN_MS)
     expect(page.get_by_text(STILL_WRITING)).to_have_count(0)
     settle(page)
@@ -101,30 +112,32 @@ def test_stop_during_the_fine_tuned_reply_shows_it_interrupted_at_once(page: Pag
 
     stored = stored_reply(app_server.workspace)
     assert stored.status == "interrupted" and stored.content.strip()
-    assert stored.meta["base_reply"]["status"] == "not answered"
+    assert stored.meta["compare_replies"][0]["status"] == "not answered"
     assert shown_reply(fine_tuned) == " ".join(stored.content.split())
     page.reload()  # and it stays so
-    expect(column(page, "Fine-tuned").get_by_text("Interrupted")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(
+        column(page, first_title(app_server.workspace)).get_by_text("Interrupted")
+    ).to_be_visible(timeout=TIMEOUT_MS)
 
 
 def test_stop_during_the_base_reply_keeps_both_sides(page: Page, app_server):  # noqa: F811
     ready_to_compare(page, app_server.url)
     page.locator(".st-key-inf_prompt textarea").fill("Once upon a time, far away")
     page.get_by_role("button", name="Generate").click()
-    base = column(page, "Base model")
+    base = column(page, "base model")
     wait_for_text(base)
     page.get_by_role("button", name="Stop").click()
 
     expect(base.get_by_text("Interrupted")).to_be_visible(timeout=SHOWN_WITHIN_MS)
     expect(page.get_by_text(STILL_WRITING)).to_have_count(0)
-    fine_tuned = column(page, "Fine-tuned")
+    fine_tuned = column(page, first_title(app_server.workspace))
     expect(fine_tuned.get_by_text("tokens/s")).to_be_visible()  # it ended first, whole
     settle(page)
     screenshot(page, "stop_compare_base")
 
     stored = stored_reply(app_server.workspace)
     assert stored.status == "complete"
-    base_reply = stored.meta["base_reply"]
+    (base_reply,) = stored.meta["compare_replies"]
     assert base_reply["status"] == "interrupted" and base_reply["text"].strip()
     assert shown_reply(base) == " ".join(base_reply["text"].split())
 

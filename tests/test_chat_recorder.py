@@ -149,12 +149,14 @@ def test_a_reply_that_never_started_ends_interrupted_or_failed():
     assert other.message.meta["error"] == "Base model not available offline"
 
 
-def test_base_reply_is_stored_beside_the_adapter_reply():
+def test_compared_answers_are_stored_beside_the_adapter_reply():
     ws = FakeWorkspace()
     rec = ReplyRecorder(ws, "c1", meta={"adapter": "/a"})
     list(rec.pieces(FakeStream(["x"])))
-    rec.attach_base_reply("base text", {"adapter": None})
+    side = {"label": "base model", "run_id": None, "adapter": None, "text": "base text"}
+    rec.attach_compared([side])
     assert rec.message.status == "complete"
     assert rec.message.content == "x"
-    assert rec.message.meta["base_reply"] == {"text": "base text", "adapter": None}
+    assert rec.message.meta["compare_replies"] == [side]
+    assert ws.rows[rec.message.id]["meta"]["compare_replies"] == [side]
     assert rec.message.meta["adapter"] == "/a"

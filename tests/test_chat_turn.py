@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from ff_lib.chat import ChatTurn, stop_turn, turn_meta
-from ff_lib.chat.turn import BASE_NOT_ANSWERED, BASE_STOPPED_NOTE
+from ff_lib.chat.compared import NOT_ANSWERED, STOPPED_NOTE
 from ff_lib.errors import GenerationError
 from tests.test_chat_recorder import FakeStream, FakeWorkspace
 
@@ -25,12 +25,22 @@ class GatedStream(FakeStream):
             yield piece
 
 
+BASE_SIDE = {"label": "base model", "run_id": None, "adapter": None}
+
+
 def new_turn(ws, compare=True) -> ChatTurn:
     run_meta = {"run": {"id": 1, "name": "r"}}
     meta = turn_meta(run_meta, "base", "/a", {"temperature": 0.0})
+    sides = [BASE_SIDE] if compare else []
     return ChatTurn(
-        ws, None, "Tell me a story", meta=meta, run_meta=run_meta, run_id=1, compare=compare
+        ws, None, "Tell me a story", meta=meta, run_meta=run_meta, run_id=1, sides=sides
     )
+
+
+def base_of(meta: dict) -> dict:
+    """The base side as stored: the only compared side of these turns."""
+    (side,) = meta["compare_replies"]
+    return side
 
 
 def run_page(turn, main, base=None, started=None):
@@ -42,7 +52,7 @@ def run_page(turn, main, base=None, started=None):
                 if started is not None and base is None and i == main.free - 1:
                     started.set()
             if base is not None:
-                for i, _ in enumerate(turn.base_pieces(base)):
+                for i, _ in enumerate(turn.side_pieces(0, base)):
                     if started is not None and i == base.free - 1:
                         started.set()
         finally:
@@ -64,14 +74,16 @@ def test_stop_during_the_reply_ends_it_interrupted_and_marks_the_base_side():
     shown = stop_turn(turn.reply_id, wait_s=5)
     page.join(5)
     assert shown.status == "interrupted" and shown.content == "Once upon"
-    assert shown.meta["base_reply"] == {
+    assert base_of(shown.meta) == {
+        **BASE_SIDE,
         "text": "",
-        "status": BASE_NOT_ANSWERED,
-        "note": BASE_STOPPED_NOTE,
+        "status": NOT_ANSWERED,
+        "note": STOPPED_NOTE,
+        "meta": {},
     }
     stored = ws.rows[turn.reply_id]
     assert (stored["status"], stored["content"]) == ("interrupted", "Once upon")
-    assert stored["meta"]["base_reply"]["status"] == BASE_NOT_ANSWERED
+    assert base_of(stored["meta"])["status"] == NOT_ANSWERED
     assert main.closed  # generation ended, not left running
     assert stop_turn(turn.reply_id, wait_s=0) is None  # no longer open
 
@@ -85,7 +97,7 @@ def test_a_stop_that_cannot_wait_shows_the_reply_as_it_will_end():
 
     shown = stop_turn(turn.reply_id, wait_s=0.2)  # the model is busy: no piece comes
     assert shown.status == "interrupted" and shown.content == "Once"
-    assert shown.meta["base_reply"]["status"] == BASE_NOT_ANSWERED
+    assert base_of(shown.meta)["status"] == NOT_ANSWERED
     assert ws.rows[turn.reply_id]["status"] == "streaming"  # still being stopped
     main.gate.set()
     page.join(5)
@@ -105,9 +117,9 @@ def test_stop_during_the_base_answer_keeps_both_sides():
     shown = stop_turn(turn.reply_id, wait_s=5)
     page.join(5)
     assert shown.status == "complete" and shown.content == "Paris."
-    assert shown.meta["base_reply"]["status"] == "interrupted"
-    assert shown.meta["base_reply"]["text"] == "the the"
-    assert ws.rows[turn.reply_id]["meta"]["base_reply"]["text"] == "the the"
+    assert base_of(shown.meta)["status"] == "interrupted"
+    assert base_of(shown.meta)["text"] == "the the"
+    assert base_of(ws.rows[turn.reply_id]["meta"])["text"] == "the the"
     assert base.closed
 
 
@@ -116,8 +128,8 @@ def test_a_turn_that_ends_on_its_own_stores_both_sides_complete():
     turn = new_turn(ws)
     run_page(turn, FakeStream(["Paris"]), base=FakeStream(["Lyon"])).join(5)
     assert turn.message.status == "complete"
-    assert turn.message.meta["base_reply"]["status"] == "complete"
-    assert turn.message.meta["base_reply"]["text"] == "Lyon"
+    assert base_of(turn.message.meta)["status"] == "complete"
+    assert base_of(turn.message.meta)["text"] == "Lyon"
     assert turn.message.meta["settings"] == {"temperature": 0.0}
     assert ws.rows[turn.prompt.id]["meta"] == {"run": {"id": 1, "name": "r"}}
     assert stop_turn(turn.reply_id, wait_s=0) is None
@@ -129,7 +141,7 @@ def test_a_failed_reply_says_why_the_base_model_was_not_asked():
     with pytest.raises(GenerationError):
         run_page_inline(turn, FakeStream(["x"], fail=True))
     assert turn.message.status == "error"
-    assert "failed" in turn.message.meta["base_reply"]["note"]
+    assert "failed" in base_of(turn.message.meta)["note"]
 
 
 def run_page_inline(turn, main):

@@ -4,11 +4,11 @@ import json
 import re
 from dataclasses import dataclass
 
+from ff_lib.chat.compared import compared_sides, side_note
 from ff_lib.chat.figures import reply_figures
 from ff_lib.chat.history import ChatMessage
 
 ROLE_TITLES = {"user": "Prompt", "assistant": "Response", "system": "System"}
-BASE_TITLE = "Base model response"  # a compared turn's base answer, after its reply
 
 # Meta keys every JSONL line carries, present (null) even when the meta lacks them.
 JSONL_META_KEYS = ("run", "base_model", "adapter", "settings", "stats")
@@ -37,18 +37,15 @@ def _status_note(m: ChatMessage) -> str:
     return "" if m.status == "complete" else f" [{m.status}]"
 
 
-def _base_status_note(base: dict) -> str:
-    """' [interrupted]' or ' [not answered: why]' after the base side's title; '' when complete."""
-    status = base.get("status", "complete")
-    if status == "complete":
-        return ""
-    note = base.get("note") or base.get("error")
-    return f" [{status}: {note}]" if note else f" [{status}]"
+def side_title(side: dict) -> str:
+    """'Base model response', 'capitals-lora response': a compared side's title."""
+    label = str(side.get("label") or "other model")
+    return f"{label[:1].upper()}{label[1:]} response"
 
 
 def export_text(messages: list[ChatMessage]) -> str:
     """The history as plain text: 'Prompt:' / 'Response:' blocks, content as is; a compared
-    turn's base answer follows its reply as 'Base model response:'."""
+    turn's other answers follow its reply, each titled by its model ('Base model response:')."""
     blocks = []
     for m in messages:
         head = f"{ROLE_TITLES[m.role]}{_status_note(m)}"
@@ -59,10 +56,9 @@ def export_text(messages: list[ChatMessage]) -> str:
         if figures:
             block += f"\n-- {figures}"
         blocks.append(block)
-        base = m.meta.get("base_reply") if m.role == "assistant" else None
-        if base:
-            block = f"{BASE_TITLE}{_base_status_note(base)}:\n{base.get('text') or ''}"
-            if figures := reply_figures(base):
+        for side in compared_sides(m.meta) if m.role == "assistant" else []:
+            block = f"{side_title(side)}{side_note(side)}:\n{side.get('text') or ''}"
+            if figures := reply_figures(side.get("meta") or {}):
                 block += f"\n-- {figures}"
             blocks.append(block)
     return "\n\n".join(blocks) + ("\n" if blocks else "")
@@ -91,23 +87,26 @@ def export_markdown(messages: list[ChatMessage], title: str = "FF Playground cha
         figures = reply_figures(m.meta) if m.role == "assistant" else ""
         if figures:
             parts.append(f"*{_escape_markdown_html(figures)}*")
-        base = m.meta.get("base_reply") if m.role == "assistant" else None
-        if base:
-            parts.append(f"### {BASE_TITLE}{_escape_markdown_html(_base_status_note(base))}")
-            text = base.get("text") or ""
+        for side in compared_sides(m.meta) if m.role == "assistant" else []:
+            parts.append(f"### {_escape_markdown_html(side_title(side) + side_note(side))}")
+            text = side.get("text") or ""
             parts.append(_escape_markdown_html(text) if text else "_(empty)_")
-            if figures := reply_figures(base):
+            if figures := reply_figures(side.get("meta") or {}):
                 parts.append(f"*{_escape_markdown_html(figures)}*")
     return "\n\n".join(parts) + "\n"
 
 
 def jsonl_record(m: ChatMessage) -> dict:
-    """One JSONL line's object: role, content, timestamp, status, then every meta key."""
+    """One JSONL line's object: role, content, timestamp, status, then every meta key; a compared
+    reply's other sides as `compare_replies` (each with its provenance), older ones read alike."""
     record = {"role": m.role, "content": m.content, "timestamp": m.created_at, "status": m.status}
     for key in JSONL_META_KEYS:
         record[key] = m.meta.get(key)
     for key, value in m.meta.items():
-        record.setdefault(key, value)
+        if key != "base_reply":
+            record.setdefault(key, value)
+    if sides := compared_sides(m.meta):
+        record["compare_replies"] = sides
     return record
 
 

@@ -127,12 +127,13 @@ class ReplyRecorder:
         if not self.finished:
             self._finish("interrupted", {})
 
-    def attach_base_reply(self, text: str, meta: dict) -> None:
-        """Store the base model's answer to the same prompt with this reply (compare mode)."""
-        self.meta["base_reply"] = {"text": text, **meta}
-        # Kept in memory first, as in _finish: a failed write still shows both sides.
+    def attach_compared(self, sides: list[dict]) -> None:
+        """Store the other models' answers to the same prompt with this reply (compare mode)."""
+        self.meta["compare_replies"] = [dict(side) for side in sides]
+        # Kept in memory first, as in _finish: a failed write still shows every side.
         self.message = dataclasses.replace(
-            self.message, meta={**self.message.meta, "base_reply": self.meta["base_reply"]}
+            self.message,
+            meta={**self.message.meta, "compare_replies": self.meta["compare_replies"]},
         )
         stored = self.ws.update_message(
             self.message.id, self.message.content, self.message.status, meta=self.message.meta

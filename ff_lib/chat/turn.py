@@ -1,5 +1,5 @@
-"""One turn as it is recorded: the prompt, the reply as it streams, and in compare mode the base
-model's answer beside it. Pages render the pieces; this module owns what is stored (no streamlit).
+"""One turn as it is recorded: the prompt, the reply as it streams, and in compare mode the other
+models' answers beside it. Pages render the pieces; this module owns what is stored (no streamlit).
 
 A page can be cut off mid-reply: Stop (or any click while a reply streams) starts a new run of the
 script in a new thread while the old one unwinds. The old run finishes the turn with `close()`; the
@@ -9,17 +9,12 @@ partial reply shows at once, marked interrupted, never as "still being written".
 
 import dataclasses
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
+from ff_lib.chat.compared import FAILED_NOTE, NOT_ANSWERED, PENDING, STOPPED_NOTE, side_entry
 from ff_lib.chat.history import ChatMessage
 from ff_lib.chat.recorder import ReplyRecorder, ensure_conversation, record_message
 from ff_lib.errors import FFError
-
-# The base side of a compared turn that never ran, and why.
-BASE_NOT_ANSWERED = "not answered"
-BASE_STOPPED_NOTE = "the turn was stopped before the base model answered"
-BASE_FAILED_NOTE = "the fine-tuned reply failed, so the base model was not asked"
-STOPPED_NOTE = "stopped before the end"
 
 # Turns being written by this process, by reply id: a later run of the page finds them here.
 _open_turns: dict[int, "ChatTurn"] = {}
@@ -39,8 +34,9 @@ def turn_meta(run_meta: dict, base_model, adapter_dir, settings: dict) -> dict:
 class ChatTurn:
     """A prompt stored now, its reply stored as 'streaming' and finished by the stream or close().
 
-    `compare` turns also store the base model's answer (`base_pieces`) in the reply's meta under
-    'base_reply' with its own 'status': complete, interrupted, error or 'not answered'.
+    Compared turns (`sides`: the provenance {label, run_id, adapter} of each other model) also
+    store each side's answer (`side_pieces`) with the reply, in `meta["compare_replies"]`, each
+    with its own status: complete, interrupted, error or 'not answered'.
     """
 
     def __init__(
@@ -52,18 +48,23 @@ class ChatTurn:
         meta: dict,
         run_meta: dict | None = None,
         run_id: int | None = None,
-        compare: bool = False,
+        sides: Sequence[dict] = (),
     ) -> None:
         self.conversation_id = ensure_conversation(ws, conversation_id, prompt, run_id)
         self.prompt = record_message(ws, self.conversation_id, "user", prompt, meta=run_meta)
         self.recorder = ReplyRecorder(ws, self.conversation_id, meta=meta)
-        self.compare = compare
+        self.sides = [dict(s) for s in sides]
         self.stop_requested = threading.Event()
         self.done = threading.Event()
-        self.base_text: str | None = None  # None until the base model starts answering
+        self.side_texts: list[str | None] = [None] * len(self.sides)  # None: not started
+        self._ended: list[dict | None] = [None] * len(self.sides)
         self._generators: list = []
         with _open_guard:
             _open_turns[self.reply_id] = self
+
+    @property
+    def compare(self) -> bool:
+        return bool(self.sides)
 
     @property
     def reply_id(self) -> int:
@@ -75,40 +76,59 @@ class ChatTurn:
         return self.recorder.message
 
     def reply_pieces(self, stream) -> Iterator[str]:
-        """The fine-tuned reply's pieces, recorded as they come."""
+        """The first column's reply pieces, recorded as they come."""
         pieces = self.recorder.pieces(stream, stop=self.stop_requested)
         self._generators.append(pieces)
         return pieces
 
-    def base_pieces(self, stream) -> Iterator[str]:
-        """The base model's pieces; its answer is stored with the reply when it ends or stops."""
-        pieces = self._base_pieces(stream)
+    def side_pieces(self, index: int, stream) -> Iterator[str]:
+        """Side `index`'s pieces; its answer is stored with the reply when it ends or stops."""
+        pieces = self._side_pieces(index, stream)
         self._generators.append(pieces)
         return pieces
 
-    def _base_pieces(self, stream: Iterable[str]) -> Iterator[str]:
-        self.base_text = ""
-        status, meta = "interrupted", {}
+    def _side_pieces(self, index: int, stream: Iterable[str]) -> Iterator[str]:
+        self.side_texts[index] = ""
+        status, meta, extra = "interrupted", {}, {}
         try:
             for piece in stream:
                 if self.stop_requested.is_set():
                     return
-                self.base_text += piece
+                self.side_texts[index] += piece
                 yield piece
             reply = getattr(stream, "reply", None)
             if reply is not None:
                 meta = reply.as_meta()
-                self.base_text = reply.text or self.base_text
+                self.side_texts[index] = reply.text or self.side_texts[index]
             status = "complete"
         except FFError as exc:
-            status, meta = "error", {"error": str(exc)}
+            status, extra = "error", {"error": str(exc)}
             raise
         finally:
             if status == "interrupted":
                 close = getattr(stream, "close", None)
                 if close is not None:
                     close()
-            self.recorder.attach_base_reply(self.base_text, {**meta, "status": status})
+            self._ended[index] = side_entry(
+                self.sides[index], self.side_texts[index], status, meta, **extra
+            )
+            self.recorder.attach_compared(self._entries(PENDING))
+
+    def _entries(self, unended: str) -> list[dict]:
+        """Every side as stored: ended ones as they ended; the others `unended` (pending while
+        the turn streams, 'not answered' or 'interrupted' once it is over)."""
+        entries = []
+        for i, side in enumerate(self.sides):
+            if self._ended[i] is not None:
+                entries.append(self._ended[i])
+            elif unended == PENDING:
+                entries.append(side_entry(side, "", PENDING))
+            elif self.side_texts[i]:  # started, cut off: a snapshot keeps its partial text
+                entries.append(side_entry(side, self.side_texts[i], "interrupted"))
+            else:
+                note = FAILED_NOTE if self.recorder.error else STOPPED_NOTE
+                entries.append(side_entry(side, "", NOT_ANSWERED, note=note))
+        return entries
 
     def fail(self, reason: str) -> None:
         """Generation failed (an FFError): the reply ends 'error' unless it already ended."""
@@ -120,15 +140,14 @@ class ChatTurn:
 
     def close(self) -> ChatMessage:
         """Finish what is still open (Stop, an error, a cut-off script) in the streaming thread:
-        the reply ends interrupted with its text, an unasked base side is marked. The final reply.
+        the reply ends interrupted with its text, an unasked side is marked. The final reply.
         """
         try:
             for pieces in self._generators:
                 pieces.close()  # a generator cut off mid-piece finishes its side here
             self.recorder.stop()
-            if self.compare and "base_reply" not in self.recorder.meta:
-                note = BASE_FAILED_NOTE if self.recorder.error else BASE_STOPPED_NOTE
-                self.recorder.attach_base_reply("", {"status": BASE_NOT_ANSWERED, "note": note})
+            if self.compare and any(e is None for e in self._ended):
+                self.recorder.attach_compared(self._entries(NOT_ANSWERED))
         finally:
             with _open_guard:
                 _open_turns.pop(self.reply_id, None)
@@ -138,12 +157,8 @@ class ChatTurn:
     def snapshot(self) -> ChatMessage:
         """The reply as a stopped turn will end, for a run that cannot wait for the write."""
         meta = dict(self.recorder.meta)
-        if self.compare and "base_reply" not in meta:
-            if self.base_text is None:
-                meta["base_reply"] = {"text": "", "status": BASE_NOT_ANSWERED}
-                meta["base_reply"]["note"] = BASE_STOPPED_NOTE
-            else:
-                meta["base_reply"] = {"text": self.base_text, "status": "interrupted"}
+        if self.compare:
+            meta["compare_replies"] = self._entries(NOT_ANSWERED)
         status = self.message.status
         if status == "streaming":
             status = "interrupted"

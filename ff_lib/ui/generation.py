@@ -2,15 +2,17 @@
 
 Used by Generate on the Inference page and by Send in the dialog and on the Full Chat page, so
 all three append to the same history and the same stored conversation. What is stored (prompt,
-reply, base answer, how a stopped turn ends) is ff_lib.chat.turn's.
+reply, the compared answers, how a stopped turn ends) is ff_lib.chat.turn's.
 """
 
+from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
 
 import streamlit as st
 
 from ff_lib.chat import model_messages, turn_meta
+from ff_lib.chat.compared import first_label
+from ff_lib.compare import compare_sides, side_provenance
 from ff_lib.errors import FFError
 from ff_lib.inference import DEFAULT_PRESET, PRESETS, GenerationSettings
 from ff_lib.runs import check_run
@@ -26,8 +28,9 @@ def current_settings() -> GenerationSettings:
     return GenerationSettings(**chosen) if chosen else PRESETS[DEFAULT_PRESET]
 
 
-def _recheck(ws):
-    """Check the selected run again (its folder may have changed since it was chosen)."""
+def _recheck(ws, compare_with: Sequence = ()):
+    """Check the selected run again (its folder may have changed since it was chosen), and the
+    models to compare it with; (check, sides) or None with the status saying why."""
     sel = selection.ready_selection()
     if sel is None:
         selection.set_status("error", NO_ADAPTER_MESSAGE)
@@ -37,20 +40,21 @@ def _recheck(ws):
     if not check.ok:
         selection.set_status("error", check.message)
         return None
-    return check
+    return check, compare_sides(ws, check, list(compare_with), resources.check_adapter)
 
 
-def _reply_area(chat: bool, compare: bool):
-    """Where the streaming reply(es) go: a bubble, or the Response part of a Prompt/Response block."""
+def _reply_area(chat: bool, labels: list[str]):
+    """Where the streaming replies go: a bubble, or the Response part of a Prompt/Response
+    block; one column per model when compared."""
     block = st.chat_message("assistant") if chat else st.container(border=True)
     if not chat:
         block.caption("Response")
-    if not compare:
-        return block, None
-    left, right = block.columns(2)
-    left.markdown("**Fine-tuned**")
-    right.markdown("**Base model**")
-    return left, right
+    if len(labels) == 1:
+        return [block]
+    columns = block.columns(len(labels))
+    for column, label in zip(columns, labels, strict=True):
+        column.markdown(f"**{label}**")
+    return columns
 
 
 def run_turn(
@@ -58,22 +62,24 @@ def run_turn(
     prompt: str,
     *,
     chat: bool,
-    compare: bool = False,
+    compare_with: Sequence = (),
     status_slot=None,
 ) -> bool:
-    """Answer `prompt` with the selected run; True when the reply completed.
+    """Answer `prompt` with the selected run (and beside it each model of `compare_with`: 'base'
+    or run ids, in one batched pass); True when the reply completed.
 
     `chat` renders bubbles (chat views) instead of a Prompt/Response block; `status_slot` is
     an st.empty() holding the status line, refreshed as the status changes.
     """
     try:
-        check = _recheck(ws)
-    except FFError as exc:  # the run is gone, or the workspace is locked by another process
-        selection.set_status("error", str(exc))
-        check = None
-    if check is None:
+        checked = _recheck(ws, compare_with)
+    except FFError as exc:  # the run is gone, a compared model is refused, or the workspace
+        selection.set_status("error", str(exc))  # is locked by another process
+        checked = None
+    if checked is None:
         _show_status(status_slot, *selection.status())
         return False
+    check, sides = checked
     settings = current_settings()
     host = resources.host()
     loaded = host.info()
@@ -88,14 +94,15 @@ def run_turn(
             run_id=check.run_id,
             run_meta=check.as_meta(),
             meta=turn_meta(check.as_meta(), check.base_model, check.adapter_dir, asdict(settings)),
-            compare=compare,
+            sides=[side_provenance(side) for side in sides],
         )
     except FFError as exc:  # e.g. the workspace is locked by another process: nothing sent
         _show_status(status_slot, "error", str(exc))
         return False
     ok = False
     try:
-        _stream_turn(turn, host, check, model_messages(prior, prompt), settings, chat, status_slot)
+        messages = model_messages(prior, prompt)
+        _stream_turn(turn, host, [check, *sides], messages, settings, chat, status_slot)
         ok = True
         selection.reset_status()
     except FFError as exc:
@@ -115,40 +122,40 @@ def run_turn(
     return ok
 
 
-def _stream_turn(turn, host, check, messages, settings, chat: bool, status_slot) -> None:
-    """Show the prompt, then stream the reply (and the base model's, in compare mode)."""
+def _stream_turn(turn, host, models, messages, settings, chat: bool, status_slot) -> None:
+    """Show the prompt, then stream the reply, and in compare mode each other model's beside it.
+
+    Every model's stream is started before any is read: they decode together in the engine's
+    batch, and a side's text waits in its stream until the columns before it were shown.
+    """
     detail = selection.status()[1]
     prompt_view(turn.prompt.content, key=f"live_{turn.reply_id}", chat=chat)
-    main_area, base_area = _reply_area(chat, turn.compare)
+    labels = [first_label(turn.recorder.meta)] + [side["label"] for side in turn.sides]
+    areas = _reply_area(chat, labels if turn.compare else labels[:1])
     stop_slot = st.empty()
     stop_slot.button("Stop", key=f"stop_{turn.reply_id}", icon=":material/stop:")
 
     def on_wait() -> None:
         _show_status(status_slot, "waiting", selection.WAITING_MESSAGE)
 
-    base_stream = None
+    base = models[0].base_model
+    streams = [
+        host.stream_reply(base, messages, settings, m.adapter_path, on_wait=on_wait) for m in models
+    ]
     try:
-        with main_area, st.spinner("Generating...", show_time=True):
-            stream = host.stream_reply(
-                check.base_model, messages, settings, Path(check.adapter_dir), on_wait=on_wait
-            )
-            if turn.compare:
-                # Both sides decode together in the engine's batch; the base side's text waits
-                # in its stream until the fine-tuned reply has been shown.
-                base_stream = host.stream_reply(
-                    check.base_model, messages, settings, None, on_wait=on_wait
-                )
+        if len(streams) > 1:
+            for stream in streams:
                 stream.start()
-                base_stream.start()
-            st.write_stream(_after_wait(turn.reply_pieces(stream), status_slot, detail))
+        with areas[0], st.spinner("Generating...", show_time=True):
+            st.write_stream(_after_wait(turn.reply_pieces(streams[0]), status_slot, detail))
             figures_caption(turn.message.meta)  # shown now: a chat view does not rerun after
-        if base_stream is not None:
-            with base_area, st.spinner("Base model...", show_time=True):
-                st.write_stream(_after_wait(turn.base_pieces(base_stream), status_slot, detail))
-                figures_caption(turn.message.meta.get("base_reply") or {})
+        for i, (area, stream) in enumerate(zip(areas[1:], streams[1:], strict=True)):
+            with area, st.spinner(f"{labels[i + 1]}...", show_time=True):
+                st.write_stream(_after_wait(turn.side_pieces(i, stream), status_slot, detail))
+                figures_caption(turn.message.meta["compare_replies"][i].get("meta") or {})
     finally:
-        if base_stream is not None:
-            base_stream.close()  # a Stop (or an error) before the base side was read
+        for stream in streams[1:]:
+            stream.close()  # a Stop (or an error) before a side was read
     stop_slot.empty()
 
 

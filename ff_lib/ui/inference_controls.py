@@ -4,6 +4,7 @@ from dataclasses import asdict
 
 import streamlit as st
 
+from ff_lib.compare import MAX_SIDES, compare_choices
 from ff_lib.errors import FFError
 from ff_lib.inference import DEFAULT_PRESET, PRESETS
 from ff_lib.inference.prompts import EMPTY_PROMPT_MESSAGE
@@ -35,7 +36,7 @@ def init_controls() -> None:
         state.INF_SAMPLE: None,
         state.INF_EXPECTED: None,
         state.INF_PROMPT: "",
-        state.INF_COMPARE: False,
+        state.INF_COMPARE_WITH: [],
         state.INF_DIALOG_OPEN: False,
     }
     for key, value in defaults.items():
@@ -47,6 +48,33 @@ def run_options(ws) -> tuple[list[int], dict]:
     cannot answer. Labels are unique: a select box maps its label back to the option."""
     choices = run_choices(ws.list_runs(), resources.check_adapter)
     return [c.id for c in choices], {c.id: c.label for c in choices}
+
+
+COMPARE_HELP = (
+    f"Up to {MAX_SIDES - 1} models answer beside the selected run, in one batched pass: the "
+    "base, or other runs on the same base. Words that differ from the first column are marked."
+)
+
+
+def compare_options(ws, sel) -> list:
+    """What "Compare with" offers beside the ready run (ff_lib.compare.CompareChoice); a choice
+    held from another run or base that is no longer offered is dropped from the selection."""
+    ss = st.session_state
+    choices = [] if sel is None else compare_choices(sel, ws.list_runs(), resources.check_adapter)
+    offered = {c.key for c in choices}
+    ss[state.INF_COMPARE_WITH] = [k for k in ss.get(state.INF_COMPARE_WITH, []) if k in offered]
+    return choices
+
+
+def on_compare_change(choices: list) -> None:
+    """A model that cannot answer is not kept in "Compare with": the warning says why."""
+    ss = st.session_state
+    refused = {c.key: c for c in choices if not c.ok}
+    chosen = ss.get(state.INF_COMPARE_WITH, [])
+    for key in chosen:
+        if key in refused:
+            ss[state.INF_MESSAGE] = f"Cannot compare with run {key}: {refused[key].reason}"
+    ss[state.INF_COMPARE_WITH] = [k for k in chosen if k not in refused]
 
 
 def _choose_run(ws, run_id: int | None) -> None:

@@ -16,8 +16,10 @@ from ff_lib.chat import (
     pairs,
     reply_figures,
 )
-from ff_lib.chat.turn import BASE_NOT_ANSWERED
+from ff_lib.chat.compared import NOT_ANSWERED, PENDING, compared_sides, first_label
+from ff_lib.evaluation import word_diff
 from ff_lib.runs import RunCheck
+from ff_lib.ui.evaluation import diff_html
 
 STATUS_BADGES = {
     "completed": ":green-badge[completed]",
@@ -138,25 +140,48 @@ def figures_caption(meta: dict) -> None:
         st.caption(meta["notice"])
 
 
-def _base_reply(meta: dict, raw: bool) -> None:
-    base = meta.get("base_reply")
-    if not base:
+def side_view(side: dict, first_text: str, raw: bool) -> None:
+    """One compared side: its label, its answer with the words that differ from the first
+    column marked, how it ended, its figures."""
+    st.markdown(f"**{side.get('label') or 'other model'}**")
+    status = side.get("status", "complete")
+    if status == NOT_ANSWERED:
+        st.caption(f":material/block: Not answered: {side.get('note', 'the turn ended first')}.")
         return
-    st.markdown("**Base model**")
-    status = base.get("status", "complete")
-    if status == BASE_NOT_ANSWERED:
-        st.caption(f":material/block: Not answered: {base.get('note', 'the turn ended first')}.")
+    if status == PENDING:
+        st.caption("Still being written (in another tab or session).")
         return
-    reply_text(base.get("text") or "", raw)
+    text = side.get("text") or ""
+    if text and not blank_text_note(text) and first_text.strip():
+        st.markdown(diff_html(word_diff(first_text, text)[1]), unsafe_allow_html=True)
+    else:
+        reply_text(text, raw)
     if status == "interrupted":
-        st.caption(interrupted_note(base), help=INTERRUPTED_HELP)
+        st.caption(interrupted_note(side), help=INTERRUPTED_HELP)
     elif status == "error":
-        st.caption(f"Failed: {base.get('error', 'see the status line')}")
-    figures_caption(base)
+        st.caption(f"Failed: {side.get('error', 'see the status line')}")
+    figures_caption(side.get("meta") or {})
+
+
+def reply_columns(reply: ChatMessage, raw: bool, key: str) -> None:
+    """A reply, and beside it each model it was compared with (words that differ marked)."""
+    sides = compared_sides(reply.meta)
+    if not sides:
+        _message_body(reply, raw, key=key)
+        figures_caption(reply.meta)
+        return
+    columns = st.columns(1 + len(sides))
+    with columns[0]:
+        st.markdown(f"**{first_label(reply.meta)}**")
+        _message_body(reply, raw, key=key)
+        figures_caption(reply.meta)
+    for column, side in zip(columns[1:], sides, strict=True):
+        with column:
+            side_view(side, reply.content, raw)
 
 
 def turn_block(turn: Turn, raw: bool = False, key: str = "turn") -> None:
-    """One Prompt / Response pair of the output list (side by side with the base answer)."""
+    """One Prompt / Response pair of the output list (side by side with compared answers)."""
     with st.container(border=True):
         if turn.prompt is not None:
             st.caption("Prompt")
@@ -164,17 +189,7 @@ def turn_block(turn: Turn, raw: bool = False, key: str = "turn") -> None:
         if turn.reply is None:
             return
         st.caption("Response")
-        if turn.reply.meta.get("base_reply"):
-            left, right = st.columns(2)
-            with left:
-                st.markdown("**Fine-tuned**")
-                _message_body(turn.reply, raw)
-                figures_caption(turn.reply.meta)
-            with right:
-                _base_reply(turn.reply.meta, raw)
-        else:
-            _message_body(turn.reply, raw)
-            figures_caption(turn.reply.meta)
+        reply_columns(turn.reply, raw, key)
 
 
 def recent(items: list, key: str, shown: int = RECENT_SHOWN) -> list:
@@ -197,16 +212,16 @@ def output_list(messages: list[ChatMessage], raw: bool = False) -> None:
 
 def bubbles(messages: list[ChatMessage], key: str, raw: bool = False) -> None:
     """The history as chat bubbles (a Generate shows up as a user / assistant pair; a compared
-    turn's base answer shows under the reply)."""
+    turn's other answers show beside the reply, in columns)."""
     shown = [m for m in messages if m.role in ("user", "assistant")]
     if not shown:
         st.caption(EMPTY_CHAT)
     for m in recent(shown, key=f"{key}_show_all", shown=2 * RECENT_SHOWN):
         with st.chat_message(m.role):
-            _message_body(m, raw, key=key)
             if m.role == "assistant":
-                figures_caption(m.meta)
-                _base_reply(m.meta, raw)
+                reply_columns(m, raw, key)
+            else:
+                _message_body(m, raw, key=key)
 
 
 def export_controls(messages: list[ChatMessage], conversation_id: str | None, key: str) -> None:
