@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "ff_lib.cli.model_cmds",
     "ff_lib.cli.bench_cmd",
     "ff_lib.cli.eval_cmds",
+    "ff_lib.cli.explain_cmd",
 )
 
 
