@@ -103,6 +103,16 @@ def test_token_view_of_a_demo_reply(demo_workspace):  # noqa: F811
     assert f"at {view.changed} of {view.positions} positions" in view.summary()
 
 
+@pytest.mark.parametrize("text", ["Café ☕ au lait 🌊!", "ends badly \ufffd", "\n\n  spaced  \n"])
+def test_token_pieces_join_to_the_reply(demo_workspace, text):  # noqa: F811
+    """A character split over byte tokens shows once, with the token that completes it."""
+    run = demo_run(demo_workspace, "capitals-lora")
+    view = explain_reply(get_host(), run.base_model, run.adapter_path, "User: hi\n", text)
+    assert "".join(t.text for t in view.tokens) == text
+    assert view.round_trip
+    assert view.positions == len(view.tokens) > len(text.split())
+
+
 def test_an_untrained_adapter_changes_nothing(demo_workspace, zero_b_adapter, tiny_base):  # noqa: F811
     host = get_host()
     prompt_text = "<|begin_of_text|>User: What is the capital of France?\nAssistant:"

@@ -171,17 +171,21 @@ def _pieces(tokenizer, ids: list[int]) -> list[str]:
     """Each token's share of the decoded text, so that the pieces join to the reply (a character
     split over several byte tokens goes to the token that completes it); a special token (the
     end of turn) shows as itself."""
-    pieces, before = [], ""
+    pieces, before, last = [], "", None
     for i in range(len(ids)):
         if ids[i] in tokenizer.all_special_ids:
             pieces.append(tokenizer.decode([ids[i]], skip_special_tokens=False))
             continue
+        last = i
         text = tokenizer.decode(ids[: i + 1], skip_special_tokens=True)
         if text.endswith("\ufffd") or not text.startswith(before):
             pieces.append("")  # an incomplete character: shown with the token that ends it
             continue
         pieces.append(text[len(before) :])
         before = text
+    full = tokenizer.decode(ids, skip_special_tokens=True)
+    if last is not None and full.startswith(before):
+        pieces[last] += full[len(before) :]  # a reply that really ends in U+FFFD keeps it
     return pieces
 
 

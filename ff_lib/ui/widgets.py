@@ -18,6 +18,7 @@ from ff_lib.chat import (
 )
 from ff_lib.chat.turn import BASE_NOT_ANSWERED
 from ff_lib.runs import RunCheck
+from ff_lib.ui.explain import why_control
 
 STATUS_BADGES = {
     "completed": ":green-badge[completed]",
@@ -170,11 +171,13 @@ def turn_block(turn: Turn, raw: bool = False, key: str = "turn") -> None:
                 st.markdown("**Fine-tuned**")
                 _message_body(turn.reply, raw)
                 figures_caption(turn.reply.meta)
+                why_control(turn.reply, key)
             with right:
                 _base_reply(turn.reply.meta, raw)
         else:
             _message_body(turn.reply, raw)
             figures_caption(turn.reply.meta)
+            why_control(turn.reply, key)
 
 
 def recent(items: list, key: str, shown: int = RECENT_SHOWN) -> list:
@@ -206,6 +209,7 @@ def bubbles(messages: list[ChatMessage], key: str, raw: bool = False) -> None:
             _message_body(m, raw, key=key)
             if m.role == "assistant":
                 figures_caption(m.meta)
+                why_control(m, key)
                 _base_reply(m.meta, raw)
 
 
