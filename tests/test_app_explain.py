@@ -6,7 +6,15 @@ import pytest
 
 from ff_lib.ui import state
 from ff_lib.ui.explain import BASE_ONLY_NOTE, WHY_LABEL
-from tests.apptest_helpers import FULL_CHAT, INFERENCE, page_text, private_copy, start
+from tests.apptest_helpers import (
+    FULL_CHAT,
+    GOOD_RUN,
+    INFERENCE,
+    page_text,
+    private_copy,
+    select_run,
+    start,
+)
 from tests.fixtures_demo import demo_workspace  # noqa: F401  (session fixture)
 from tests.test_explain import store_explained_conversation
 
@@ -64,3 +72,18 @@ def test_the_token_view_is_computed_once_per_message(conversation):
     why_buttons(at)[0].click().run()  # shown again, from the cache
     assert SUMMARY_START in page_text(at)
     assert at.session_state[state.EXPLAIN_CACHE][reply.id] is first
+
+
+def test_a_fresh_chat_reply_can_be_explained_at_once(explain_app, monkeypatch):
+    """The chat view does not rerun after a reply: its control is drawn with the reply."""
+    folder, _ = explain_app
+    monkeypatch.setenv("FF_WORKSPACE", str(folder))
+    at = select_run(start(INFERENCE), folder, GOOD_RUN)
+    at.switch_page(FULL_CHAT).run()
+    at.chat_input[0].set_value("Capital of Spain?").run()
+    assert not at.exception, at.exception
+    buttons = why_buttons(at)
+    assert len(buttons) == 1
+    buttons[0].click().run()
+    assert not at.exception, at.exception
+    assert SUMMARY_START in page_text(at)

@@ -15,6 +15,7 @@ from ff_lib.errors import FFError
 from ff_lib.inference import DEFAULT_PRESET, PRESETS, GenerationSettings
 from ff_lib.runs import check_run
 from ff_lib.ui import conversation, resources, selection, state
+from ff_lib.ui.explain import why_control
 from ff_lib.ui.widgets import figures_caption, prompt_view, status_line
 
 NO_ADAPTER_MESSAGE = "No validated adapter: choose a completed training run on the Inference page."
@@ -142,6 +143,7 @@ def _stream_turn(turn, host, check, messages, settings, chat: bool, status_slot)
                 base_stream.start()
             st.write_stream(_after_wait(turn.reply_pieces(stream), status_slot, detail))
             figures_caption(turn.message.meta)  # shown now: a chat view does not rerun after
+            why_control(turn.message, key="live")
         if base_stream is not None:
             with base_area, st.spinner("Base model...", show_time=True):
                 st.write_stream(_after_wait(turn.base_pieces(base_stream), status_slot, detail))
