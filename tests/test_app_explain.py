@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from ff_lib.data import Workspace
 from ff_lib.ui import state
 from ff_lib.ui.explain import BASE_ONLY_NOTE, WHY_LABEL
 from tests.apptest_helpers import (
@@ -87,3 +88,22 @@ def test_a_fresh_chat_reply_can_be_explained_at_once(explain_app, monkeypatch):
     buttons[0].click().run()
     assert not at.exception, at.exception
     assert SUMMARY_START in page_text(at)
+
+
+def test_an_adapter_gone_since_says_so(explain_app, monkeypatch, tmp_path):
+    folder, cid = explain_app
+    monkeypatch.setenv("FF_WORKSPACE", str(folder))
+    ws = Workspace.open(folder)
+    reply = ws.messages(cid)[1]
+    gone = tmp_path / "deleted-run" / "adapter"
+    conv = ws.create_conversation(title="adapter gone")
+    ws.add_message(conv.id, "user", ws.messages(cid)[0].content)
+    ws.add_message(conv.id, "assistant", reply.content, meta={**reply.meta, "adapter": str(gone)})
+    at = start(FULL_CHAT, query={"c": conv.id})
+    why_buttons(at)[0].click().run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert any(str(gone) in e for e in errors), errors
+    assert SUMMARY_START not in page_text(at)
+    at.run()  # the error is kept, not tried again on every rerun
+    assert any(str(gone) in e.value for e in at.error)

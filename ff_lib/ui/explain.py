@@ -61,15 +61,27 @@ def tokens_html(explanation: ReplyExplanation) -> str:
 def _toggle(message_id: int) -> None:
     shown = st.session_state.setdefault(EXPLAIN_SHOWN, set())
     shown.symmetric_difference_update({message_id})
+    cache = st.session_state.setdefault(EXPLAIN_CACHE, {})
+    if message_id in shown and isinstance(cache.get(message_id), str):
+        del cache[message_id]  # shown again after an error: try again
 
 
-def _explanation(message: ChatMessage) -> ReplyExplanation:
+def _explanation(message: ChatMessage) -> ReplyExplanation | str:
+    """The token view, or the error that stopped it; computed once per message id (an error
+    is kept too, so that every rerun does not try again until the button is clicked)."""
     cache = st.session_state.setdefault(EXPLAIN_CACHE, {})
     if message.id not in cache:
-        with st.spinner("Scoring the reply under the adapter and under the base..."):
-            cache[message.id] = explain_stored(
-                resources.host(), message.role, message.content, message.status, message.meta
-            )
+        base = message.meta.get("base_model")
+        info = resources.host().info()
+        loaded = info is not None and str(info.base_model) == str(base)
+        what = "Scoring" if loaded else f"Loading the base `{base}`, then scoring"
+        with st.spinner(f"{what} the reply under the adapter and under the base..."):
+            try:
+                cache[message.id] = explain_stored(
+                    resources.host(), message.role, message.content, message.status, message.meta
+                )
+            except FFError as exc:
+                cache[message.id] = str(exc)
     return cache[message.id]
 
 
@@ -93,10 +105,9 @@ def why_control(message: ChatMessage, key: str) -> None:
     )
     if message.id not in st.session_state.get(EXPLAIN_SHOWN, set()):
         return
-    try:
-        explanation = _explanation(message)
-    except FFError as exc:
-        st.error(str(exc))
+    explanation = _explanation(message)
+    if isinstance(explanation, str):
+        st.error(explanation)
         return
     with st.container(border=True, key=f"{key}_explain_{message.id}"):
         summary = explanation.summary()
