@@ -17,6 +17,7 @@ from ff_lib.errors import FFError
 from ff_lib.inference import DEFAULT_PRESET, PRESETS, GenerationSettings
 from ff_lib.runs import check_run
 from ff_lib.ui import conversation, resources, selection, state
+from ff_lib.ui.explain import why_control
 from ff_lib.ui.widgets import figures_caption, prompt_view, status_line
 
 NO_ADAPTER_MESSAGE = "No validated adapter: choose a completed training run on the Inference page."
@@ -149,6 +150,7 @@ def _stream_turn(turn, host, models, messages, settings, chat: bool, status_slot
         with areas[0], st.spinner("Generating...", show_time=True):
             st.write_stream(_after_wait(turn.reply_pieces(streams[0]), status_slot, detail))
             figures_caption(turn.message.meta)  # shown now: a chat view does not rerun after
+            why_control(turn.message, key="live")
         for i, (area, stream) in enumerate(zip(areas[1:], streams[1:], strict=True)):
             with area, st.spinner(f"{labels[i + 1]}...", show_time=True):
                 st.write_stream(_after_wait(turn.side_pieces(i, stream), status_slot, detail))

@@ -54,6 +54,10 @@ EVAL_SCORE_ROWS = "score_rows"  # int: how many of its rows
 EVAL_SCORE_COMPARE_RUN = "score_compare_run"  # int | None: a second run to score beside
 EVAL_REPLAY_RUN = "replay_run"  # int | None: the run a conversation is replayed with
 
+# --- ff_lib/ui/explain.py: "Why this answer?" under a reply ---
+EXPLAIN_CACHE = "explain_cache"  # dict[int, ReplyExplanation | str]: views (or errors) by id
+EXPLAIN_SHOWN = "explain_shown"  # set[int]: message ids whose token view is open
+
 # --- pages/2_Full_Chat.py ---
 FULL_EXPORT_FORMAT = "full_export_format"
 

@@ -20,6 +20,7 @@ from ff_lib.chat.compared import NOT_ANSWERED, PENDING, compared_sides, first_la
 from ff_lib.evaluation import word_diff
 from ff_lib.runs import RunCheck
 from ff_lib.ui.evaluation import diff_html
+from ff_lib.ui.explain import why_control
 
 STATUS_BADGES = {
     "completed": ":green-badge[completed]",
@@ -169,12 +170,14 @@ def reply_columns(reply: ChatMessage, raw: bool, key: str) -> None:
     if not sides:
         _message_body(reply, raw, key=key)
         figures_caption(reply.meta)
+        why_control(reply, key)
         return
     columns = st.columns(1 + len(sides))
     with columns[0]:
         st.markdown(f"**{first_label(reply.meta)}**")
         _message_body(reply, raw, key=key)
         figures_caption(reply.meta)
+        why_control(reply, key)
     for column, side in zip(columns[1:], sides, strict=True):
         with column:
             side_view(side, reply.content, raw)
