@@ -31,6 +31,7 @@ def test_migrations_on_a_blank_database_record_each_name():
         "m002_scorecards",
         "m003_rename_duplicate_run_names",
         "m004_unique_run_names",
+        "m006_votes",
     ]
     assert schema_version(con) == len(MIGRATIONS)
     tables = {

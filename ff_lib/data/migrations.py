@@ -132,12 +132,36 @@ def m004_unique_run_names(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE UNIQUE INDEX training_runs_name_unique ON training_runs (name)")
 
 
+def m006_votes(con: duckdb.DuckDBPyConnection) -> None:
+    """Blind A/B votes: the prompt, both answers as shown (A, B), who answered each side, the
+    verdict, and each answer's provenance (Reply.as_meta()); exported as DPO preference pairs."""
+    con.execute("CREATE SEQUENCE votes_id_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE votes (
+            id INTEGER PRIMARY KEY DEFAULT nextval('votes_id_seq'),
+            prompt VARCHAR NOT NULL,
+            answer_a VARCHAR NOT NULL,
+            answer_b VARCHAR NOT NULL,
+            model_a JSON NOT NULL,
+            model_b JSON NOT NULL,
+            swapped BOOLEAN NOT NULL,
+            verdict VARCHAR NOT NULL CHECK (verdict IN ('a', 'b', 'tie', 'both_bad')),
+            meta_a JSON NOT NULL DEFAULT '{}',
+            meta_b JSON NOT NULL DEFAULT '{}',
+            created_at TIMESTAMP NOT NULL
+        )
+        """
+    )
+
+
 # Append only: a released migration is never edited, renamed or reordered.
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
     m002_scorecards,
     m003_rename_duplicate_run_names,
     m004_unique_run_names,
+    m006_votes,
 )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 
-from ff_lib.data import db, finefoundry_import, importers, migrations, store
+from ff_lib.data import db, finefoundry_import, importers, migrations, store, votes
 from ff_lib.data.finefoundry import read_finefoundry
 from ff_lib.data.models import (
     MESSAGE_ROLES,
@@ -425,3 +425,26 @@ class Workspace:
         """Newest first; all runs' when run_id is None."""
         with self._read() as con:
             return store.list_scorecards(con, run_id)
+
+    # --- blind A/B votes ----------------------------------------------------------------------
+
+    def add_vote(self, **fields) -> "votes.Vote":
+        """Store one blind A/B verdict (ff_lib.data.votes.Vote's fields but id, created_at)."""
+        verdict = fields.get("verdict")
+        if verdict not in votes.VERDICTS:
+            raise InvalidInput(
+                f"unknown verdict {verdict!r}: use one of {', '.join(votes.VERDICTS)}"
+            )
+        fields["prompt"] = _text(fields.get("prompt"), "the prompt of a vote")
+        for side in ("a", "b"):
+            if not isinstance(fields.get(f"answer_{side}"), str):
+                raise InvalidInput(f"answer {side.upper()} of a vote must be text")
+            if not isinstance(fields.get(f"model_{side}"), dict):
+                raise InvalidInput(f"model {side.upper()} of a vote must say who answered")
+        with self._write() as con:
+            return votes.insert_vote(con, fields, store.utcnow())
+
+    def list_votes(self, limit: int | None = None) -> list["votes.Vote"]:
+        """Every vote, oldest first (at most `limit`)."""
+        with self._read() as con:
+            return votes.list_votes(con, limit)
