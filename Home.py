@@ -14,6 +14,7 @@ from ff_lib.ui.style import PAGE_ICON, page_style
 
 INFERENCE_PAGE = "pages/1_Inference.py"
 FULL_CHAT_PAGE = "pages/2_Full_Chat.py"
+BLIND_TEST_PAGE = "pages/3_Blind_Test.py"
 EMPTY_HELP = """\
 This workspace has no training runs or datasets yet. Build the demo workspace (a tiny model,
 two datasets and trained adapters), or register your own runs:
@@ -37,9 +38,10 @@ except FFError as exc:
     st.error(str(exc), icon=":material/lock:")
     st.stop()
 
-nav = st.columns(2)
+nav = st.columns(3)
 nav[0].page_link(INFERENCE_PAGE, label="Inference", icon=":material/tune:")
 nav[1].page_link(FULL_CHAT_PAGE, label="Full Chat", icon=":material/forum:")
+nav[2].page_link(BLIND_TEST_PAGE, label="Blind test", icon=":material/shuffle:")
 
 if not board.run_rows and not board.datasets:
     st.info(EMPTY_HELP, icon=":material/info:")

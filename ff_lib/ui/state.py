@@ -66,3 +66,14 @@ HOME_DELETE_TARGET = "home_delete_target"  # str | None: the conversation id to 
 HOME_EXPORT_FORMAT = "home_export_format"
 HOME_REMOVE_RUN = "home_remove_run"  # int | None: the run chosen in Home's `Remove a run` box
 HOME_REMOVE_TARGET = "home_remove_target"  # int | None: the run id to confirm removing
+
+# --- ff_lib/ui/blind.py: the Blind test page ---
+BLIND_FIRST = "blind_first"  # int | None: the first model's run id
+BLIND_SECOND = "blind_second"  # "base" | int | None: the second model
+BLIND_DATASET = "blind_dataset"  # int | None: the dataset "Draw a prompt" draws from
+BLIND_PROMPT = "blind_prompt"  # str: the prompt both models answer
+BLIND_PRESET = "blind_preset"  # str: a preset name of ff_lib.inference.PRESETS
+BLIND_MAX_NEW_TOKENS = "blind_max_new_tokens"  # int
+BLIND_PAIR = "blind_pair"  # votes.BlindPair | None: the answers shown as A and B
+BLIND_VOTE = "blind_vote"  # data.votes.Vote | None: the vote cast on the pair shown
+BLIND_MESSAGE = "blind_message"  # str | None: a one-time warning (a refused choice, an error)

@@ -1,0 +1,137 @@
+"""AppTest: the Blind test page on the demo, driven by its labels: pick two models, Generate
+(one batched pass), vote, the reveal, the tally, the DPO download; refusals."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ff_lib.data import Workspace
+from ff_lib.inference import get_host
+from ff_lib.ui import state
+from ff_lib.ui.blind import shown_answer
+from tests.apptest_helpers import GOOD_RUN, by_label, page_text, private_copy, run_id, start
+from tests.fixtures_demo import demo_workspace  # noqa: F401  (session fixture)
+
+pytestmark = pytest.mark.slow
+
+BLIND = "pages/3_Blind_Test.py"
+OTHER_RUN = "pirate-lora"
+BROKEN = "capitals-lora-broken"
+PROMPT = "What is the capital of France?"
+
+
+@pytest.fixture(scope="module")
+def app_workspace(demo_workspace, tmp_path_factory) -> Path:  # noqa: F811
+    return private_copy(demo_workspace, tmp_path_factory, "blind")
+
+
+@pytest.fixture
+def ws_env(app_workspace, monkeypatch):
+    monkeypatch.setenv("FF_WORKSPACE", str(app_workspace))
+    return app_workspace
+
+
+def blind_page(folder: Path, first: str, second):
+    at = start(BLIND)
+    by_label(at.selectbox, "First model").select(run_id(folder, first)).run()
+    by_label(at.selectbox, "Second model").select(second).run()
+    by_label(at.radio, "Preset").set_value("Deterministic").run()
+    by_label(at.slider, "Max new tokens").set_value(16).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_home_links_to_the_blind_test(ws_env):
+    at = start()
+    assert "Blind test" in {link.label for link in at.get("page_link")}
+
+
+def test_pick_generate_vote_reveal_and_tally(ws_env):
+    at = blind_page(ws_env, GOOD_RUN, "base")
+    before = len(Workspace.open(ws_env).list_votes())
+    by_label(at.text_area, "Prompt").input(PROMPT).run()
+    engine = get_host()._engine
+    if engine is not None:  # shared by the tests of this process: count this Generate only
+        engine.scheduler.max_batch_seen = 0
+    by_label(at.button, "Generate").click().run()
+    assert not at.exception, at.exception
+    assert get_host()._engine.scheduler.max_batch_seen >= 2  # both answers in one batch
+
+    pair = at.session_state[state.BLIND_PAIR]
+    assert {pair.model_a["key"], pair.model_b["key"]} == {f"run:{run_id(ws_env, GOOD_RUN)}", "base"}
+    shown = [t.value for t in at.text]
+    assert shown == [shown_answer(pair.answer_a), shown_answer(pair.answer_b)]
+    assert "A was" not in page_text(at) and "Vote stored" not in page_text(at)  # still blind
+
+    by_label(at.button, "A better").click().run()
+    assert not at.exception, at.exception
+    revealed = page_text(at)
+    assert f"A was **{pair.model_a['label']}**" in revealed
+    assert f"B was **{pair.model_b['label']}**" in revealed
+    assert by_label(at.button, "B better").disabled  # one vote per pair
+
+    votes = Workspace.open(ws_env).list_votes()
+    assert len(votes) == before + 1
+    vote = votes[-1]
+    assert (vote.prompt, vote.verdict, vote.answer_a) == (PROMPT, "a", pair.answer_a)
+    assert vote.swapped == pair.swapped
+    run_side = vote.meta_a if vote.model_a["key"] != "base" else vote.meta_b
+    base_side = vote.meta_b if vote.model_a["key"] != "base" else vote.meta_a
+    assert run_side["adapter_sha256"] and base_side["adapter"] is None
+    assert run_side["settings"]["max_new_tokens"] == 16 and "seed" in run_side
+
+    table = at.dataframe[0].value
+    winner = table[table["Model"] == pair.model_a["label"]].iloc[0]
+    assert (winner["Wins"], winner["Win rate"]) == (1, "100%")
+    assert winner["95% interval"] == "21% – 100%"  # Wilson, 1 of 1
+    assert "ties and “both bad” are left out" in page_text(at)
+    download = by_label(at.get("download_button"), "Download DPO pairs (JSONL)")
+    assert not download.disabled
+
+
+def test_a_tie_is_stored_but_not_a_dpo_pair(ws_env):
+    at = blind_page(ws_env, GOOD_RUN, run_id(ws_env, OTHER_RUN))
+    by_label(at.text_area, "Prompt").input("Say hello.").run()
+    by_label(at.button, "Generate").click().run()
+    by_label(at.button, "Tie").click().run()
+    assert not at.exception, at.exception
+    assert "Vote stored: Tie" in page_text(at)
+    votes = Workspace.open(ws_env).list_votes()
+    assert votes[-1].verdict == "tie"
+    assert "left out 1 tie(s)" in page_text(at)
+    lines = [json.loads(line) for line in _dpo(votes)]
+    assert all(set(line) == {"prompt", "chosen", "rejected"} for line in lines)
+    assert "Say hello." not in {line["prompt"] for line in lines}
+
+
+def _dpo(votes):
+    from ff_lib.votes import dpo_export
+
+    return dpo_export(votes).jsonl().decode().splitlines()
+
+
+def test_draw_a_prompt_fills_the_prompt_from_the_dataset(ws_env):
+    at = start(BLIND)
+    by_label(at.button, "Draw a prompt").click().run()
+    assert not at.exception, at.exception
+    prompt = by_label(at.text_area, "Prompt").value
+    ds = by_label(at.selectbox, "Dataset").value
+    rows = {p.prompt for p in Workspace.open(ws_env).dataset_pairs(ds)}
+    assert prompt in rows
+
+
+def test_a_run_that_cannot_answer_is_refused_and_generate_stays_off(ws_env):
+    at = start(BLIND)
+    by_label(at.selectbox, "First model").select(run_id(ws_env, BROKEN)).run()
+    assert not at.exception, at.exception
+    assert at.error and BROKEN in at.error[0].value
+    assert by_label(at.button, "Generate").disabled
+
+
+def test_an_empty_prompt_is_refused_with_a_message(ws_env):
+    at = blind_page(ws_env, GOOD_RUN, "base")
+    by_label(at.button, "Generate").click().run()
+    assert not at.exception, at.exception
+    assert "The prompt is empty" in page_text(at)
+    assert at.session_state[state.BLIND_PAIR] is None
