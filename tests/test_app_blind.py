@@ -135,3 +135,16 @@ def test_an_empty_prompt_is_refused_with_a_message(ws_env):
     assert not at.exception, at.exception
     assert "The prompt is empty" in page_text(at)
     assert at.session_state[state.BLIND_PAIR] is None
+
+
+def test_a_second_model_that_cannot_answer_is_refused_with_its_reason(ws_env):
+    at = start(BLIND)
+    by_label(at.selectbox, "First model").select(run_id(ws_env, GOOD_RUN)).run()
+    second = by_label(at.selectbox, "Second model")
+    broken = run_id(ws_env, BROKEN)
+    assert second.options[0].startswith("base model")
+    assert any(o.startswith(f"✗ {BROKEN} (run {broken})") for o in second.options)
+    second.select(broken).run()
+    assert not at.exception, at.exception
+    assert at.error and f"Run {broken} ({BROKEN}) cannot answer" in at.error[0].value
+    assert by_label(at.button, "Generate").disabled
