@@ -17,6 +17,7 @@ from ff_lib.votes import (
     between,
     blind_pair,
     dpo_export,
+    model_key,
     tally,
     tally_table,
 )
@@ -159,8 +160,6 @@ def pair_view(ws) -> None:
 
 def tally_view(ws, sides: list) -> None:
     """Each of the chosen models' win rate over the votes between them, and the DPO download."""
-    from ff_lib.votes import model_key
-
     votes = ws.list_votes()
     st.subheader("Tally")
     if len(sides) == 2:
