@@ -4,10 +4,10 @@ import argparse
 import sys
 
 from ff_lib.cli.output import print_json, print_table
+from ff_lib.inference.bases import QUANTIZATIONS
 from ff_lib.workspace_path import resolve_workspace
 
 PRESET_NAMES = ("Deterministic", "Balanced", "Creative")  # = ff_lib.inference.PRESETS
-QUANTIZATION_CHOICES = ("auto", "none", "bf16", "nf4", "nf4-bf16")  # = inference.QUANTIZATIONS
 CONVERSATIONS_SHOWN = 1000  # `conversations list` without --limit
 
 
@@ -26,7 +26,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=PRESET_NAMES, default="Balanced")
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="default: the preset's")
     p.add_argument("--base-model", metavar="B", help="default: the first run's base")
-    p.add_argument("--quantization", choices=QUANTIZATION_CHOICES, default="auto")
+    p.add_argument("--quantization", choices=QUANTIZATIONS, default="auto")
     p.set_defaults(handler=compare_cmd)
 
     conversations = sub.add_parser("conversations", help="stored conversations: list")

@@ -4,15 +4,8 @@ import argparse
 import sys
 
 from ff_lib.cli.output import print_json, print_table, to_jsonable
+from ff_lib.inference.bases import QUANTIZATIONS
 from ff_lib.workspace_path import resolve_workspace
-
-QUANTIZATION_CHOICES = (
-    "auto",
-    "none",
-    "bf16",
-    "nf4",
-    "nf4-bf16",
-)  # = ff_lib.inference.QUANTIZATIONS
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -30,7 +23,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     which.add_argument("--run", type=int, metavar="ID", help="a completed run (result stored)")
     which.add_argument("--adapter", metavar="PATH", help="an adapter folder")
     p.add_argument("--base-model", metavar="B", help="default: the run's base, else the adapter's")
-    p.add_argument("--quantization", choices=QUANTIZATION_CHOICES, default="auto")
+    p.add_argument("--quantization", choices=QUANTIZATIONS, default="auto")
     p.add_argument("--refresh", action="store_true", help="measure again even when stored")
     p.set_defaults(handler=effect_cmd)
 
@@ -44,7 +37,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=int, default=20, metavar="N", help="rows, in file order (20)")
     p.add_argument("--compare-run", type=int, metavar="ID", help="a second run on the same base")
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="default: the preset's 128")
-    p.add_argument("--quantization", choices=QUANTIZATION_CHOICES, default="auto")
+    p.add_argument("--quantization", choices=QUANTIZATIONS, default="auto")
     p.set_defaults(handler=score_cmd)
 
     p = sub.add_parser(
@@ -54,7 +47,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("conversation_id", metavar="CONVERSATION_ID")
     p.add_argument("--run", type=int, metavar="ID", required=True)
-    p.add_argument("--quantization", choices=QUANTIZATION_CHOICES, default="auto")
+    p.add_argument("--quantization", choices=QUANTIZATIONS, default="auto")
     p.set_defaults(handler=replay_cmd)
 
 

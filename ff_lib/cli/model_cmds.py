@@ -7,16 +7,10 @@ import sys
 from ff_lib.cli import prompt_input
 from ff_lib.cli.output import print_json
 from ff_lib.errors import InvalidInput
+from ff_lib.inference.bases import QUANTIZATIONS
 from ff_lib.workspace_path import resolve_workspace
 
 PRESET_NAMES = ("Deterministic", "Balanced", "Creative")  # = ff_lib.inference.PRESETS
-QUANTIZATION_CHOICES = (
-    "auto",
-    "none",
-    "bf16",
-    "nf4",
-    "nf4-bf16",
-)  # = ff_lib.inference.QUANTIZATIONS
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -70,7 +64,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     which.add_argument("--adapter", metavar="PATH", help="an adapter folder")
     p.add_argument("--base-model", metavar="B", help="default: the run's base, else the adapter's")
     p.add_argument("--no-adapter", action="store_true", help="answer with the base model alone")
-    p.add_argument("--quantization", choices=QUANTIZATION_CHOICES, default="auto")
+    p.add_argument("--quantization", choices=QUANTIZATIONS, default="auto")
 
 
 # --- validate ---------------------------------------------------------------------------------
