@@ -132,12 +132,36 @@ def m004_unique_run_names(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE UNIQUE INDEX training_runs_name_unique ON training_runs (name)")
 
 
+def m005_scorecard_rows(con: duckdb.DuckDBPyConnection) -> None:
+    """Scorecards stored as they are made: a status, and one row per (dataset row, model) answer.
+
+    Scorecards written before this migration are complete (their rows stay in the JSON column).
+    """
+    con.execute("ALTER TABLE scorecards ADD COLUMN status VARCHAR DEFAULT 'complete'")
+    con.execute("UPDATE scorecards SET status = 'complete'")
+    con.execute(
+        """
+        CREATE TABLE scorecard_rows (
+            scorecard_id INTEGER NOT NULL,
+            ordinal INTEGER NOT NULL,
+            model VARCHAR NOT NULL,
+            prompt VARCHAR NOT NULL,
+            expected VARCHAR NOT NULL,
+            answer VARCHAR NOT NULL,
+            scores JSON NOT NULL,
+            PRIMARY KEY (scorecard_id, ordinal, model)
+        )
+        """
+    )
+
+
 # Append only: a released migration is never edited, renamed or reordered.
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
     m002_scorecards,
     m003_rename_duplicate_run_names,
     m004_unique_run_names,
+    m005_scorecard_rows,
 )
 
 
