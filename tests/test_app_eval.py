@@ -1,5 +1,7 @@
 """AppTest: Score on the Inference page, scorecards on Home, the adapter effect, replay on Full Chat."""
 
+import json
+
 import pytest
 
 from ff_lib.data import Workspace
@@ -73,7 +75,15 @@ def test_score_two_compared_runs_with_chart_and_disagreement_filter(ws_env):
     assert not at.error, [e.value for e in at.error]
     means = at.dataframe[-2].value
     assert list(means["Model"]) == ["base model", CAPITALS_RUN, PIRATE_RUN, "pirate-copy"]
-    assert at.get("arrow_vega_lite_chart"), "no bar chart of the means"
+    charts = at.get("vega_lite_chart")
+    assert charts, "no bar chart of the means"
+    spec = json.loads(charts[-1].proto.spec)
+    assert spec["mark"]["type"] == "bar"
+    assert {spec["encoding"][c]["field"] for c in ("x", "xOffset", "y")} == {
+        "Metric",
+        "Model",
+        "Score",
+    }
     assert len(at.dataframe[-1].value) == 2
     at.toggle(key="score_disagree").set_value(True).run()
     rows = at.dataframe[-1].value

@@ -154,6 +154,7 @@ def _resume(ws, card_id: int) -> None:
         return
     bar.empty()
     st.session_state[EVAL_SCORECARD_ID] = card.id
+    st.rerun()  # the list of unfinished scorecards above was drawn before it completed
 
 
 def _shown_scorecard(ws, check):
