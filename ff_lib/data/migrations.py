@@ -137,11 +137,11 @@ def m005_scorecard_rows(con: duckdb.DuckDBPyConnection) -> None:
 
     Scorecards written before this migration are complete (their rows stay in the JSON column).
     """
-    con.execute("ALTER TABLE scorecards ADD COLUMN status VARCHAR DEFAULT 'complete'")
-    con.execute("UPDATE scorecards SET status = 'complete'")
+    con.execute("ALTER TABLE scorecards ADD COLUMN IF NOT EXISTS status VARCHAR DEFAULT 'complete'")
+    con.execute("UPDATE scorecards SET status = 'complete' WHERE status IS NULL")
     con.execute(
         """
-        CREATE TABLE scorecard_rows (
+        CREATE TABLE IF NOT EXISTS scorecard_rows (
             scorecard_id INTEGER NOT NULL,
             ordinal INTEGER NOT NULL,
             model VARCHAR NOT NULL,
