@@ -26,7 +26,7 @@ MAX_SCORE_ROWS = 500
 ROWS_PER_WRITE = 16  # finished answers buffered before one workspace write...
 WRITE_SECONDS = 2.0  # ...or this long since the last write, whichever comes first
 BASE_KEY, RUN_KEY = "base", "run"  # keys of summary["models"]; compared runs: compare, compare_2
-# progress(done, total, what): called before each answer and once at the end.
+# progress(done, total, what): called as each answer is stored (done: before it) and at the end.
 Progress = Callable[[int, int, str], None]
 Model = tuple[str, str, RunCheck | None]  # (key, label, run or None for the base)
 
@@ -132,7 +132,6 @@ def _fill(host, ws, card, models, pairs, settings, quantization, progress) -> No
         for ((key, label, _), ordinal, pair), text in _answers(
             host, base_model, jobs, settings, quantization
         ):
-            progress(done, total, f"{label}: row {ordinal + 1} of {len(pairs)}")
             buffer.add(
                 {
                     "ordinal": ordinal,
@@ -141,8 +140,9 @@ def _fill(host, ws, card, models, pairs, settings, quantization, progress) -> No
                     "expected": pair.response,
                     "answer": text,
                     "scores": score_answer(text, pair.response),
-                }  # fmt: skip
-            )
+                }
+            )  # before the progress call: a Stop raised there loses no answer
+            progress(done, total, f"{label}: row {ordinal + 1} of {len(pairs)}")
             done += 1
         buffer.flush()
     except BaseException:
