@@ -69,23 +69,21 @@ def update_scorecard(
 
 def insert_scorecard_rows(con: Connection, scorecard_id: int, answers: list[dict]) -> int:
     """Each answer: ordinal, model, prompt, expected, answer, scores; one already stored for
-    the same (ordinal, model) is kept (a resumed scorecard never doubles a row)."""
-    con.executemany(
+    the same (ordinal, model) is kept (a resumed scorecard never doubles a row).
+
+    One INSERT with a VALUES row per answer: DuckDB's executemany runs the statement once per
+    row (measured: ~85 ms for 16 answers, against a few ms for one statement)."""
+    if not answers:
+        return 0
+    params: list[Any] = []
+    for a in answers:
+        params += [scorecard_id, a["ordinal"], a["model"], a["prompt"], a["expected"],
+                   a["answer"], _json(a["scores"])]  # fmt: skip
+    con.execute(
         "INSERT OR IGNORE INTO scorecard_rows "
-        "(scorecard_id, ordinal, model, prompt, expected, answer, scores) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            [
-                scorecard_id,
-                a["ordinal"],
-                a["model"],
-                a["prompt"],
-                a["expected"],
-                a["answer"],
-                _json(a["scores"]),
-            ]  # fmt: skip
-            for a in answers
-        ],
+        "(scorecard_id, ordinal, model, prompt, expected, answer, scores) VALUES "
+        + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(answers)),
+        params,
     )
     return len(answers)
 
