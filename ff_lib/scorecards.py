@@ -23,7 +23,7 @@ SCORE_PRESET = "Deterministic"
 SCORE_SEED = 0
 DEFAULT_SCORE_ROWS = 20
 MAX_SCORE_ROWS = 500
-ROWS_PER_WRITE = 16  # finished answers buffered before one workspace write...
+ROWS_PER_WRITE = 64  # finished answers buffered before one workspace write...
 WRITE_SECONDS = 2.0  # ...or this long since the last write, whichever comes first
 BASE_KEY, RUN_KEY = "base", "run"  # keys of summary["models"]; compared runs: compare, compare_2
 # progress(done, total, what): called as each answer is stored (done: before it) and at the end.
@@ -74,9 +74,11 @@ def scored_models(ws, main: RunCheck, compare_run_ids: Sequence[int]) -> list[Mo
 class AnswerBuffer:
     """Finished answers kept in memory and written to the workspace in batches."""
 
-    def __init__(self, ws, scorecard_id: int, *, every: int = ROWS_PER_WRITE,
-                 seconds: float = WRITE_SECONDS, clock: Callable[[], float] = time.monotonic):  # fmt: skip
-        self.ws, self.scorecard_id, self.every, self.seconds = ws, scorecard_id, every, seconds
+    def __init__(self, ws, scorecard_id: int, *, every: int | None = None,
+                 seconds: float | None = None, clock: Callable[[], float] = time.monotonic):  # fmt: skip
+        self.ws, self.scorecard_id = ws, scorecard_id
+        self.every = ROWS_PER_WRITE if every is None else every  # read now: tests may set them
+        self.seconds = WRITE_SECONDS if seconds is None else seconds
         self.clock = clock
         self.pending: list[dict] = []
         self.last_write = clock()
@@ -115,10 +117,9 @@ def _answers(host, base_model, jobs, settings, quantization):
             stream.close()
 
 
-def _fill(host, ws, card, models, pairs, settings, quantization, progress) -> None:
-    """Answer every (model, row) the scorecard lacks, storing them in batches as they finish;
-    on any stop the buffer is written and the scorecard marked 'interrupted'."""
-    stored = {(a["model"], a["ordinal"]) for a in ws.scorecard_rows(card.id)}
+def _fill(host, ws, card, models, pairs, settings, quantization, progress, stored) -> None:
+    """Answer every (model, row) the scorecard lacks (not in `stored`), storing them in batches
+    as they finish; on any stop the buffer is written and the scorecard marked 'interrupted'."""
     jobs = [
         (model, ordinal, pair)
         for model in models
@@ -188,17 +189,19 @@ def _model_summary(models: list[Model]) -> dict:
     }
 
 
-def _complete(host, ws, card, models, pairs, settings, quantization, progress, spent: float):
+def _complete(host, ws, card, models, pairs, settings, quantization, progress, spent: float,
+              stored=frozenset()):  # fmt: skip
     started = time.perf_counter()
-    _fill(host, ws, card, models, pairs, settings, quantization, progress)
-    rows = assemble_rows(ws, card)
-    summary = {
-        **card.summary,
-        "n": len(rows),
-        "means": {key: mean_scores(r["scores"][key] for r in rows) for key, _, _ in models},
-        "seconds": round(spent + time.perf_counter() - started, 2),
-    }
-    return ws.finish_scorecard(card.id, "complete", summary=summary, rows=rows)
+    _fill(host, ws, card, models, pairs, settings, quantization, progress, stored)
+    with ws.session():  # one open of the database file for the read and the write
+        rows = assemble_rows(ws, card)
+        summary = {
+            **card.summary,
+            "n": len(rows),
+            "means": {key: mean_scores(r["scores"][key] for r in rows) for key, _, _ in models},
+            "seconds": round(spent + time.perf_counter() - started, 2),
+        }
+        return ws.finish_scorecard(card.id, "complete", summary=summary, rows=rows)
 
 
 def score_run(
@@ -222,14 +225,23 @@ def score_run(
     """
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SCORE_ROWS:
         raise InvalidInput(f"Rows to score must be between 1 and {MAX_SCORE_ROWS} (got {n!r}).")
-    main = usable_run(ws, run_id, base_model)
-    models = scored_models(ws, main, compare_run_ids)
-    dataset = ws.get_dataset(dataset_id)
-    pairs = ws.dataset_pairs(dataset_id, limit=n)
-    if not pairs:
-        raise InvalidInput(f"Dataset {dataset.name} has no rows to score.")
+    with ws.session():  # the checks and the start: one open of the database file, not five
+        main = usable_run(ws, run_id, base_model)
+        models = scored_models(ws, main, compare_run_ids)
+        dataset = ws.get_dataset(dataset_id)
+        pairs = ws.dataset_pairs(dataset_id, limit=n)
+        if not pairs:
+            raise InvalidInput(f"Dataset {dataset.name} has no rows to score.")
+        summary = _summary(main, models, dataset, pairs, max_new_tokens)
+        card = ws.start_scorecard(main.run_id, dataset.id, summary)
+    return _complete(host, ws, card, models, pairs, score_settings(max_new_tokens), quantization,
+                     progress or _no_progress, 0.0)  # fmt: skip
+
+
+def _summary(main: RunCheck, models: list[Model], dataset, pairs, max_new_tokens) -> dict:
+    """What a scorecard records from its start: the dataset, models, preset and settings."""
     settings = score_settings(max_new_tokens)
-    summary = {
+    return {
         "dataset": {"id": dataset.id, "name": dataset.name},
         "n": len(pairs),
         "base_model": main.base_model,
@@ -238,9 +250,6 @@ def score_run(
         "models": _model_summary(models),
         "seconds": 0.0,
     }
-    card = ws.start_scorecard(main.run_id, dataset.id, summary)
-    return _complete(host, ws, card, models, pairs, settings, quantization,
-                     progress or _no_progress, 0.0)  # fmt: skip
 
 
 def _resumed_models(ws, card) -> list[Model]:
@@ -265,11 +274,13 @@ def resume_scorecard(
     host, ws, scorecard_id: int, *, quantization: str = "auto", progress: Progress | None = None
 ):
     """Answer only the (model, row) pairs an unfinished scorecard lacks, then complete it."""
-    card = ws.get_scorecard(scorecard_id)
-    if card.status == "complete":
-        raise InvalidInput(f"Scorecard {card.id} is complete: there is nothing to resume.")
-    models = _resumed_models(ws, card)
-    pairs = ws.dataset_pairs(card.dataset_id, limit=card.summary["n"])
+    with ws.session():
+        card = ws.get_scorecard(scorecard_id)
+        if card.status == "complete":
+            raise InvalidInput(f"Scorecard {card.id} is complete: there is nothing to resume.")
+        models = _resumed_models(ws, card)
+        pairs = ws.dataset_pairs(card.dataset_id, limit=card.summary["n"])
+        stored = {(a["model"], a["ordinal"]) for a in ws.scorecard_rows(card.id)}
     if len(pairs) < card.summary["n"]:
         raise InvalidInput(
             f"Dataset {card.summary['dataset']['name']} now has {len(pairs)} rows, fewer than "
@@ -281,7 +292,8 @@ def resume_scorecard(
     )
     card = ws.finish_scorecard(card.id, "running")
     return _complete(host, ws, card, models, pairs, settings, quantization,
-                     progress or _no_progress, float(card.summary.get("seconds") or 0))  # fmt: skip
+                     progress or _no_progress, float(card.summary.get("seconds") or 0),
+                     stored)  # fmt: skip
 
 
 # --- views ------------------------------------------------------------------------------------

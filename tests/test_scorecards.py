@@ -102,6 +102,7 @@ def test_answers_are_stored_in_batches_not_one_write_per_answer(card_ws, monkeyp
     ws, ds, ids = card_ws
     spy = SpyWorkspace(ws)
     monkeypatch.setattr(scorecards, "ROWS_PER_WRITE", 16)
+    monkeypatch.setattr(scorecards, "WRITE_SECONDS", 3600.0)  # counted by rows only here
     card = scorecards.score_run(FakeHost(), spy, ids["main"], ds, n=10,
                                 compare_run_ids=[ids["second"], ids["third"]])  # fmt: skip
     # 10 rows x 4 models = 40 answers: 16 + 16 + 8, three writes (not 40).
