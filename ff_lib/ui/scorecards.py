@@ -78,6 +78,8 @@ def _score_inputs(datasets, runs, run, check, locked: bool) -> None:
     # Runs on this run's base; one that cannot answer is listed with ✗ and its reason.
     choices = [] if check is None else compare_choices(check, runs, resources.check_adapter)
     names = {c.key: c.label for c in choices if c.key != BASE}
+    chosen = st.session_state.get(EVAL_SCORE_COMPARE_RUNS) or []
+    st.session_state[EVAL_SCORE_COMPARE_RUNS] = [k for k in chosen if k in names]  # removed runs
     data_col, rows_col = st.columns([3, 1], vertical_alignment="bottom")
     data_col.selectbox(
         "Score dataset", ids, format_func=labels.get, key=EVAL_SCORE_DATASET, disabled=locked
