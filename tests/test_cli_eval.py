@@ -142,3 +142,8 @@ def test_score_resume_completes_an_interrupted_scorecard(capsys, eval_workspace,
     assert code == 1 and "nothing to resume" in err
     code, out, err = cli(capsys, ws, "score", "--resume", card.id, "--dataset", ds.id)
     assert code == 1 and "leave out --dataset" in err
+    code, out, err = cli(capsys, ws, "score", "--run", run.id)
+    assert code == 1 and "needs --dataset" in err
+    with pytest.raises(SystemExit) as exc:
+        cli(capsys, ws, "score", "--run", run.id, "--resume", card.id)
+    assert exc.value.code == 2  # one or the other
