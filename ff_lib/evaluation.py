@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ff_lib.errors import InvalidInput
-from ff_lib.inference import PRESETS, GenerationSettings, validate_adapter
+from ff_lib.inference import GenerationSettings, validate_adapter
 from ff_lib.inference.adapters import same_base
 from ff_lib.inference.effect import (
     BUILT_IN_PROMPTS,
@@ -23,14 +23,20 @@ from ff_lib.inference.effect import (
     measure_effect,
 )
 from ff_lib.inference.provenance import adapter_sha256
-from ff_lib.runs import RunCheck, usable_run
-from ff_lib.scoring import mean_scores, score_answer
+from ff_lib.runs import usable_run
+from ff_lib.scorecards import (  # noqa: F401  (scorecards used to live here: same names)
+    DEFAULT_SCORE_ROWS,
+    MAX_SCORE_ROWS,
+    SCORE_PRESET,
+    SCORE_SEED,
+    resume_scorecard,
+    score_run,
+    score_settings,
+    scorecard_means,
+    scorecard_table,
+)
 
 EFFECT_KEY = "effect"  # where a run's effect is stored in its metrics
-SCORE_PRESET = "Deterministic"
-SCORE_SEED = 0
-DEFAULT_SCORE_ROWS = 20
-MAX_SCORE_ROWS = 500
 # progress(done, total, what): called before each answer and once at the end.
 Progress = Callable[[int, int, str], None]
 
@@ -107,171 +113,6 @@ def adapter_effect(
             host, base, adapter_dir, list(BUILT_IN_PROMPTS), quantization=quantization
         )
     return _ADAPTER_EFFECTS[key]
-
-
-# --- scorecards -------------------------------------------------------------------------------
-def score_settings(max_new_tokens: int | None = None) -> GenerationSettings:
-    """The Deterministic preset with a fixed seed (greedy: the same answers every time)."""
-    settings = dataclasses.replace(PRESETS[SCORE_PRESET], seed=SCORE_SEED)
-    if max_new_tokens is not None:
-        settings = dataclasses.replace(settings, max_new_tokens=max_new_tokens)
-    return settings
-
-
-def _same_base_or_refuse(main: RunCheck, other: RunCheck) -> None:
-    if not same_base(main.base_model, other.base_model):
-        raise InvalidInput(
-            f"Run {other.run_id} ({other.run_name}) is on base {other.base_model}, not "
-            f"{main.base_model}: a comparison needs both runs on the same base model."
-        )
-
-
-def score_run(
-    host,
-    ws,
-    run_id: int,
-    dataset_id: int,
-    *,
-    n: int = DEFAULT_SCORE_ROWS,
-    compare_run_id: int | None = None,
-    base_model: str | None = None,
-    quantization: str = "auto",
-    max_new_tokens: int | None = None,
-    progress: Progress | None = None,
-):
-    """Score the base, the run and (optionally) a second run on the first n rows of a dataset.
-
-    Every answer uses the Deterministic preset with a fixed seed; each is scored against the
-    row's expected response (exact match, token F1, ROUGE-L). The scorecard is stored in the
-    workspace and returned (ff_lib.data.Scorecard).
-    """
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SCORE_ROWS:
-        raise InvalidInput(f"Rows to score must be between 1 and {MAX_SCORE_ROWS} (got {n!r}).")
-    progress = progress or _no_progress
-    main = usable_run(ws, run_id, base_model)
-    models = _scored_models(ws, main, compare_run_id)
-    dataset = ws.get_dataset(dataset_id)
-    pairs = ws.dataset_pairs(dataset_id, limit=n)
-    if not pairs:
-        raise InvalidInput(f"Dataset {dataset.name} has no rows to score.")
-    settings = score_settings(max_new_tokens)
-    started = time.perf_counter()
-    total = len(pairs) * len(models)
-    answers = _batched_answers(
-        host, main.base_model, models, pairs, settings, quantization, progress
-    )
-    progress(total, total, "done")
-
-    rows = _score_rows(pairs, models, answers)
-    summary = {
-        "dataset": {"id": dataset.id, "name": dataset.name},
-        "n": len(rows),
-        "base_model": main.base_model,
-        "preset": SCORE_PRESET,
-        "settings": settings.as_dict(),
-        "models": {
-            key: {
-                "label": label,
-                "run_id": None if target is None else target.run_id,
-                "adapter": None if target is None else target.adapter_dir,
-                "adapter_sha256": None
-                if target is None
-                else adapter_sha256(target.adapter_path)[1],
-            }
-            for key, label, target in models
-        },
-        "means": {key: mean_scores(r["scores"][key] for r in rows) for key, _, _ in models},
-        "seconds": round(time.perf_counter() - started, 2),
-    }
-    return ws.add_scorecard(main.run_id, dataset.id, summary, rows)
-
-
-def _scored_models(ws, main: RunCheck, compare_run_id: int | None) -> list:
-    """(key, label, run or None) of each model a scorecard answers with: base, run, compare."""
-    models: list[tuple[str, str, RunCheck | None]] = [
-        ("base", "base model", None),
-        ("run", main.label, main),
-    ]
-    if compare_run_id is not None:
-        if compare_run_id == main.run_id:
-            raise InvalidInput("The comparison run is the run being scored: pick another run.")
-        other = usable_run(ws, compare_run_id)
-        _same_base_or_refuse(main, other)
-        models.append(("compare", other.label, other))
-    return models
-
-
-def _score_rows(pairs, models, answers) -> list[dict]:
-    rows = []
-    for i, pair in enumerate(pairs):
-        row_answers = {key: answers[key][i] for key, _, _ in models}
-        rows.append(
-            {
-                "prompt": pair.prompt,
-                "expected": pair.response,
-                "answers": row_answers,
-                "scores": {k: score_answer(a, pair.response) for k, a in row_answers.items()},
-            }
-        )
-    return rows
-
-
-def _batched_answers(host, base_model, models, pairs, settings, quantization, progress):
-    """Every (model, row) answer submitted at once: the engine decodes them in shared batches."""
-    order = [(key, label, target, pair) for key, label, target in models for pair in pairs]
-    streams = [
-        host.stream_reply(
-            base_model,
-            [{"role": "user", "content": pair.prompt}],
-            settings,
-            None if target is None else target.adapter_path,
-            quantization=quantization,
-        )
-        for _, _, target, pair in order
-    ]
-    answers: dict[str, list[str]] = {key: [] for key, _, _ in models}
-    try:
-        for stream in streams:
-            stream.start()
-        for done, ((key, label, _, _), stream) in enumerate(zip(order, streams, strict=True)):
-            progress(done, len(order), f"{label}: row {len(answers[key]) + 1} of {len(pairs)}")
-            answers[key].append(stream.text())
-    finally:
-        for stream in streams:
-            stream.close()
-    return answers
-
-
-def scorecard_table(scorecard) -> list[dict]:
-    """One flat dict per row for a table: prompt, expected, then each model's answer and scores."""
-    models = scorecard.summary.get("models", {})
-    table = []
-    for row in scorecard.rows:
-        line = {"Prompt": row["prompt"], "Expected": row["expected"]}
-        for key, model in models.items():
-            label = model["label"]
-            scores = row["scores"][key]
-            line[f"{label}"] = row["answers"][key]
-            line[f"{label} EM"] = scores["exact_match"]
-            line[f"{label} F1"] = scores["token_f1"]
-            line[f"{label} ROUGE-L"] = scores["rouge_l"]
-        table.append(line)
-    return table
-
-
-def scorecard_means(scorecard) -> list[dict]:
-    """One dict per model: its label and mean exact match, token F1, ROUGE-L."""
-    models = scorecard.summary.get("models", {})
-    means = scorecard.summary.get("means", {})
-    return [
-        {
-            "Model": model["label"],
-            "Exact match": means[key]["exact_match"],
-            "Token F1": means[key]["token_f1"],
-            "ROUGE-L": means[key]["rouge_l"],
-        }
-        for key, model in models.items()
-    ]
 
 
 # --- replay -----------------------------------------------------------------------------------

@@ -1,14 +1,19 @@
 """AppTest: Score on the Inference page, scorecards on Home, the adapter effect, replay on Full Chat."""
 
+import json
+
 import pytest
 
+from ff_lib.data import Workspace
 from ff_lib.ui.evaluation import diff_html
 from tests.apptest_helpers import (
     FULL_CHAT,
     INFERENCE,
+    by_label,
     deterministic,
     private_copy,
     run_id,
+    run_named,
     select_run,
     start,
 )
@@ -47,6 +52,61 @@ def test_score_shows_base_vs_run_and_lands_on_home(ws_env):
     home = start()
     assert any(h.value == "Scorecards" for h in home.subheader)
     assert any(m.value == f"**{CAPITALS_RUN}**" for m in home.markdown)
+
+
+def test_score_two_compared_runs_with_chart_and_disagreement_filter(ws_env):
+    copy = Workspace.open(ws_env).add_run(
+        "pirate-copy", str(run_named(ws_env, PIRATE_RUN).base_model),
+        str(run_named(ws_env, PIRATE_RUN).adapter_path),
+    )  # fmt: skip
+    at = select_run(start(INFERENCE), ws_env, CAPITALS_RUN)
+    compare = by_label(at.multiselect, "Compare with runs")
+    broken = run_id(ws_env, "capitals-lora-broken")
+    assert any(o.startswith("✗ capitals-lora-broken") for o in compare.options), compare.options
+    compare.set_value([broken]).run()  # a ✗ run is refused with its reason
+    at.number_input(key="score_rows").set_value(2).run()
+    at.button(key="score_button").click().run()
+    assert any("truncated" in e.value for e in at.error), [e.value for e in at.error]
+
+    compare = by_label(at.multiselect, "Compare with runs")
+    compare.set_value([run_id(ws_env, PIRATE_RUN), copy.id]).run()
+    at.button(key="score_button").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    means = at.dataframe[-2].value
+    assert list(means["Model"]) == ["base model", CAPITALS_RUN, PIRATE_RUN, "pirate-copy"]
+    charts = at.get("vega_lite_chart")
+    assert charts, "no bar chart of the means"
+    spec = json.loads(charts[-1].proto.spec)
+    assert spec["mark"]["type"] == "bar"
+    assert {spec["encoding"][c]["field"] for c in ("x", "xOffset", "y")} == {
+        "Metric",
+        "Model",
+        "Score",
+    }
+    assert len(at.dataframe[-1].value) == 2
+    at.toggle(key="score_disagree").set_value(True).run()
+    rows = at.dataframe[-1].value
+    assert len(rows) == 2  # the capitals run and the pirates never agree
+    assert (rows[PIRATE_RUN] == rows["pirate-copy"]).all()  # same adapter, same greedy answers
+
+
+def test_resume_button_completes_an_interrupted_scorecard(ws_env):
+    from ff_lib import scorecards
+    from tests.test_scorecards import FakeHost
+
+    ws = Workspace.open(ws_env)
+    with pytest.raises(KeyboardInterrupt):
+        scorecards.score_run(FakeHost(stop_after=2), ws, run_id(ws_env, CAPITALS_RUN), 1, n=2)
+    card = ws.list_scorecards(run_id(ws_env, CAPITALS_RUN))[0]
+    at = select_run(start(INFERENCE), ws_env, CAPITALS_RUN)
+    assert any(f"Scorecard {card.id} (interrupted)" in c.value for c in at.caption)
+    at.button(key=f"score_resume_{card.id}").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert ws.get_scorecard(card.id).status == "complete"
+    assert any(f"**Scorecard {card.id}**" in m.value for m in at.markdown)
+    assert not [b for b in at.button if b.key == f"score_resume_{card.id}"]
 
 
 def test_score_is_locked_without_a_validated_run(ws_env):

@@ -93,11 +93,12 @@ def test_use_latest_skips_runs_that_cannot_answer(ws_env):
 def test_score_and_replay_boxes_mark_runs_that_cannot_answer(ws_env):
     at = start(INFERENCE)
     by_label(at.selectbox, "Training run").select(ws_env["newer"]).run()
-    compare = by_label(at.selectbox, "Compare with run")
+    compare = by_label(at.multiselect, "Compare with runs")
     labels = compare.options
-    assert any(label.startswith("✗ lost-base · completed — Base model") for label in labels)
-    assert any(label.startswith("✗ capitals-lora-broken · completed") for label in labels)
-    assert "pirate-lora · completed" in labels
+    # Score compares runs on the selected run's base: lost-base (another base) is not offered.
+    assert not any("lost-base" in label for label in labels)
+    assert any(label.startswith("✗ capitals-lora-broken (run ") for label in labels)
+    assert any(label.startswith("pirate-lora (run ") for label in labels)
 
 
 def test_home_removes_a_run_only_after_confirmation(ws_env):

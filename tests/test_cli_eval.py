@@ -80,3 +80,70 @@ def test_replay_json(capsys, eval_workspace, host):  # noqa: F811
     assert data["turns"][0]["replayed"]
     code, out, err = cli(capsys, ws, "replay", "no-such-id", "--run", 1)
     assert code == 1 and "no conversation" in err
+
+
+def test_score_with_repeated_compare_runs_json_keys(capsys, eval_workspace):  # noqa: F811
+    ws = eval_workspace
+    run, ds = run_named(ws, "capitals"), capitals_dataset(ws)
+    others = [run_named(ws, "other").id, run_named(ws, "untrained").id]
+    code, out, err = cli(capsys, ws, "score", "--run", run.id, "--dataset", ds.id, "-n", 1,
+                         "--max-new-tokens", 8, "--compare-run", others[0],
+                         "--compare-run", others[1], "--json")  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out)
+    assert {"id", "run_id", "dataset_id", "created_at", "status", "summary", "rows"} <= set(data)
+    assert data["status"] == "complete"
+    models = data["summary"]["models"]
+    assert list(models) == ["base", "run", "compare", "compare_2"]
+    assert [models[k]["run_id"] for k in ("compare", "compare_2")] == others
+    assert set(data["rows"][0]["answers"]) == set(models) == set(data["summary"]["means"])
+
+
+class _StoppingHost:
+    """The real host, but the scoring stops (as Ctrl-C would) after `after` answers."""
+
+    def __init__(self, host, after):
+        self.host, self.after = host, after
+
+    def stream_reply(self, *args, **kwargs):
+        stream, outer = self.host.stream_reply(*args, **kwargs), self
+
+        class Stopping:
+            def start(self):
+                return stream.start()
+
+            def text(self):
+                outer.after -= 1
+                if outer.after < 0:
+                    raise KeyboardInterrupt
+                return stream.text()
+
+            def close(self):
+                return stream.close()
+
+        return Stopping()
+
+
+def test_score_resume_completes_an_interrupted_scorecard(capsys, eval_workspace, host):  # noqa: F811
+    from ff_lib import scorecards
+
+    ws = eval_workspace
+    run, ds = run_named(ws, "capitals"), capitals_dataset(ws)
+    with pytest.raises(KeyboardInterrupt):
+        scorecards.score_run(_StoppingHost(host, 3), ws, run.id, ds.id, n=2, max_new_tokens=8)
+    card = ws.list_scorecards(run.id)[0]
+    assert card.status == "interrupted" and len(ws.scorecard_rows(card.id)) == 3
+    code, out, err = cli(capsys, ws, "score", "--resume", card.id, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["id"] == card.id and data["status"] == "complete" and len(data["rows"]) == 2
+    assert data["summary"]["settings"]["max_new_tokens"] == 8  # the scorecard's own settings
+    code, out, err = cli(capsys, ws, "score", "--resume", card.id)
+    assert code == 1 and "nothing to resume" in err
+    code, out, err = cli(capsys, ws, "score", "--resume", card.id, "--dataset", ds.id)
+    assert code == 1 and "leave out --dataset" in err
+    code, out, err = cli(capsys, ws, "score", "--run", run.id)
+    assert code == 1 and "needs --dataset" in err
+    with pytest.raises(SystemExit) as exc:
+        cli(capsys, ws, "score", "--run", run.id, "--resume", card.id)
+    assert exc.value.code == 2  # one or the other

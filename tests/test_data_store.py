@@ -7,7 +7,13 @@ import duckdb
 import pytest
 
 from ff_lib.data import RUN_STATUSES, Workspace
-from ff_lib.data.migrations import MIGRATIONS, migrate, schema_version
+from ff_lib.data.migrations import (
+    MIGRATIONS,
+    applied_migrations,
+    m005_scorecard_rows,
+    migrate,
+    schema_version,
+)
 from ff_lib.errors import InvalidInput, NotFound, WorkspaceError
 
 
@@ -31,6 +37,7 @@ def test_migrations_on_a_blank_database_record_each_name():
         "m002_scorecards",
         "m003_rename_duplicate_run_names",
         "m004_unique_run_names",
+        "m005_scorecard_rows",
         "m006_votes",
     ]
     assert schema_version(con) == len(MIGRATIONS)
@@ -40,6 +47,49 @@ def test_migrations_on_a_blank_database_record_each_name():
     assert {"training_runs", "datasets", "dataset_rows", "conversations", "messages"} <= tables
     assert {"scorecards", "schema_migrations"} <= tables
     assert migrate(con) == []
+
+
+def test_m005_keeps_old_scorecards_complete_and_adds_their_answers_table():
+    """A scorecard written before m005 reads back 'complete' with its rows JSON unchanged."""
+    con = duckdb.connect(":memory:")
+    applied_migrations(con)
+    for migration in MIGRATIONS[:4]:
+        migration(con)
+    con.execute(
+        "INSERT INTO scorecards (run_id, dataset_id, created_at, summary, rows) "
+        'VALUES (1, 1, now()::TIMESTAMP, \'{"n": 1}\', \'[{"prompt": "p"}]\')'
+    )
+    m005_scorecard_rows(con)
+    assert con.execute("SELECT status, rows FROM scorecards").fetchall() == [
+        ("complete", '[{"prompt": "p"}]')
+    ]
+    columns = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'scorecard_rows'"
+        ).fetchall()
+    }
+    assert columns == {"scorecard_id", "ordinal", "model", "prompt", "expected", "answer", "scores"}
+
+
+def test_scorecard_rows_stored_in_batches_and_never_doubled(ws, adapter):
+    run = ws.add_run("r", "tiny", adapter)
+    ds = ws.add_dataset("d", [("p", "r")], source="test")
+    card = ws.start_scorecard(run.id, ds.id, {"n": 1, "models": {"base": {}}})
+    assert card.status == "running" and card.rows == []
+    answer = {"ordinal": 0, "model": "base", "prompt": "p", "expected": "r", "answer": "a",
+              "scores": {"exact_match": 0.0}}  # fmt: skip
+    assert ws.add_scorecard_rows(card.id, [answer, {**answer, "model": "run"}]) == 2
+    ws.add_scorecard_rows(card.id, [{**answer, "answer": "again"}])  # a resumed duplicate
+    assert [(a["model"], a["answer"]) for a in ws.scorecard_rows(card.id)] == [
+        ("base", "a"),
+        ("run", "a"),
+    ]
+    done = ws.finish_scorecard(card.id, "interrupted", rows=[{"prompt": "p"}])
+    assert done.status == "interrupted" and done.rows == [{"prompt": "p"}]
+    assert ws.get_scorecard(card.id) == done == ws.list_scorecards(run.id)[0]
+    with pytest.raises(NotFound):
+        ws.get_scorecard(999)
 
 
 def test_reopening_a_workspace_is_a_no_op(tmp_path):

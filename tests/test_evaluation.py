@@ -66,7 +66,7 @@ def test_scorecard_capitals_far_above_base(eval_workspace, host):
         run_named(ws, "capitals").id,
         capitals_dataset(ws).id,
         n=6,
-        compare_run_id=run_named(ws, "other").id,
+        compare_run_ids=[run_named(ws, "other").id],
         max_new_tokens=SCORE_TOKENS,
         progress=lambda done, total, what: seen.append((done, total)),
     )
@@ -117,7 +117,7 @@ def test_compare_run_on_another_base_is_refused(eval_workspace, host):
             run_named(ws, "capitals").id,
             capitals_dataset(ws).id,
             n=2,
-            compare_run_id=run_named(ws, "other-base").id,
+            compare_run_ids=[run_named(ws, "other-base").id],
         )
 
 

@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from ff_lib.cli.output import print_json, print_table, to_jsonable
+from ff_lib.errors import InvalidInput
 from ff_lib.inference.bases import QUANTIZATIONS
 from ff_lib.workspace_path import resolve_workspace
 
@@ -30,12 +31,23 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "score",
         parents=[common],
-        help="score base vs run (vs another run) on a dataset's rows",
+        help="score base vs run (vs other runs) on a dataset's rows, or resume a scorecard",
     )
-    p.add_argument("--run", type=int, metavar="ID", required=True)
-    p.add_argument("--dataset", type=int, metavar="ID", required=True)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run", type=int, metavar="ID")
+    what.add_argument(
+        "--resume", type=int, metavar="SCORECARD_ID", help="answer only what it lacks"
+    )
+    p.add_argument("--dataset", type=int, metavar="ID")
     p.add_argument("-n", type=int, default=20, metavar="N", help="rows, in file order (20)")
-    p.add_argument("--compare-run", type=int, metavar="ID", help="a second run on the same base")
+    p.add_argument(
+        "--compare-run",
+        type=int,
+        metavar="ID",
+        action="append",
+        default=[],
+        help="another run on the same base (repeat for more)",
+    )
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="default: the preset's 128")
     p.add_argument("--quantization", choices=QUANTIZATIONS, default="auto")
     p.set_defaults(handler=score_cmd)
@@ -103,17 +115,34 @@ def score_cmd(args: argparse.Namespace) -> int:
     from ff_lib import evaluation
     from ff_lib.inference import get_host
 
-    card = evaluation.score_run(
-        get_host(),
-        _workspace(args),
-        args.run,
-        args.dataset,
-        n=args.n,
-        compare_run_id=args.compare_run,
-        quantization=args.quantization,
-        max_new_tokens=args.max_new_tokens,
-        progress=None if args.json else _bar,
-    )
+    progress = None if args.json else _bar
+    if args.resume is not None:
+        if args.dataset is not None or args.compare_run or args.max_new_tokens is not None:
+            raise InvalidInput(
+                "--resume answers with the scorecard's own dataset, runs and settings: "
+                "leave out --dataset, --compare-run and --max-new-tokens."
+            )
+        card = evaluation.resume_scorecard(
+            get_host(),
+            _workspace(args),
+            args.resume,
+            quantization=args.quantization,
+            progress=progress,
+        )
+    else:
+        if args.dataset is None:
+            raise InvalidInput("score --run needs --dataset ID (see `datasets list`).")
+        card = evaluation.score_run(
+            get_host(),
+            _workspace(args),
+            args.run,
+            args.dataset,
+            n=args.n,
+            compare_run_ids=args.compare_run,
+            quantization=args.quantization,
+            max_new_tokens=args.max_new_tokens,
+            progress=progress,
+        )
     if args.json:
         print_json(
             {
@@ -121,6 +150,7 @@ def score_cmd(args: argparse.Namespace) -> int:
                 "run_id": card.run_id,
                 "dataset_id": card.dataset_id,
                 "created_at": card.created_at,
+                "status": card.status,
                 "summary": card.summary,
                 "rows": card.rows,
             }

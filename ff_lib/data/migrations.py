@@ -132,13 +132,36 @@ def m004_unique_run_names(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE UNIQUE INDEX training_runs_name_unique ON training_runs (name)")
 
 
+def m005_scorecard_rows(con: duckdb.DuckDBPyConnection) -> None:
+    """Scorecards stored as they are made: a status, and one row per (dataset row, model) answer.
+
+    Scorecards written before this migration are complete (their rows stay in the JSON column).
+    """
+    con.execute("ALTER TABLE scorecards ADD COLUMN IF NOT EXISTS status VARCHAR DEFAULT 'complete'")
+    con.execute("UPDATE scorecards SET status = 'complete' WHERE status IS NULL")
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS scorecard_rows (
+            scorecard_id INTEGER NOT NULL,
+            ordinal INTEGER NOT NULL,
+            model VARCHAR NOT NULL,
+            prompt VARCHAR NOT NULL,
+            expected VARCHAR NOT NULL,
+            answer VARCHAR NOT NULL,
+            scores JSON NOT NULL,
+            PRIMARY KEY (scorecard_id, ordinal, model)
+        )
+        """
+    )
+
+
 def m006_votes(con: duckdb.DuckDBPyConnection) -> None:
     """Blind A/B votes: the prompt, both answers as shown (A, B), who answered each side, the
     verdict, and each answer's provenance (Reply.as_meta()); exported as DPO preference pairs."""
-    con.execute("CREATE SEQUENCE votes_id_seq START 1")
+    con.execute("CREATE SEQUENCE IF NOT EXISTS votes_id_seq START 1")
     con.execute(
         """
-        CREATE TABLE votes (
+        CREATE TABLE IF NOT EXISTS votes (
             id INTEGER PRIMARY KEY DEFAULT nextval('votes_id_seq'),
             prompt VARCHAR NOT NULL,
             answer_a VARCHAR NOT NULL,
@@ -161,6 +184,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m002_scorecards,
     m003_rename_duplicate_run_names,
     m004_unique_run_names,
+    m005_scorecard_rows,
     m006_votes,
 )
 

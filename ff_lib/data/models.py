@@ -83,6 +83,7 @@ class Scorecard:
     created_at: dt.datetime
     summary: dict[str, Any]
     rows: list[dict[str, Any]]
+    status: str = "complete"  # 'running' | 'interrupted' | 'complete' (SCORECARD_STATUSES)
 
 
 @dataclass(frozen=True)

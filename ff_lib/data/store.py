@@ -12,7 +12,7 @@ from typing import Any
 
 import duckdb
 
-from ff_lib.data.models import Conversation, Dataset, Message, SamplePair, Scorecard, TrainingRun
+from ff_lib.data.models import Conversation, Dataset, Message, SamplePair, TrainingRun
 
 Connection = duckdb.DuckDBPyConnection
 
@@ -454,43 +454,3 @@ def list_messages(con: Connection, conversation_id: str) -> list[Message]:
         [conversation_id],
     ).fetchall()
     return [_message(r) for r in rows]
-
-
-# --- scorecards ------------------------------------------------------------------------------
-
-_SCORECARD_COLUMNS = "id, run_id, dataset_id, created_at, summary, rows"
-
-
-def _scorecard(row: tuple) -> Scorecard:
-    return Scorecard(
-        id=row[0],
-        run_id=row[1],
-        dataset_id=row[2],
-        created_at=_aware(row[3]),
-        summary=_loads(row[4], {}),
-        rows=_loads(row[5], []),
-    )
-
-
-def insert_scorecard(
-    con: Connection, run_id: int, dataset_id: int, summary: dict, rows: list, now: dt.datetime
-) -> Scorecard:
-    row = con.execute(
-        f"""
-        INSERT INTO scorecards (run_id, dataset_id, created_at, summary, rows)
-        VALUES (?, ?, ?, ?, ?)
-        RETURNING {_SCORECARD_COLUMNS}
-        """,
-        [run_id, dataset_id, now, _json(summary), _json(rows)],
-    ).fetchone()
-    return _scorecard(row)
-
-
-def list_scorecards(con: Connection, run_id: int | None) -> list[Scorecard]:
-    sql = f"SELECT {_SCORECARD_COLUMNS} FROM scorecards"
-    params: list[Any] = []
-    if run_id is not None:
-        sql += " WHERE run_id = ?"
-        params.append(run_id)
-    rows = con.execute(sql + " ORDER BY created_at DESC, id DESC", params).fetchall()
-    return [_scorecard(r) for r in rows]

@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 
-from ff_lib.data import db, finefoundry_import, importers, migrations, store, votes
+from ff_lib.data import db, finefoundry_import, importers, migrations, scorecard_store, store, votes
 from ff_lib.data.finefoundry import read_finefoundry
 from ff_lib.data.models import (
     MESSAGE_ROLES,
@@ -419,12 +419,63 @@ class Workspace:
         with self._write() as con:
             self._run(con, run_id)
             self._check_dataset(con, dataset_id)
-            return store.insert_scorecard(con, run_id, dataset_id, summary, rows, store.utcnow())
+            return scorecard_store.insert_scorecard(
+                con, run_id, dataset_id, summary, rows, store.utcnow()
+            )
+
+    def start_scorecard(self, run_id: int, dataset_id: int, summary: dict) -> Scorecard:
+        """A scorecard with no rows yet, status 'running': answers arrive by add_scorecard_rows."""
+        with self._write() as con:
+            self._run(con, run_id)
+            self._check_dataset(con, dataset_id)
+            return scorecard_store.insert_scorecard(
+                con, run_id, dataset_id, summary, [], store.utcnow(), status="running"
+            )
+
+    def add_scorecard_rows(self, scorecard_id: int, answers: list[dict]) -> int:
+        """Store finished answers (a batch: one write); how many were given."""
+        if not answers:
+            return 0
+        with self._write() as con:
+            self._scorecard(con, scorecard_id)
+            return scorecard_store.insert_scorecard_rows(con, scorecard_id, answers)
+
+    def scorecard_rows(self, scorecard_id: int) -> list[dict]:
+        """The stored answers of a scorecard, by row ordinal then model key."""
+        with self._read() as con:
+            self._scorecard(con, scorecard_id)
+            return scorecard_store.list_scorecard_rows(con, scorecard_id)
+
+    def finish_scorecard(
+        self,
+        scorecard_id: int,
+        status: str,
+        summary: dict | None = None,
+        rows: list[dict] | None = None,
+    ) -> Scorecard:
+        """Set a scorecard's status ('running', 'interrupted', 'complete'), summary and rows."""
+        if status not in scorecard_store.SCORECARD_STATUSES:
+            raise ValueError(f"unknown scorecard status {status!r}")
+        with self._write() as con:
+            self._scorecard(con, scorecard_id)
+            scorecard_store.update_scorecard(con, scorecard_id, status, summary, rows)
+            return scorecard_store.get_scorecard(con, scorecard_id)
+
+    def get_scorecard(self, scorecard_id: int) -> Scorecard:
+        with self._read() as con:
+            return self._scorecard(con, scorecard_id)
+
+    @staticmethod
+    def _scorecard(con: duckdb.DuckDBPyConnection, scorecard_id: int) -> Scorecard:
+        card = scorecard_store.get_scorecard(con, scorecard_id)
+        if card is None:
+            raise NotFound(f"no scorecard with id {scorecard_id} (see the Scorecards list on Home)")
+        return card
 
     def list_scorecards(self, run_id: int | None = None) -> list[Scorecard]:
         """Newest first; all runs' when run_id is None."""
         with self._read() as con:
-            return store.list_scorecards(con, run_id)
+            return scorecard_store.list_scorecards(con, run_id)
 
     # --- blind A/B votes ----------------------------------------------------------------------
 

@@ -51,7 +51,8 @@ EVAL_SCORE_RUN = "eval_score_run"  # int | None: the run the Score dataset was d
 # Widget keys of those panels (also their `.st-key-<key>` for browser tests).
 EVAL_SCORE_DATASET = "score_dataset"  # int: the dataset Score answers
 EVAL_SCORE_ROWS = "score_rows"  # int: how many of its rows
-EVAL_SCORE_COMPARE_RUN = "score_compare_run"  # int | None: a second run to score beside
+EVAL_SCORE_COMPARE_RUNS = "score_compare_runs"  # list[int]: runs scored beside the run
+EVAL_SCORE_DISAGREE = "score_disagree"  # bool: only rows where the models' answers differ
 EVAL_REPLAY_RUN = "replay_run"  # int | None: the run a conversation is replayed with
 
 # --- ff_lib/ui/explain.py: "Why this answer?" under a reply ---
