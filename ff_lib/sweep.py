@@ -115,8 +115,9 @@ def best_point(points: list[dict]) -> dict:
 
 def sweep_run(host, ws, run_id: int, dataset_id: int, *, n: int = DEFAULT_SCORE_ROWS,
               quantization: str = "auto", max_new_tokens: int | None = None) -> dict:  # fmt: skip
-    """Sweep a run's checkpoints on the first n rows of a dataset: the sweep document
-    (`points` by step with scores and logged losses, `base`, `best`)."""
+    """Sweep a run's checkpoints on the first n rows of a dataset; the sweep is stored in the
+    workspace and its document returned (`points` by step with scores and logged losses,
+    `base`, `best`, `sweep_id`)."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SCORE_ROWS:
         raise InvalidInput(f"Rows to sweep must be between 1 and {MAX_SCORE_ROWS} (got {n!r}).")
     main = usable_run(ws, run_id, None)
@@ -149,7 +150,7 @@ def sweep_run(host, ws, run_id: int, dataset_id: int, *, n: int = DEFAULT_SCORE_
     ]
     docs = [_point_doc(p, s) for p, s in zip(points, means, strict=False)]
     best = best_point(docs)
-    return {
+    doc = {
         "run": {"id": main.run_id, "name": main.run_name},
         "dataset": {"id": dataset.id, "name": dataset.name},
         "n": len(pairs),
@@ -160,6 +161,7 @@ def sweep_run(host, ws, run_id: int, dataset_id: int, *, n: int = DEFAULT_SCORE_
         "best": {"name": best["name"], "step": best["step"]},
         "loss_history": _loss_history(points),
     }
+    return {**doc, "sweep_id": ws.add_sweep(doc).id}
 
 
 def _point_doc(point: SweepPoint, scores: dict) -> dict:

@@ -32,6 +32,7 @@ def test_migrations_on_a_blank_database_record_each_name():
         "m003_rename_duplicate_run_names",
         "m004_unique_run_names",
         "m006_votes",
+        "m007_sweeps",
     ]
     assert schema_version(con) == len(MIGRATIONS)
     tables = {

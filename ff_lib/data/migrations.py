@@ -155,6 +155,24 @@ def m006_votes(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m007_sweeps(con: duckdb.DuckDBPyConnection) -> None:
+    """Checkpoint sweeps: the run, the dataset, the rows answered and the sweep's document
+    (points with their step, scores and logged losses; the base; the best checkpoint)."""
+    con.execute("CREATE SEQUENCE sweeps_id_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE sweeps (
+            id INTEGER PRIMARY KEY DEFAULT nextval('sweeps_id_seq'),
+            run_id INTEGER NOT NULL,
+            dataset_id INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            document JSON NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )
+        """
+    )
+
+
 # Append only: a released migration is never edited, renamed or reordered.
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
@@ -162,6 +180,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m003_rename_duplicate_run_names,
     m004_unique_run_names,
     m006_votes,
+    m007_sweeps,
 )
 
 
