@@ -9,6 +9,7 @@ from ff_lib.errors import FFError
 from ff_lib.ui import conversation, resources, state
 from ff_lib.ui.dashboard import conversation_export, load_dashboard
 from ff_lib.ui.evaluation import scorecards_list
+from ff_lib.ui.sweep import sweeps_list
 from ff_lib.ui.run_admin import remove_run_control
 from ff_lib.ui.style import PAGE_ICON, page_style
 
@@ -109,6 +110,7 @@ def confirm_delete(conversation_id: str, title: str) -> None:
 
 
 scorecards_list(ws)
+sweeps_list(ws)
 
 st.subheader("Recent conversations")
 if not board.conversations:

@@ -182,3 +182,60 @@ def _loss_history(points: list[SweepPoint]) -> list[dict]:
             keys = ("step", "loss", "eval_loss")
             return [{k: e[k] for k in keys if k in e} for e in point.log.history if "step" in e]
     return []
+
+
+# --- exports, chart data, registering a checkpoint ---------------------------------------------
+CSV_COLUMNS = ("name", "step", "exact_match", "token_f1", "rouge_l", "train_loss", "eval_loss",
+               "best", "adapter_dir")  # fmt: skip
+
+
+def sweep_table(doc: dict) -> list[dict]:
+    """One flat row per point then the base: the table and the CSV export."""
+    best = doc["best"]["name"]
+    rows = [
+        {"name": p["name"], "step": p["step"], **p["scores"], "train_loss": p["train_loss"],
+         "eval_loss": p["eval_loss"], "best": p["name"] == best, "adapter_dir": p["adapter_dir"]}
+        for p in doc["points"]
+    ]  # fmt: skip
+    rows.append({"name": "base", "step": None, **doc["base"]["scores"], "train_loss": None,
+                 "eval_loss": None, "best": False, "adapter_dir": None})  # fmt: skip
+    return rows
+
+
+def sweep_csv(doc: dict) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(sweep_table(doc))
+    return out.getvalue()
+
+
+def score_series(doc: dict) -> list[dict]:
+    """Long-form rows (step, metric, value, name) of each point's scores, for a line chart;
+    a point without a step is left out of the chart (it stays in the table)."""
+    return [
+        {"step": p["step"], "metric": metric, "value": value, "name": p["name"]}
+        for p in doc["points"]
+        if p["step"] is not None
+        for metric, value in p["scores"].items()
+    ]
+
+
+def register_checkpoint(ws, run, point: dict):
+    """The run whose adapter is this point's folder: an existing one, else a new completed run
+    named after the run and the checkpoint (made unique by the workspace)."""
+    folder = Path(point["adapter_dir"]).resolve()
+    for other in ws.list_runs():
+        if other.adapter_path and Path(other.adapter_path).resolve() == folder:
+            return other
+    return ws.add_run(
+        f"{run.name}-{point['name']}",
+        run.base_model,
+        str(folder),
+        status="completed",
+        dataset_id=run.dataset_id,
+        params={**(run.params or {}), "checkpoint_of": run.id, "step": point["step"]},
+    )
