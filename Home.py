@@ -9,9 +9,9 @@ from ff_lib.errors import FFError
 from ff_lib.ui import conversation, resources, state
 from ff_lib.ui.dashboard import conversation_export, load_dashboard
 from ff_lib.ui.evaluation import scorecards_list
-from ff_lib.ui.sweep import sweeps_list
 from ff_lib.ui.run_admin import remove_run_control
 from ff_lib.ui.style import PAGE_ICON, page_style
+from ff_lib.ui.sweep import sweeps_list
 
 INFERENCE_PAGE = "pages/1_Inference.py"
 FULL_CHAT_PAGE = "pages/2_Full_Chat.py"
