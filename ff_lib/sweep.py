@@ -74,6 +74,17 @@ def run_folder(adapter_path: str | Path) -> Path:
     return path.parent
 
 
+def has_checkpoints(folder: Path) -> bool:
+    """Whether `folder` (or `folder/outputs`) holds a checkpoint-N folder with an adapter; reads
+    no trainer_state.json (cheap enough for every rerun of a page)."""
+    for parent in (Path(folder), Path(folder) / "outputs"):
+        if parent.is_dir() and any(
+            CHECKPOINT.match(c.name) and (c / CONFIG_FILE).is_file() for c in parent.iterdir()
+        ):
+            return True
+    return False
+
+
 def find_checkpoints(folder: Path) -> list[SweepPoint]:
     """The `checkpoint-N` folders holding an adapter, in `folder` or `folder/outputs`, by step."""
     points = []

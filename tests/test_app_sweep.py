@@ -35,7 +35,7 @@ def test_sweep_draws_the_chart_and_chat_with_best_selects_it(ws_env):
     assert len(charts) == 1, "no Altair chart drawn"
     spec = json.loads(charts[0].proto.spec)
     assert "hconcat" in spec  # the scores, and the logged train loss beside them
-    assert "logged train loss" in charts[0].proto.spec and "best: " in charts[0].proto.spec
+    assert "train loss" in charts[0].proto.spec and "best: " in charts[0].proto.spec
     table = at.dataframe[-1].value
     assert list(table["name"]) == [
         "checkpoint-50", "checkpoint-100", "checkpoint-150", "final", "base"]  # fmt: skip

@@ -14,11 +14,14 @@ from ff_lib.data.migrations import migrate
 from ff_lib.errors import InvalidInput
 from ff_lib.inference import get_host
 from ff_lib.sweep import (
+    CSV_COLUMNS,
     FINAL,
     best_point,
     find_checkpoints,
     read_trainer_state,
+    register_checkpoint,
     run_folder,
+    sweep_csv,
     sweep_run,
 )
 from tests.apptest_helpers import private_copy, run_named
@@ -148,3 +151,19 @@ def test_cli_sweep_refuses_a_run_without_checkpoints(capsys, sweep_demo, tmp_pat
     code, out, err = cli(capsys, ws, "sweep", "--run", other.id, "--dataset", run.dataset_id)
     assert code == 1 and out == ""
     assert len(err.strip().splitlines()) == 1 and "no checkpoint-N folders" in err
+
+
+def test_register_checkpoint_once_and_csv_export(sweep_demo):
+    ws = Workspace.open(sweep_demo)
+    run = run_named(sweep_demo, "pirate-lora")
+    point = find_checkpoints(run_folder(run.adapter_path))[1]
+    doc_point = {"name": point.name, "step": point.step, "adapter_dir": str(point.adapter_dir)}
+    first = register_checkpoint(ws, run, doc_point)
+    assert first.name == "pirate-lora-checkpoint-100" and first.status == "completed"
+    assert register_checkpoint(ws, run, doc_point).id == first.id  # not registered twice
+    scores = {"exact_match": 1.0, "token_f1": 1.0, "rouge_l": 1.0}
+    doc = {"points": [{**doc_point, "scores": scores, "train_loss": 0.1, "eval_loss": None}],
+           "base": {"scores": scores}, "best": {"name": point.name, "step": 100}}  # fmt: skip
+    lines = sweep_csv(doc).splitlines()
+    assert lines[0] == ",".join(CSV_COLUMNS) and len(lines) == 3
+    assert lines[1].startswith("checkpoint-100,100,1.0,1.0,1.0,0.1,,True,")

@@ -14,6 +14,7 @@ from ff_lib.ui import resources, state
 SWEEP_DATASET = "sweep_dataset"
 SWEEP_ROWS = "sweep_rows"
 SWEEP_RESULT = "sweep_result"  # dict: the last sweep document shown on the Inference page
+LOSS_LABELS = {"loss": "train loss", "eval_loss": "eval loss"}
 METRIC_LABELS = {"exact_match": "exact match", "token_f1": "token F1", "rouge_l": "ROUGE-L"}
 
 
@@ -21,7 +22,7 @@ def sweep_panel(ws, check, locked: bool) -> None:
     """The expander, shown only for a run whose folder holds checkpoint-N folders."""
     if check is None or check.run is None or not check.run.adapter_path:
         return
-    if not sweep.find_checkpoints(sweep.run_folder(check.run.adapter_path)):
+    if not sweep.has_checkpoints(sweep.run_folder(check.run.adapter_path)):
         return
     with st.expander("Sweep checkpoints on a dataset", key="sweep_panel",
                      icon=":material/timeline:"):  # fmt: skip
@@ -84,12 +85,17 @@ def sweep_chart(doc: dict) -> alt.LayerChart | alt.HConcatChart:
             + rule.mark_text(align="left", dx=4, dy=-120).encode(x="step:Q", text="label:N")
         )
     scores = scores.properties(title="Scores by checkpoint", height=260)
-    losses = [e for e in doc.get("loss_history", []) if "loss" in e]
+    losses = [
+        {"step": e["step"], "kind": LOSS_LABELS[key], "value": e[key]}
+        for e in doc.get("loss_history", [])
+        for key in LOSS_LABELS
+        if key in e
+    ]
     if not losses:
         return scores
-    loss = alt.Chart(alt.Data(values=losses)).mark_line(color="#888").encode(
-        x=alt.X("step:Q", title="training step"), y=alt.Y("loss:Q", title="logged train loss"),
-        tooltip=["step:Q", "loss:Q"],
+    loss = alt.Chart(alt.Data(values=losses)).mark_line(point=True).encode(
+        x=alt.X("step:Q", title="training step"), y=alt.Y("value:Q", title="logged loss"),
+        color=alt.Color("kind:N", title=None), tooltip=["step:Q", "kind:N", "value:Q"],
     ).properties(title="Logged train loss", height=260)  # fmt: skip
     return alt.hconcat(scores, loss)
 
