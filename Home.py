@@ -11,6 +11,7 @@ from ff_lib.ui.dashboard import conversation_export, load_dashboard
 from ff_lib.ui.evaluation import scorecards_list
 from ff_lib.ui.run_admin import remove_run_control
 from ff_lib.ui.style import PAGE_ICON, page_style
+from ff_lib.ui.sweep import sweeps_list
 
 INFERENCE_PAGE = "pages/1_Inference.py"
 FULL_CHAT_PAGE = "pages/2_Full_Chat.py"
@@ -109,6 +110,7 @@ def confirm_delete(conversation_id: str, title: str) -> None:
 
 
 scorecards_list(ws)
+sweeps_list(ws)
 
 st.subheader("Recent conversations")
 if not board.conversations:

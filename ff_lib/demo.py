@@ -30,11 +30,14 @@ DATA_DIR = Path(__file__).resolve().parent / "demo_data"
 # 40/40 and 40/40, greedy 50/50 and 48/48, with the same 200 training steps.
 DEMO_SPEC = TinyModelSpec(vocab_size=512, logit_scale=8.0)
 # Written into the manifest; a demo built by another recipe is rebuilt rather than reused.
-DEMO_VERSION = 2
+DEMO_VERSION = 3  # 3: each trained run also holds checkpoint-50/100/150 with trainer_state.json
 # One LoRA recipe for both adapters, all 7 projections, full batch. Measured through the engine
 # on 2 cores: lr 1e-2 oscillates (0/50 after 300 steps); r16 at 160 steps gives 46/50 and 41/48;
 # r32 at 200 steps gives 50/50 and 48/48 (~15-20 s per adapter).
 LORA_PARAMS = {"rank": 32, "alpha": 64, "lr": 5e-3, "steps": 200, "seed": 0}
+# Checkpoints saved beside the final adapter (run folder/checkpoint-N, as the HF Trainer does),
+# so that a checkpoint sweep has something to show; the loss is logged every 10 steps.
+CHECKPOINT_STEPS = 50
 # Greedy and no repetition penalty: an answer that repeats the question's words must not be
 # pushed off them. Longer than any bundled answer; the random base never stops, so this bounds it.
 EVAL_SETTINGS = GenerationSettings(temperature=0.0, max_new_tokens=48, repetition_penalty=1.0)
@@ -254,7 +257,14 @@ def _train_adapter(
     pairs = _pairs(ws, ds)
     step = time.perf_counter()
     training = StepProgress(f"training {demo.run_name} on {demo.name}", progress)
-    train_lora(base_dir, pairs, run_dir / "adapter", **LORA_PARAMS, on_step=training)
+    train_lora(
+        base_dir,
+        pairs,
+        run_dir / "adapter",
+        **LORA_PARAMS,
+        on_step=training,
+        save_steps=CHECKPOINT_STEPS,
+    )
     seconds = round(time.perf_counter() - step, 2)
     progress(f"trained {demo.run_name} on {demo.name} ({LORA_PARAMS['steps']} steps, {seconds} s)")
     _write_json(run_dir / "params.json", _params(ds))

@@ -7,6 +7,7 @@ from ff_lib.inference import PRESETS
 from ff_lib.ui import conversation, generation, resources, selection, state
 from ff_lib.ui import evaluation as evaluation_ui
 from ff_lib.ui import inference_controls as ctl
+from ff_lib.ui import sweep as sweep_ui
 from ff_lib.ui.chat_view import full_chat_dialog
 from ff_lib.ui.style import PAGE_ICON, page_style
 from ff_lib.ui.widgets import (
@@ -222,6 +223,7 @@ with raw_col:
 if message := st.session_state.pop(state.INF_MESSAGE, None):
     st.warning(message, icon=":material/warning:")
 evaluation_ui.score_panel(ws, selection.ready_selection(), locked)
+sweep_ui.sweep_panel(ws, selection.ready_selection(), locked)
 
 if st.session_state[state.INF_DIALOG_OPEN]:
     full_chat_dialog(ws)

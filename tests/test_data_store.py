@@ -39,6 +39,7 @@ def test_migrations_on_a_blank_database_record_each_name():
         "m004_unique_run_names",
         "m005_scorecard_rows",
         "m006_votes",
+        "m007_sweeps",
     ]
     assert schema_version(con) == len(MIGRATIONS)
     tables = {

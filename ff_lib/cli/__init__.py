@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "ff_lib.cli.compare_cmds",
     "ff_lib.cli.explain_cmd",
     "ff_lib.cli.votes_cmds",
+    "ff_lib.cli.sweep_cmd",
 )
 
 

@@ -178,6 +178,24 @@ def m006_votes(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m007_sweeps(con: duckdb.DuckDBPyConnection) -> None:
+    """Checkpoint sweeps: the run, the dataset, the rows answered and the sweep's document
+    (points with their step, scores and logged losses; the base; the best checkpoint)."""
+    con.execute("CREATE SEQUENCE IF NOT EXISTS sweeps_id_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS sweeps (
+            id INTEGER PRIMARY KEY DEFAULT nextval('sweeps_id_seq'),
+            run_id INTEGER NOT NULL,
+            dataset_id INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            document JSON NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )
+        """
+    )
+
+
 # Append only: a released migration is never edited, renamed or reordered.
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
@@ -186,6 +204,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m004_unique_run_names,
     m005_scorecard_rows,
     m006_votes,
+    m007_sweeps,
 )
 
 

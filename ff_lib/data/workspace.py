@@ -9,7 +9,16 @@ from typing import Any
 
 import duckdb
 
-from ff_lib.data import db, finefoundry_import, importers, migrations, scorecard_store, store, votes
+from ff_lib.data import (
+    db,
+    finefoundry_import,
+    importers,
+    migrations,
+    scorecard_store,
+    store,
+    sweeps,
+    votes,
+)
 from ff_lib.data.finefoundry import read_finefoundry
 from ff_lib.data.models import (
     MESSAGE_ROLES,
@@ -499,3 +508,15 @@ class Workspace:
         """Every vote, oldest first (at most `limit`)."""
         with self._read() as con:
             return votes.list_votes(con, limit)
+
+    # --- checkpoint sweeps --------------------------------------------------------------------
+
+    def add_sweep(self, document: dict) -> "sweeps.Sweep":
+        """Store a checkpoint sweep (ff_lib.sweep.sweep_run's document)."""
+        with self._write() as con:
+            return sweeps.insert_sweep(con, document, store.utcnow())
+
+    def list_sweeps(self, run_id: int | None = None) -> list["sweeps.Sweep"]:
+        """Newest first; every run's when run_id is None."""
+        with self._read() as con:
+            return sweeps.list_sweeps(con, run_id)

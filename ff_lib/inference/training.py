@@ -49,12 +49,19 @@ def train_lora(
     seed: int = 0,
     system_prompt: str | None = None,
     on_step: Callable[[int, int, float], object] | None = None,
+    save_steps: int | None = None,
+    logging_steps: int = 10,
 ) -> Path:
     """Train a LoRA on all 7 projections of the base in `base_dir`; save it to `out_dir`.
 
     Full-batch AdamW on the chat-templated pairs, float32 on the CPU (or the GPU when there is
     one). Returns `out_dir`, which then holds adapter_config.json + adapter_model.safetensors.
     `on_step(step, steps, loss)` is called after each step (step counts from 1).
+
+    Like the HF Trainer, the mean train loss of every `logging_steps` steps is logged, and every
+    `save_steps` steps (before the last) the adapter is saved to `checkpoint-N/` beside
+    `out_dir`; each checkpoint and the final adapter get a `trainer_state.json` (transformers'
+    TrainerState). Saving reads the weights only, so the final adapter is the same either way.
     """
     import torch
     from peft import LoraConfig, get_peft_model
@@ -103,19 +110,61 @@ def train_lora(
             else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
         ),
     )
+    # A local folder as the declared base: validation can then check shapes against it.
+    model.peft_config["default"].base_model_name_or_path = str(base_dir.resolve())
+    log = _TrainLog(steps, logging_steps, save_steps, len(encoded))
     model.train()
     for step in range(1, steps + 1):
         loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        learning_rate = schedule.get_last_lr()[0]
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
+        log.record(step, float(loss.detach()), float(grad_norm), learning_rate)
+        if save_steps and step % save_steps == 0 and step < steps:
+            log.save(model, out_dir.parent / f"checkpoint-{step}", step)
         if on_step is not None:
             on_step(step, steps, float(loss.detach()))
     model.eval()
-    # A local folder as the declared base: validation can then check shapes against it.
-    model.peft_config["default"].base_model_name_or_path = str(base_dir.resolve())
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
+    log.save(model, out_dir, steps)
     return out_dir
+
+
+class _TrainLog:
+    """The HF Trainer's bookkeeping: a loss entry every `logging_steps`, a TrainerState saved
+    (as trainer_state.json) with each checkpoint and with the final adapter."""
+
+    def __init__(self, steps: int, logging_steps: int, save_steps: int | None, batch: int):
+        self.steps, self.logging_steps, self.save_steps = steps, logging_steps, save_steps
+        self.batch = batch
+        self.history: list[dict] = []
+        self._losses: list[float] = []
+
+    def record(self, step: int, loss: float, grad_norm: float, learning_rate: float) -> None:
+        self._losses.append(loss)
+        if step % self.logging_steps == 0 or step == self.steps:
+            mean = sum(self._losses) / len(self._losses)
+            self._losses = []
+            # Full batch: one step is one epoch.
+            self.history.append({"epoch": float(step), "grad_norm": round(grad_norm, 4),
+                                 "learning_rate": learning_rate, "loss": round(mean, 4),
+                                 "step": step})  # fmt: skip
+
+    def save(self, model, folder: Path, step: int) -> None:
+        from transformers import TrainerState
+
+        folder.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(folder)
+        state = TrainerState(
+            epoch=float(step),
+            global_step=step,
+            max_steps=self.steps,
+            logging_steps=self.logging_steps,
+            save_steps=self.save_steps or self.steps,
+            train_batch_size=self.batch,
+            num_train_epochs=self.steps,
+            log_history=[dict(entry) for entry in self.history if entry["step"] <= step],
+        )
+        state.save_to_json(str(folder / "trainer_state.json"))

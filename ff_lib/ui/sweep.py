@@ -1,0 +1,158 @@
+"""Inference page: "Sweep checkpoints on a dataset" (chart, table, exports, chat with the best);
+Home: the stored sweeps. The logic is ff_lib.sweep; this module only draws it."""
+
+import json
+
+import altair as alt
+import streamlit as st
+
+from ff_lib import sweep
+from ff_lib.errors import FFError
+from ff_lib.ui import inference_controls as ctl
+from ff_lib.ui import resources, state
+
+SWEEP_DATASET = "sweep_dataset"
+SWEEP_ROWS = "sweep_rows"
+SWEEP_RESULT = "sweep_result"  # dict: the last sweep document shown on the Inference page
+LOSS_LABELS = {"loss": "train loss", "eval_loss": "eval loss"}
+METRIC_LABELS = {"exact_match": "exact match", "token_f1": "token F1", "rouge_l": "ROUGE-L"}
+
+
+def sweep_panel(ws, check, locked: bool) -> None:
+    """The expander, shown only for a run whose folder holds checkpoint-N folders."""
+    if check is None or check.run is None or not check.run.adapter_path:
+        return
+    if not sweep.has_checkpoints(sweep.run_folder(check.run.adapter_path)):
+        return
+    with st.expander("Sweep checkpoints on a dataset", key="sweep_panel",
+                     icon=":material/timeline:"):  # fmt: skip
+        try:
+            with ws.session():
+                datasets = ws.list_datasets()
+        except FFError as exc:
+            st.error(str(exc))
+            return
+        if not datasets:
+            st.caption("No datasets in the workspace: import one to sweep against.")
+            return
+        ids = [d.id for d in datasets]
+        if st.session_state.get(SWEEP_DATASET) not in ids:
+            own = check.run.dataset_id
+            st.session_state[SWEEP_DATASET] = own if own in ids else ids[0]
+        labels = {d.id: f"{d.name} ({d.rows} rows)" for d in datasets}
+        data_col, rows_col = st.columns([3, 1], vertical_alignment="bottom")
+        data_col.selectbox("Sweep dataset", ids, format_func=labels.get, key=SWEEP_DATASET,
+                           disabled=locked)  # fmt: skip
+        rows_col.number_input("Sweep rows", min_value=1, max_value=sweep.MAX_SCORE_ROWS,
+                              value=sweep.DEFAULT_SCORE_ROWS, key=SWEEP_ROWS, disabled=locked)  # fmt: skip
+        st.caption(
+            "Every checkpoint, the final adapter and the base answer the rows in one batched "
+            "pass (Deterministic preset, seed 0). Best: highest exact match, then token F1."
+        )
+        if st.button("Sweep", key="sweep_button", disabled=locked, icon=":material/timeline:"):
+            try:
+                with st.spinner("Answering with every checkpoint..."):
+                    st.session_state[SWEEP_RESULT] = sweep.sweep_run(
+                        resources.host(), ws, check.run_id, st.session_state[SWEEP_DATASET],
+                        n=int(st.session_state[SWEEP_ROWS]))  # fmt: skip
+            except FFError as exc:
+                st.error(str(exc))
+                return
+        doc = st.session_state.get(SWEEP_RESULT)
+        if doc is not None and doc["run"]["id"] == check.run_id:
+            sweep_result(ws, doc)
+
+
+def sweep_chart(doc: dict) -> alt.LayerChart | alt.HConcatChart:
+    """Scores against step (best marked), the logged train loss beside them."""
+    series = [{**row, "metric": METRIC_LABELS[row["metric"]]} for row in sweep.score_series(doc)]
+    base = alt.Chart(alt.Data(values=series))
+    lines = base.mark_line(point=True).encode(
+        x=alt.X("step:Q", title="training step"),
+        y=alt.Y("value:Q", title="score", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("metric:N", title=None),
+        tooltip=["name:N", "step:Q", "metric:N", "value:Q"],
+    )
+    best_step = doc["best"]["step"]
+    scores = lines
+    if best_step is not None:
+        rule = alt.Chart(
+            alt.Data(values=[{"step": best_step, "label": f"best: {doc['best']['name']}"}])
+        )
+        scores = (
+            lines
+            + rule.mark_rule(strokeDash=[4, 4], color="gray").encode(x="step:Q")
+            + rule.mark_text(align="left", dx=4, dy=-120).encode(x="step:Q", text="label:N")
+        )
+    scores = scores.properties(title="Scores by checkpoint", height=260)
+    losses = [
+        {"step": e["step"], "kind": LOSS_LABELS[key], "value": e[key]}
+        for e in doc.get("loss_history", [])
+        for key in LOSS_LABELS
+        if key in e
+    ]
+    if not losses:
+        return scores
+    loss = alt.Chart(alt.Data(values=losses)).mark_line(point=True).encode(
+        x=alt.X("step:Q", title="training step"), y=alt.Y("value:Q", title="logged loss"),
+        color=alt.Color("kind:N", title=None), tooltip=["step:Q", "kind:N", "value:Q"],
+    ).properties(title="Logged train loss", height=260)  # fmt: skip
+    return alt.hconcat(scores, loss)
+
+
+def sweep_result(ws, doc: dict) -> None:
+    best = doc["best"]
+    st.markdown(f"**Best: {best['name']}** (step {best['step']}) on {doc['n']} rows of "
+                f"{doc['dataset']['name']}; base exact match "
+                f"{doc['base']['scores']['exact_match']:.2f}.")  # fmt: skip
+    st.altair_chart(sweep_chart(doc), key="sweep_chart")
+    st.dataframe(sweep.sweep_table(doc), hide_index=True, width="stretch")
+    csv_col, json_col, chat_col = st.columns(3)
+    stem = f"sweep-{doc.get('sweep_id', 'run')}"
+    csv_col.download_button("Download CSV", sweep.sweep_csv(doc), f"{stem}.csv", "text/csv",
+                            on_click="ignore", key="sweep_csv")  # fmt: skip
+    json_col.download_button("Download JSON", json.dumps(doc, indent=2, default=str),
+                             f"{stem}.json", "application/json", on_click="ignore",
+                             key="sweep_json")  # fmt: skip
+    chat_col.button("Chat with this checkpoint", key="sweep_chat_best", on_click=_chat_with_best,
+                    args=(ws, doc), icon=":material/chat:")  # fmt: skip
+
+
+def _chat_with_best(ws, doc: dict) -> None:
+    """Register the best checkpoint as a run (when none has its folder) and select it."""
+    try:
+        point = next(p for p in doc["points"] if p["name"] == doc["best"]["name"])
+        run = sweep.register_checkpoint(ws, ws.get_run(doc["run"]["id"]), point)
+        st.cache_data.clear()  # the run list and adapter checks
+        st.session_state[state.INF_RUN] = run.id
+        ctl.on_run_change(ws)
+    except FFError as exc:
+        st.session_state[state.INF_MESSAGE] = str(exc)
+
+
+def sweeps_list(ws) -> None:
+    """Home: the stored sweeps, newest first, with each one's best checkpoint."""
+    with st.container(key="sweeps"):
+        st.subheader("Checkpoint sweeps")
+        try:
+            with ws.session():
+                sweeps = ws.list_sweeps()
+        except FFError as exc:
+            st.error(str(exc))
+            return
+        if not sweeps:
+            st.caption("No sweeps yet: use Sweep checkpoints on the Inference page.")
+            return
+        rows = [
+            {"When": f"{s.created_at:%Y-%m-%d %H:%M}", "Run": s.document["run"]["name"],
+             "Dataset": s.document["dataset"]["name"], "Rows": s.n,
+             "Checkpoints": len(s.document["points"]), "Best": s.document["best"]["name"],
+             "Best step": s.document["best"]["step"],
+             **{METRIC_LABELS[m]: v for m, v in _best_scores(s.document).items()}}
+            for s in sweeps
+        ]  # fmt: skip
+        st.dataframe(rows, hide_index=True, width="stretch")
+
+
+def _best_scores(doc: dict) -> dict:
+    return next(p["scores"] for p in doc["points"] if p["name"] == doc["best"]["name"])
