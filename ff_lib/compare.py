@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ff_lib.errors import InvalidInput, NotFound
-from ff_lib.inference.adapters import same_base, validate_adapter
+from ff_lib.inference.adapters import validate_adapter
+from ff_lib.inference.base_identity import same_base
 from ff_lib.runs import CANNOT_ANSWER, RunCheck, _short, check_base_only, check_run, runs_for_choice
 
 MAX_SIDES = 4  # the selected run and up to three more

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ff_lib.errors import InvalidInput
 from ff_lib.inference import GenerationSettings, validate_adapter
-from ff_lib.inference.adapters import same_base
+from ff_lib.inference.base_identity import same_base
 from ff_lib.inference.effect import (
     BUILT_IN_PROMPTS,
     EFFECT_MAX_NEW_TOKENS,

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ff_lib.errors import InvalidInput
-from ff_lib.inference.adapters import AdapterCheck, base_availability, validate_adapter
+from ff_lib.inference.adapters import AdapterCheck, validate_adapter
+from ff_lib.inference.base_identity import base_availability
 
 READY_MESSAGE = "Adapter validated. Ready for inference."
 STATUS_PHRASES = {

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from ff_lib.errors import InvalidInput
 from ff_lib.inference import PRESETS, GenerationSettings
-from ff_lib.inference.adapters import same_base
+from ff_lib.inference.base_identity import same_base
 from ff_lib.inference.provenance import adapter_sha256
 from ff_lib.runs import RunCheck, usable_run
 from ff_lib.scoring import mean_scores, score_answer

@@ -291,7 +291,7 @@ def test_same_base_by_path_or_quantized_variant(tmp_path):
 
 
 def test_same_base_compares_whole_configs_not_paths(base, tmp_path):
-    from ff_lib.inference.adapters import same_base
+    from ff_lib.inference.base_identity import same_base
 
     config = json.loads((base / "config.json").read_text())
     copy = tmp_path / "moved" / "renamed-copy"

@@ -7,10 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ff_lib.errors import AdapterInvalid
+from ff_lib.inference.base_identity import (
+    base_availability,
+    has_full_weights,
+    local_base_config,
+    other_base_warning,
+)
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
-FULL_MODEL_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 # Folders of a training run that may hold the adapter one level down, in the order tried.
 NESTED_FOLDERS = ("adapter", "outputs/adapter", "output/adapter", "final_adapter")
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -144,10 +149,10 @@ def validate_adapter(path, base_model: str | None = None) -> AdapterCheck:
             _check_against_config(shapes, config, adapter_dir)
         declared = facts["base_model"]
         base_for_shapes = base_model or declared
-        base_config = _local_base_config(base_for_shapes) if base_for_shapes else None
+        base_config = local_base_config(base_for_shapes) if base_for_shapes else None
         if base_for_shapes:
             facts["base_problem"] = base_availability(base_for_shapes)[1]
-        other = _other_base_warning(declared, base_model) if base_model and declared else None
+        other = other_base_warning(declared, base_model) if base_model and declared else None
         if other:
             warnings.append(other)
         if shapes is not None and base_config is not None:
@@ -194,7 +199,7 @@ def _resolve(folder: Path) -> tuple[Path, str | None]:
     if checkpoints:
         _, newest = max(checkpoints)
         return newest, f"adapter found in {newest.relative_to(folder)}/ (the newest checkpoint)"
-    if (folder / "config.json").is_file() and _has_full_weights(folder):
+    if (folder / "config.json").is_file() and has_full_weights(folder):
         raise _Refused(
             f"No {CONFIG_FILE} in {folder}: this looks like a full model, not an adapter "
             "(use it as the base model instead)."
@@ -203,12 +208,6 @@ def _resolve(folder: Path) -> tuple[Path, str | None]:
         f"No {CONFIG_FILE} in {folder}: not a LoRA adapter folder "
         "(expected adapter_config.json and adapter_model.safetensors)."
     )
-
-
-def _has_full_weights(folder: Path) -> bool:
-    if any((folder / name).is_file() for name in FULL_MODEL_WEIGHTS):
-        return True
-    return any(folder.glob("model-*.safetensors")) or any(folder.glob("pytorch_model-*.bin"))
 
 
 def _read_config(adapter_dir: Path) -> dict:
@@ -341,137 +340,7 @@ def _check_against_config(shapes: dict, config: dict, adapter_dir: Path) -> None
             )
 
 
-# --- base model identity and shape checks -----------------------------------------------------
-_QUANT_SUFFIXES = ("-unsloth-bnb-4bit", "-bnb-4bit", "-bnb-8bit", "-4bit", "-8bit")
-
-
-def _family(name: str) -> str:
-    leaf = name.rstrip("/").split("/")[-1].lower()
-    for suffix in _QUANT_SUFFIXES:
-        if leaf.endswith(suffix):
-            return leaf[: -len(suffix)]
-    return leaf
-
-
-# Two bases are the same model when their config.json agree on everything but these (where a
-# copy was saved, by which version, in which dtype): compared instead of paths, so a base moved
-# to another folder is the same base, while a base and its instruct variant (other eos ids) or a
-# copy with another context length are not.
-IGNORED_CONFIG_KEYS = frozenset(
-    {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "use_cache"}
-)
-
-
-def base_identity(config: dict) -> dict:
-    """The parts of a base's config.json that say which model it is."""
-    return {k: v for k, v in config.items() if k not in IGNORED_CONFIG_KEYS}
-
-
-def same_base(a: str, b: str) -> bool:
-    """Whether two bases are the same model: by config when both are here, else by name."""
-    ca, cb = _local_base_config(a), _local_base_config(b)
-    if ca is not None and cb is not None:
-        return base_identity(ca) == base_identity(cb)
-    if ca is not None or cb is not None:
-        # One is here, the other is not (moved, or never downloaded): names are all we have.
-        return _family(a) == _family(b)
-    return a.strip().lower() == b.strip().lower() or _family(a) == _family(b)
-
-
-def _other_base_warning(declared: str, chosen: str) -> str | None:
-    """A warning when the adapter's declared base is not the chosen one, else None.
-
-    Compared by config. When the declared base is no longer here (moved, another machine) but
-    the chosen one is, the shapes check against the chosen base is the comparison: no warning.
-    """
-    cd, cc = _local_base_config(declared), _local_base_config(chosen)
-    if cd is not None and cc is not None:
-        ic, ib = base_identity(cd), base_identity(cc)
-        differ = [
-            f"{key} {ic.get(key)} vs {ib.get(key)}"
-            for key in sorted(set(ic) | set(ib))
-            if ic.get(key) != ib.get(key)
-        ]
-        if not differ:
-            return None
-        return (
-            f"Adapter was trained for {declared}, not {chosen} (their configs differ: "
-            f"{'; '.join(differ)}): answers may be poor."
-        )
-    if cd is None and cc is not None:
-        return None
-    if same_base(declared, chosen):
-        return None
-    return f"Adapter was trained for {declared}, not {chosen}: answers may be poor."
-
-
-def _local_base_config(base_model: str) -> dict | None:
-    """The base's config.json when it is a local folder or in the local HF cache; else None."""
-    file = _config_file(base_model)
-    if file is None:
-        return None
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-        return None
-    if not isinstance(config, dict):
-        return None
-    # Multimodal configs keep the language model's sizes in text_config.
-    return config.get("text_config") or config
-
-
-def _cached(base_model: str, filename: str) -> Path | None:
-    from huggingface_hub import try_to_load_from_cache
-    from huggingface_hub.errors import HFValidationError
-
-    try:
-        cached = try_to_load_from_cache(base_model, filename)
-    except HFValidationError:
-        return None
-    return Path(cached) if isinstance(cached, str) else None
-
-
-def _config_file(base_model: str) -> Path | None:
-    folder = Path(base_model).expanduser()
-    if folder.is_dir():
-        file = folder / "config.json"
-        return file if file.is_file() else None
-    if _looks_like_path(base_model):
-        return None
-    file = _cached(base_model, "config.json")
-    return file if file is not None and file.is_file() else None
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.startswith(("/", "./", "../", "~")) or os.sep + os.sep in name
-
-
-def base_availability(base_model: str) -> tuple[dict | None, str | None]:
-    """(config, None) when the base can be loaded here without a download, else (None, why).
-
-    Here means a folder with config.json and weights, or a Hugging Face id whose config and
-    weights are in the local cache.
-    """
-    name = str(base_model).strip()
-    folder = Path(name).expanduser()
-    if folder.is_dir():
-        if not (folder / "config.json").is_file():
-            return None, f"Base model folder {folder} has no config.json."
-        if not _has_full_weights(folder):
-            return None, f"Base model folder {folder} has no weights (model*.safetensors)."
-    elif _looks_like_path(name):
-        return None, f"Base model folder not found: {folder}."
-    elif _config_file(name) is None or not any(_cached(name, w) for w in FULL_MODEL_WEIGHTS):
-        return None, (
-            f"Base model {name} is not available offline: not a local folder, and not in the "
-            "local Hugging Face cache (download it first, or use a local folder)."
-        )
-    config = _local_base_config(name)
-    if config is None:
-        return None, f"Base model {name} has an unreadable config.json."
-    return config, None
-
-
+# --- shape checks against the base ------------------------------------------------------------
 def _expected_dims(module: str, cfg: dict) -> tuple[int, int] | None:
     """(in_features, out_features) of a Llama-style linear layer, or None if unknown."""
     hidden = cfg.get("hidden_size")
