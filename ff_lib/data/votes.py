@@ -7,6 +7,8 @@ from typing import Any
 
 import duckdb
 
+from ff_lib.errors import InvalidInput
+
 VERDICTS = ("a", "b", "tie", "both_bad")
 
 _COLUMNS = (
@@ -50,6 +52,22 @@ def _vote(row: tuple) -> Vote:
         meta_b=json.loads(row[9]),
         created_at=row[10].replace(tzinfo=dt.UTC),
     )
+
+
+def checked_vote(fields: dict) -> dict:
+    """The vote's fields with the prompt trimmed; InvalidInput names what is wrong."""
+    verdict = fields.get("verdict")
+    if verdict not in VERDICTS:
+        raise InvalidInput(f"unknown verdict {verdict!r}: use one of {', '.join(VERDICTS)}")
+    prompt = fields.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidInput("the prompt of a vote must not be empty")
+    for side in ("a", "b"):
+        if not isinstance(fields.get(f"answer_{side}"), str):
+            raise InvalidInput(f"answer {side.upper()} of a vote must be text")
+        if not isinstance(fields.get(f"model_{side}"), dict):
+            raise InvalidInput(f"model {side.upper()} of a vote must say who answered")
+    return {**fields, "prompt": prompt.strip()}
 
 
 def insert_vote(con: duckdb.DuckDBPyConnection, fields: dict, now: dt.datetime) -> Vote:

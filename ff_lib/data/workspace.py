@@ -490,17 +490,7 @@ class Workspace:
 
     def add_vote(self, **fields) -> "votes.Vote":
         """Store one blind A/B verdict (ff_lib.data.votes.Vote's fields but id, created_at)."""
-        verdict = fields.get("verdict")
-        if verdict not in votes.VERDICTS:
-            raise InvalidInput(
-                f"unknown verdict {verdict!r}: use one of {', '.join(votes.VERDICTS)}"
-            )
-        fields["prompt"] = _text(fields.get("prompt"), "the prompt of a vote")
-        for side in ("a", "b"):
-            if not isinstance(fields.get(f"answer_{side}"), str):
-                raise InvalidInput(f"answer {side.upper()} of a vote must be text")
-            if not isinstance(fields.get(f"model_{side}"), dict):
-                raise InvalidInput(f"model {side.upper()} of a vote must say who answered")
+        fields = votes.checked_vote(fields)
         with self._write() as con:
             return votes.insert_vote(con, fields, store.utcnow())
 
