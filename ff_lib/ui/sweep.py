@@ -70,7 +70,7 @@ def sweep_chart(doc: dict) -> alt.LayerChart | alt.HConcatChart:
     lines = base.mark_line(point=True).encode(
         x=alt.X("step:Q", title="training step"),
         y=alt.Y("value:Q", title="score", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("metric:N", title=None),
+        color=alt.Color("metric:N", title=None, legend=alt.Legend(orient="bottom")),
         tooltip=["name:N", "step:Q", "metric:N", "value:Q"],
     )
     best_step = doc["best"]["step"]
@@ -95,9 +95,11 @@ def sweep_chart(doc: dict) -> alt.LayerChart | alt.HConcatChart:
         return scores
     loss = alt.Chart(alt.Data(values=losses)).mark_line(point=True).encode(
         x=alt.X("step:Q", title="training step"), y=alt.Y("value:Q", title="logged loss"),
-        color=alt.Color("kind:N", title=None), tooltip=["step:Q", "kind:N", "value:Q"],
+        color=alt.Color("kind:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["step:Q", "kind:N", "value:Q"],
     ).properties(title="Logged train loss", height=260)  # fmt: skip
-    return alt.hconcat(scores, loss)
+    # Each chart keeps its own legend, under it: a shared one at the side is cut off.
+    return alt.hconcat(scores, loss).resolve_scale(color="independent")
 
 
 def sweep_result(ws, doc: dict) -> None:
