@@ -84,35 +84,11 @@ def train_lora(
         model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).to(device)
         model = get_peft_model(model, config)
 
-    encoded = [encode_pair(tokenizer, p, r, system_prompt) for p, r in pairs]
-    width = max(len(ids) for ids, _ in encoded)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-    labels = torch.full((len(encoded), width), IGNORE_INDEX, dtype=torch.long)
-    attention = torch.zeros((len(encoded), width), dtype=torch.long)
-    for row, (ids, lab) in enumerate(encoded):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        labels[row, : len(lab)] = torch.tensor(lab)
-        attention[row, : len(ids)] = 1
-    input_ids, labels, attention = input_ids.to(device), labels.to(device), attention.to(device)
-
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0
-    )
-    # Full-batch steps at 1e-2 oscillate without warmup; a short warmup and a cosine decay
-    # let the small model settle on exact answers.
-    warmup = max(1, steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: (
-            (step + 1) / warmup
-            if step < warmup
-            else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-        ),
-    )
+    input_ids, labels, attention = _full_batch(tokenizer, pairs, system_prompt, device)
+    optimizer, schedule = _optimizer(model, lr, steps)
     # A local folder as the declared base: validation can then check shapes against it.
     model.peft_config["default"].base_model_name_or_path = str(base_dir.resolve())
-    log = _TrainLog(steps, logging_steps, save_steps, len(encoded))
+    log = _TrainLog(steps, logging_steps, save_steps, len(pairs))
     model.train()
     for step in range(1, steps + 1):
         loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
@@ -130,6 +106,44 @@ def train_lora(
     model.eval()
     log.save(model, out_dir, steps)
     return out_dir
+
+
+def _full_batch(tokenizer, pairs, system_prompt, device):
+    """(input_ids, labels, attention mask) of all pairs, right-padded to the longest."""
+    import torch
+
+    encoded = [encode_pair(tokenizer, p, r, system_prompt) for p, r in pairs]
+    width = max(len(ids) for ids, _ in encoded)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+    labels = torch.full((len(encoded), width), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((len(encoded), width), dtype=torch.long)
+    for row, (ids, lab) in enumerate(encoded):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(lab)] = torch.tensor(lab)
+        attention[row, : len(ids)] = 1
+    return input_ids.to(device), labels.to(device), attention.to(device)
+
+
+def _optimizer(model, lr: float, steps: int):
+    """AdamW on the LoRA weights and its warmup + cosine schedule."""
+    import torch
+
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0
+    )
+    # Full-batch steps at 1e-2 oscillate without warmup; a short warmup and a cosine decay
+    # let the small model settle on exact answers.
+    warmup = max(1, steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: (
+            (step + 1) / warmup
+            if step < warmup
+            else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+        ),
+    )
+    return optimizer, schedule
 
 
 class _TrainLog:
