@@ -309,6 +309,18 @@ def _positive_int(text: str) -> int:
 
 def register(sub, common: argparse.ArgumentParser) -> None:
     """Add `runs`, `datasets` and `import-finefoundry` to the top-level subparsers."""
+    _register_runs(sub, common)
+    _register_datasets(sub, common)
+    p = sub.add_parser(
+        "import-finefoundry",
+        parents=[common],
+        help="import runs and scraped datasets from a FineFoundry database",
+    )
+    p.add_argument("db_file", metavar="DB_FILE", help="FineFoundry's finefoundry.db")
+    p.set_defaults(handler=import_finefoundry)
+
+
+def _register_runs(sub, common: argparse.ArgumentParser) -> None:
     runs = sub.add_parser(
         "runs", help="training runs: list, add, set-status, scan, rename, set-base, remove"
     )
@@ -361,6 +373,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--yes", action="store_true", help="confirm the removal")
     p.set_defaults(handler=runs_remove)
 
+
+def _register_datasets(sub, common: argparse.ArgumentParser) -> None:
     datasets = sub.add_parser("datasets", help="datasets: list, import, sample")
     ds_sub = datasets.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
 
@@ -387,11 +401,3 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("id", type=int, metavar="ID")
     p.add_argument("-k", type=_positive_int, default=5, help="how many (default 5)")
     p.set_defaults(handler=datasets_sample)
-
-    p = sub.add_parser(
-        "import-finefoundry",
-        parents=[common],
-        help="import runs and scraped datasets from a FineFoundry database",
-    )
-    p.add_argument("db_file", metavar="DB_FILE", help="FineFoundry's finefoundry.db")
-    p.set_defaults(handler=import_finefoundry)
