@@ -156,6 +156,15 @@ def score_cmd(args: argparse.Namespace) -> int:
             }
         )
         return 0
+    _print_scorecard(card)
+    print(f"scorecard {card.id} stored ({card.summary['n']} rows, {card.summary['seconds']} s)")
+    return 0
+
+
+def _print_scorecard(card) -> None:
+    """The per-row answers with their token F1, then each model's means."""
+    from ff_lib import evaluation
+
     models = card.summary["models"]
     headers = ["PROMPT", "EXPECTED"] + [f"{m['label'].upper()} (F1)" for m in models.values()]
     print_table(
@@ -179,8 +188,6 @@ def score_cmd(args: argparse.Namespace) -> int:
             for row in evaluation.scorecard_means(card)
         ],
     )
-    print(f"scorecard {card.id} stored ({card.summary['n']} rows, {card.summary['seconds']} s)")
-    return 0
 
 
 # --- replay -----------------------------------------------------------------------------------
