@@ -164,12 +164,8 @@ class ModelHost:
 
         source = locate_base(base_model)
         cuda = torch.cuda.is_available()
-        prequantized, size = base_facts(source)
-        fits = None
-        if cuda and size:
-            free, _ = torch.cuda.mem_get_info()
-            fits = size < free * (1 - HEADROOM) * 0.8  # the rest: KV cache, slots, graphs
-        quant = choose_quantization(quantization, cuda, prequantized=prequantized, fits_bf16=fits)
+        # Refusals (NF4 without CUDA, unknown names) come first, before any wait or file read.
+        quant = choose_quantization(quantization, cuda)
         if not self.lock.acquire(blocking=False):  # another session is loading a base
             if on_wait is not None:
                 on_wait()
@@ -180,6 +176,8 @@ class ModelHost:
             same = engine is not None and engine.source == source
             if same and (quantization == "auto" or engine.quantization.mode == quant.mode):
                 return engine
+            if quantization == "auto" and cuda:  # the base's files and free memory decide
+                quant = _auto_on_cuda(source)
             if engine is not None:
                 if engine.scheduler.live and on_wait is not None:
                     on_wait()
@@ -304,6 +302,18 @@ class ModelHost:
                 check = validate_adapter(adapter, base_model=base_model).raise_if_invalid()
                 folders.append(check.adapter_dir)
         return engine.scheduler.run_exclusive(lambda: _score(engine, ids, folders))
+
+
+def _auto_on_cuda(source: str):
+    """`auto` for a base about to load: NF4 when it is a 4-bit checkpoint or bf16 won't fit."""
+    import torch
+
+    prequantized, size = base_facts(source)
+    fits = None
+    if size:
+        free, _ = torch.cuda.mem_get_info()
+        fits = size < free * (1 - HEADROOM) * 0.8  # the rest: KV cache, slots, graphs
+    return choose_quantization("auto", True, prequantized=prequantized, fits_bf16=fits)
 
 
 def _score(engine: Engine, ids: list[int], folders: list) -> object:
