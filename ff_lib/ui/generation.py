@@ -83,22 +83,9 @@ def run_turn(
     check, sides = checked
     settings = current_settings()
     host = resources.host()
-    loaded = host.info()
-    first = loaded is None or str(loaded.base_model) != str(check.base_model)
-    detail = selection.LOADING_MESSAGE if first else selection.GENERATING_MESSAGE
-    _show_status(status_slot, "generating", detail)
     prior = conversation.history()
-    try:
-        turn = conversation.start_turn(
-            ws,
-            prompt,
-            run_id=check.run_id,
-            run_meta=check.as_meta(),
-            meta=turn_meta(check.as_meta(), check.base_model, check.adapter_dir, asdict(settings)),
-            sides=[side_provenance(side) for side in sides],
-        )
-    except FFError as exc:  # e.g. the workspace is locked by another process: nothing sent
-        _show_status(status_slot, "error", str(exc))
+    turn = _open_turn(ws, prompt, check, sides, settings, host, status_slot)
+    if turn is None:
         return False
     ok = False
     try:
@@ -121,6 +108,27 @@ def run_turn(
             selection.reset_status()
     _show_status(status_slot, *selection.status())
     return ok
+
+
+def _open_turn(ws, prompt: str, check, sides, settings, host, status_slot):
+    """Say that the model is loading or generating, and store the prompt and the open reply;
+    None (and a red status) when the workspace refuses the write: nothing is sent then."""
+    loaded = host.info()
+    first = loaded is None or str(loaded.base_model) != str(check.base_model)
+    detail = selection.LOADING_MESSAGE if first else selection.GENERATING_MESSAGE
+    _show_status(status_slot, "generating", detail)
+    try:
+        return conversation.start_turn(
+            ws,
+            prompt,
+            run_id=check.run_id,
+            run_meta=check.as_meta(),
+            meta=turn_meta(check.as_meta(), check.base_model, check.adapter_dir, asdict(settings)),
+            sides=[side_provenance(side) for side in sides],
+        )
+    except FFError as exc:  # e.g. the workspace is locked by another process
+        _show_status(status_slot, "error", str(exc))
+        return None
 
 
 def _stream_turn(turn, host, models, messages, settings, chat: bool, status_slot) -> None:
