@@ -165,18 +165,7 @@ def build_demo(
         for demo, ds in zip(DEMO_DATASETS, datasets, strict=True)
     ]
 
-    exact: dict[str, ExactMatch] = {}
-    for (demo, adapter_dir, _), ds in zip(trained, datasets, strict=True):
-        pairs = _pairs(ws, ds)
-        step = time.perf_counter()
-        checking = StepProgress(f"checking {demo.run_name}'s answers", progress)
-        exact[demo.run_name] = measure_exact_match(base_dir, adapter_dir, pairs, checking)
-        checking = StepProgress(f"checking the base model's answers on {demo.name}", progress)
-        exact[f"base/{demo.name}"] = measure_exact_match(base_dir, None, pairs, checking)
-        progress(
-            f"{demo.run_name}: {exact[demo.run_name]}; base: {exact[f'base/{demo.name}']}"
-            f" on {demo.name} ({time.perf_counter() - step:.1f} s)"
-        )
+    exact = _check_answers(ws, base_dir, trained, datasets, progress)
 
     runs = []
     for (demo, adapter_dir, train_log), ds in zip(trained, datasets, strict=True):
@@ -207,6 +196,23 @@ def build_demo(
     )
     progress(f"demo workspace built at {root} in {seconds:.1f} s")
     return DemoResult(root, base_dir, tuple(runs), tuple(datasets), exact, seconds, built=True)
+
+
+def _check_answers(ws, base_dir, trained, datasets, progress) -> dict[str, "ExactMatch"]:
+    """Greedy exact match of each trained adapter and of the base on its dataset."""
+    exact: dict[str, ExactMatch] = {}
+    for (demo, adapter_dir, _), ds in zip(trained, datasets, strict=True):
+        pairs = _pairs(ws, ds)
+        step = time.perf_counter()
+        checking = StepProgress(f"checking {demo.run_name}'s answers", progress)
+        exact[demo.run_name] = measure_exact_match(base_dir, adapter_dir, pairs, checking)
+        checking = StepProgress(f"checking the base model's answers on {demo.name}", progress)
+        exact[f"base/{demo.name}"] = measure_exact_match(base_dir, None, pairs, checking)
+        progress(
+            f"{demo.run_name}: {exact[demo.run_name]}; base: {exact[f'base/{demo.name}']}"
+            f" on {demo.name} ({time.perf_counter() - step:.1f} s)"
+        )
+    return exact
 
 
 def measure_exact_match(
