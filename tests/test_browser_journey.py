@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from ff_lib.data import Workspace
 from tests.browser_fixtures import (  # noqa: F401  (fixtures)
@@ -89,13 +90,17 @@ def choose(page: Page, key: str, option) -> None:
     rerun. A click that lands while the page is still settling is lost, so the box is opened
     again until the option shows."""
     wanted = page.get_by_role("option", name=option).first
-    for _ in range(5):
+    for _ in range(4):
         page.locator(f".st-key-{key}").get_by_role("combobox").click()
         try:
             expect(wanted).to_be_visible(timeout=3000)
-            break
-        except AssertionError:
+            wanted.click(timeout=5000)  # a rerun may redraw the list under the click: again
+            settle(page)
+            return
+        except (AssertionError, PlaywrightTimeoutError):
             page.keyboard.press("Escape")
+            settle(page)
+    page.locator(f".st-key-{key}").get_by_role("combobox").click()
     wanted.click()
     settle(page)
 

@@ -241,7 +241,8 @@ def wait_partial_reply(workspace: Path, known: set, timeout_s: float = 120) -> t
             if not messages:
                 continue
             reply = messages[-1]
-            if reply.role == "assistant" and reply.status == "streaming" and reply.content:
+            # Words, not only white space: the check after the restart compares words.
+            if reply.role == "assistant" and reply.status == "streaming" and reply.content.split():
                 return cid, reply.content
             if reply.role == "assistant" and reply.status != "streaming":
                 return None
