@@ -182,6 +182,19 @@ def test_logprobs_come_with_top_alternatives(host, tiny_base, capitals_adapter):
         assert t["logprob"] <= 0
 
 
+def test_reading_a_whole_reply_equals_streaming_it(host, tiny_base, capitals_adapter):
+    job = _job(tiny_base, QUESTIONS[1], capitals_adapter)
+    streamed = host.stream_reply(**job)
+    pieces = list(streamed)
+    whole = host.stream_reply(**job)
+    assert whole.text() == "".join(pieces) == streamed.reply.text
+    assert whole.reply.tokens == streamed.reply.tokens
+    assert whole.reply.stats.new_tokens == streamed.reply.stats.new_tokens > 3
+    partly = host.stream_reply(**job)
+    first = next(partly)  # a page may stream a little, then read the rest at once
+    assert first and partly.text() == whole.reply.text
+
+
 def test_an_adapter_with_dora_is_refused_by_name(host, tiny_base, capitals_adapter, tmp_path):
     import json
     import shutil

@@ -39,6 +39,7 @@ class Request:
     logprobs: int | None = None  # top alternatives per token (0 = only the chosen one's)
     events: queue.Queue = field(default_factory=queue.Queue)
     stop: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)  # set after END is queued
     submitted_at: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
     ended_at: float | None = None
@@ -213,6 +214,7 @@ class Scheduler:
         if error is not None:
             req.events.put(error)
         req.events.put(END)
+        req.ended.set()
 
     def _fail_all(self, exc: BaseException) -> None:
         error = exc if isinstance(exc, FFError) else GenerationError(f"Generation failed: {exc}")

@@ -121,10 +121,7 @@ class ReplyStream:
                 item = self.request.events.get(timeout=self.host.stream_timeout_s)
             except queue.Empty as exc:
                 self.request.stop.set()
-                raise GenerationError(
-                    f"No token came for {self.host.stream_timeout_s:.0f} s: generation stalled. "
-                    "Try again, or lower max new tokens."
-                ) from exc
+                raise GenerationError(self._stalled_message()) from exc
             if item is END:
                 self._end()
                 tail = self._text.flush()
@@ -142,8 +139,20 @@ class ReplyStream:
                 return piece
         raise StopIteration
 
+    def _stalled_message(self) -> str:
+        return (
+            f"No token came for {self.host.stream_timeout_s:.0f} s: generation stalled. "
+            "Try again, or lower max new tokens."
+        )
+
     def _push(self, choice: TokenChoice) -> str:
         piece = self._text.push(choice.token)
+        self._record_logprobs(choice)
+        if piece:
+            self._pieces.append(piece)
+        return piece
+
+    def _record_logprobs(self, choice: TokenChoice) -> None:
         if choice.logprob is not None:
             top = [[self._engine.tokenizer.decode([t]), lp] for t, lp in (choice.top or [])]
             self._tokens.append(
@@ -154,9 +163,6 @@ class ReplyStream:
                     "top": top,
                 }
             )
-        if piece:
-            self._pieces.append(piece)
-        return piece
 
     def close(self) -> None:
         """Stop generating: the row leaves the batch at the next step; the Reply keeps the text."""
@@ -176,10 +182,35 @@ class ReplyStream:
                 self._push(item)
 
     def text(self) -> str:
-        """Consume the whole stream; the reply's text."""
-        for _ in self:
-            pass
-        return self.reply.text if self.reply else ""
+        """Wait for the whole reply, then decode it at once; the reply's text.
+
+        Unlike iterating, nothing wakes this thread per token and the text is decoded once,
+        so many replies read this way (scorecards, compare, sweeps) leave the engine's worker
+        the interpreter to itself.
+        """
+        self.start()
+        if self._done:
+            return self.reply.text if self.reply else ""
+        self.waiting = False
+        req, seen, last_progress = self.request, -1, time.monotonic()
+        while not req.ended.wait(0.5):
+            if req.new_tokens != seen:
+                seen, last_progress = req.new_tokens, time.monotonic()
+            elif time.monotonic() - last_progress > self.host.stream_timeout_s:
+                req.stop.set()
+                raise GenerationError(self._stalled_message())
+        for item in _drain(req.events):
+            if isinstance(item, TokenChoice):
+                self._text.ids.append(item.token)
+                self._record_logprobs(item)
+            elif isinstance(item, BaseException):
+                self._done = True
+                if isinstance(item, FFError):
+                    raise item
+                raise GenerationError(f"Generation failed: {item}") from item
+        self._pieces.append(self._text.flush())
+        self._end()
+        return self.reply.text
 
     # --- the record ------------------------------------------------------------------------------
     def _end(self, stopped: bool = False) -> None:
@@ -229,3 +260,13 @@ class ReplyStream:
         # A stream dropped unread must not keep a row decoding.
         if self.request is not None and not self._done:
             self.request.stop.set()
+
+
+def _drain(events: queue.Queue) -> list:
+    """Everything on a finished request's queue, up to END."""
+    items = []
+    while True:
+        item = events.get_nowait()
+        if item is END:
+            return items
+        items.append(item)
