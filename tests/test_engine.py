@@ -182,6 +182,31 @@ def test_logprobs_come_with_top_alternatives(host, tiny_base, capitals_adapter):
         assert t["logprob"] <= 0
 
 
+def test_prompts_prefilled_together_equal_each_prefilled_alone(
+    host, tiny_base, capitals_adapter, other_adapter
+):
+    engine = host.load_base(str(tiny_base))
+    batched, tok = engine.batched, engine.tokenizer
+    prompts = [tok(q)["input_ids"] for q in ("Hi", QUESTIONS[0], QUESTIONS[1] + " Tell me more.")]
+    assert len({len(p) for p in prompts}) == 3  # padding is exercised
+
+    def run():
+        names = [batched.slots.ensure(str(a), set()) for a in (capitals_adapter, other_adapter)]
+        slots = [batched.slots.slot_of(names[0]), batched.slots.none_slot]
+        slots.append(batched.slots.slot_of(names[1]))
+        together = batched.prefill_many(0, prompts, slots)
+        caches = [batched.k_cache[0][r, :, : len(p)].clone() for r, p in enumerate(prompts)]
+        alone = [batched.prefill(0, p, s) for p, s in zip(prompts, slots, strict=True)]
+        for j, p in enumerate(prompts):
+            batched.prefill(j, p, slots[j])
+            assert torch.allclose(batched.k_cache[0][j, :, : len(p)], caches[j], atol=1e-5)
+        return together, torch.stack(alone)
+
+    together, alone = engine.scheduler.run_exclusive(run)
+    assert torch.allclose(together, alone, atol=1e-5)
+    assert torch.equal(together.argmax(-1), alone.argmax(-1))
+
+
 def test_reading_a_whole_reply_equals_streaming_it(host, tiny_base, capitals_adapter):
     job = _job(tiny_base, QUESTIONS[1], capitals_adapter)
     streamed = host.stream_reply(**job)

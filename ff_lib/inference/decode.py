@@ -303,6 +303,49 @@ class BatchedLM:
 
         return self._head(self._layers_forward(x, cos, sin, masks, attend)[-1:]).float()[0]
 
+    def prefill_many(self, first_row: int, prompts: list[list[int]], slots: list[int]):
+        """Fresh prompts (positions 0..) into cache rows first_row.. in one padded forward;
+        float32 logits (len(prompts), vocab) of each prompt's last token. Padding sits after
+        each prompt, so causal attention keeps it out of every real position; the cache
+        positions it fills lie past the row's length and are overwritten before being read."""
+        n, longest = len(prompts), max(len(p) for p in prompts)
+        if longest > self.max_len:
+            raise GenerationError(
+                f"Prompt of {longest} tokens does not fit the engine's context of "
+                f"{self.max_len} tokens."
+            )
+        with self.lock, torch.inference_mode():
+            padded = [p + [0] * (longest - len(p)) for p in prompts]
+            tok = torch.tensor(padded, dtype=torch.long, device=self.device).view(-1)
+            x = F.embedding(tok, self.lm.model.embed_tokens.weight)
+            cos, sin = self.cos[:longest].repeat(n, 1), self.sin[:longest].repeat(n, 1)
+            slot_ids = torch.tensor(slots, dtype=torch.long, device=self.device)
+            lora = any(s != self.slots.none_slot for s in slots)
+            masks = self._masks(slot_ids.repeat_interleave(longest)) if lora else None
+            rows = slice(first_row, first_row + n)
+            group = self.n_heads // self.n_kv
+
+            def attend(i, q, k, v):
+                def heads(t):
+                    return t.view(n, longest, -1, self.head_dim).transpose(1, 2)
+
+                keys, values = heads(k), heads(v)
+                self.k_cache[i][rows, :, :longest] = keys
+                self.v_cache[i][rows, :, :longest] = values
+                if self.use_graphs and group > 1:  # flash attention on CUDA: heads repeated
+                    keys = keys.repeat_interleave(group, dim=1)
+                    values = values.repeat_interleave(group, dim=1)
+                out = F.scaled_dot_product_attention(
+                    heads(q), keys, values, is_causal=True, enable_gqa=keys.shape[1] != q.shape[1]
+                )
+                return out.transpose(1, 2).reshape(n * longest, -1)
+
+            h = self._layers_forward(x, cos, sin, masks, attend)
+            last = torch.tensor(
+                [j * longest + len(p) - 1 for j, p in enumerate(prompts)], device=self.device
+            )
+            return self._head(h.index_select(0, last)).float()
+
     # --- decode --------------------------------------------------------------------------------
     def decode(self, tokens: list[int], positions: list[int], slots: list[int]) -> torch.Tensor:
         """One step for rows 0..len(tokens)-1: float32 logits (rows, vocab)."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from ff_lib.errors import FFError, GenerationError
 from ff_lib.inference.settings import GenerationSettings
 
+# Padded tokens one joint prefill may take (requests beyond it are prefilled in another pass).
+PREFILL_TOKENS = 2048
 END = object()  # put on a request's queue once it has finished (after its last token)
 
 
@@ -134,37 +136,76 @@ class Scheduler:
                 future.set_exception(exc)
 
     def _admit(self) -> None:
-        while len(self.active) < self.model.max_rows:
+        """Waiting requests take free rows; those that arrived together are prefilled in one
+        padded forward (up to PREFILL_TOKENS padded tokens), a long prompt on its own."""
+        batch: list[Request] = []
+        while len(self.active) + len(batch) < self.model.max_rows:
             try:
                 req = self.pending.get_nowait()
             except queue.Empty:
-                return
+                break
             if req.stop.is_set():
                 self._finish(req, "stopped")
                 continue
+            longest = max([len(r.prompt_ids) for r in batch] + [len(req.prompt_ids)])
+            if batch and longest * (len(batch) + 1) > PREFILL_TOKENS:
+                self._prefill(batch)
+                batch = []
+            batch.append(req)
+        if batch:
+            self._prefill(batch)
+
+    def _prefill(self, batch: list[Request]) -> None:
+        """Place each request in a slot and a row, prefill them together, emit first tokens."""
+        model = self.model
+        ready = []
+        for req in batch:
             try:
-                self._prefill(req)
+                self._place(req, {r.adapter_name for r in (*self.active, *ready) if r.adapter_name})
             except (RuntimeError, ValueError, FFError) as exc:
                 self._finish(req, "error", exc)
+                continue
+            ready.append(req)
+        for r in (*self.active, *ready):  # a growth keeps slot indices; refresh anyway
+            r.slot = model.slots.slot_of(r.adapter_name)
+        if not ready:
+            return
+        first = len(self.active)
+        try:
+            if len(ready) == 1:
+                logits = model.prefill(first, ready[0].prompt_ids, ready[0].slot)[None]
+            else:
+                logits = model.prefill_many(
+                    first, [r.prompt_ids for r in ready], [r.slot for r in ready]
+                )
+        except (RuntimeError, ValueError, FFError) as exc:
+            for req in ready:
+                self._finish(req, "error", exc)
+            return
+        for j, req in enumerate(ready):
+            req.row = first + j
+            self.sampler.start(req.row, req.prompt_ids, req.settings, req.seed, req.logprobs)
+            req.position = len(req.prompt_ids)
+            self.active.append(req)
+        choices = self.sampler.choose(logits, [r.row for r in ready])
+        for req, choice in zip(ready, choices, strict=True):
+            self._emit(req, choice)
+        self._retire()
 
-    def _prefill(self, req: Request) -> None:
+    def _place(self, req: Request, pinned: set) -> None:
+        """The request's adapter into a slot (evicting none of `pinned`); a prompt too long for
+        the context is refused here, alone."""
         model = self.model
-        pinned = {r.adapter_name for r in self.active if r.adapter_name}
+        if len(req.prompt_ids) > model.max_len:
+            raise GenerationError(
+                f"Prompt of {len(req.prompt_ids)} tokens does not fit the engine's context of "
+                f"{model.max_len} tokens."
+            )
         version = model.slots.version
         if req.adapter_folder is not None:
             req.adapter_name = model.slots.ensure(req.adapter_folder, pinned)
         if model.slots.version != version:
             model.drop_stale_graphs()
-            for r in self.active:  # slot indices are unchanged by a growth; refresh anyway
-                r.slot = model.slots.slot_of(r.adapter_name)
-        req.slot = model.slots.slot_of(req.adapter_name)
-        req.row = len(self.active)
-        logits = model.prefill(req.row, req.prompt_ids, req.slot)
-        self.sampler.start(req.row, req.prompt_ids, req.settings, req.seed, req.logprobs)
-        req.position = len(req.prompt_ids)
-        self.active.append(req)
-        self._emit(req, self.sampler.choose(logits[None], [req.row])[0])
-        self._retire()
 
     def _step(self) -> None:
         rows = self.active
