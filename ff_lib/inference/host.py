@@ -31,7 +31,8 @@ DEFAULT_MAX_ADAPTERS = 8
 # How long a request for another base waits for the loaded base's replies to finish.
 SWITCH_TIMEOUT_S = 600.0
 MAX_CONTEXT = 32768  # cache length cap (FF_MAX_CONTEXT overrides)
-KV_SHARE = 0.5  # share of free GPU memory (after the load) the KV cache may take
+KV_SHARE = 0.5  # share of free GPU memory / RAM (after the load) the KV cache may take
+MAX_ROWS = 16
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,6 @@ class Engine:
     """One loaded base: the model, its tokenizer, its batched decoder and its worker."""
 
     def __init__(self, base_model, source, quantization, model, tokenizer, device, load_s, slots):
-        import torch
 
         from ff_lib.inference.decode import BatchedLM  # torch: imported with the first model
 
@@ -67,19 +67,7 @@ class Engine:
         max_pos = getattr(config, "max_position_embeddings", None) or 2048
         cap = int(os.environ.get("FF_MAX_CONTEXT", MAX_CONTEXT))
         max_len = min(max_pos, cap)
-        rows = 16 if cuda else 8
-        if cuda:
-            per_token = (
-                2
-                * config.num_hidden_layers
-                * getattr(config, "num_key_value_heads", config.num_attention_heads)
-            )
-            per_token *= getattr(config, "head_dim", None) or (
-                config.hidden_size // config.num_attention_heads
-            )
-            per_token *= model.get_input_embeddings().weight.element_size()
-            free, _ = torch.cuda.mem_get_info()
-            rows = max(1, min(rows, int(free * KV_SHARE) // (per_token * max_len)))
+        rows = _rows_for(config, model, max_len, cuda)
         self.context_length = max_len
         compile_ops = cuda and os.environ.get("FF_COMPILE", "1").strip().lower() not in (
             "0",
@@ -322,6 +310,29 @@ def _cpu_threads_for(model) -> None:
         _DEFAULT_THREADS = torch.get_num_threads()
     small = sum(p.numel() for p in model.parameters()) < SMALL_CPU_MODEL
     torch.set_num_threads(1 if small else _DEFAULT_THREADS)
+
+
+def _free_ram() -> int:
+    """Bytes of RAM available now (Linux: MemAvailable; elsewhere physical pages free)."""
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _rows_for(config, model, max_len: int, cuda: bool) -> int:
+    """Rows decoded together: as many as the KV cache's share of free GPU memory (or RAM)
+    holds at the full context, at most MAX_ROWS."""
+    import torch
+
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    per_token = 2 * config.num_hidden_layers * heads * head_dim
+    per_token *= model.get_input_embeddings().weight.element_size()
+    free = torch.cuda.mem_get_info()[0] if cuda else _free_ram()
+    return max(1, min(MAX_ROWS, int(free * KV_SHARE) // (per_token * max_len)))
 
 
 def _auto_on_cuda(source: str):
