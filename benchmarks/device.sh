@@ -9,7 +9,8 @@
 # Steps: smoke (GPU, versions, the demo bench in bf16: every CUDA path in a minute), models
 # (build the random 8B-shape base and 4 rank-16 adapters into $M), bf16 | nf4 | nf4-bf16 |
 # none | auto (the bench of that quantization on $BENCH_MODEL), appcheck (one reply through
-# get_host().stream_reply as the Inference page calls it, to cross-check the bench's batch 1).
+# get_host().stream_reply as the Inference page calls it, to cross-check the bench's batch 1),
+# explain (the token view of a 256-token reply), scorecard (200 rows x 4 models vs one by one).
 # A dry run on a CPU: WHEELS=none PYTHON=.venv/bin/python BENCH_MODEL=demo \
 #   BENCH_ARGS="--switches 50" bash benchmarks/device.sh models none appcheck
 set -u
@@ -60,6 +61,18 @@ transformers.__version__, peft.__version__, b.__version__, d.__version__)"
       timeout 300 $PY benchmarks/app_path_check.py --base "$M/$MODEL/base" \
         --adapter "$M/$MODEL/a0" $sizes --quantization "$APPCHECK_Q" \
         --json "$OUT/appcheck.json" 2>&1 | quiet | tee "$OUT/appcheck.log"
+      status=$((status | PIPESTATUS[0])) ;;
+    explain)  # the token view of a 256-token reply, through explain_reply as the pages call it
+      [ -f "$M/$MODEL/base/ff_bench.json" ] || build_models
+      timeout 300 $PY benchmarks/explain_probe.py --model "$MODEL" --models-dir "$M" \
+        --quantization "${EXPLAIN_QUANTIZATION:-bf16}" --reply-tokens 256 \
+        --json "$OUT/explain.json" 2>&1 | quiet | tee "$OUT/explain.log" | tail -20
+      status=$((status | PIPESTATUS[0])) ;;
+    scorecard)  # 200 rows x 4 models through score_run, batched vs one by one (20 rows)
+      [ -f "$M/$MODEL/base/ff_bench.json" ] || build_models
+      timeout 400 $PY benchmarks/scorecard_speed.py --model "$MODEL" --models-dir "$M" -n 200 \
+        --sequential-n 20 --max-new-tokens 64 --repeats 1 --json "$OUT/scorecard.json" 2>&1 \
+        | quiet | tee "$OUT/scorecard.log" | tail -12
       status=$((status | PIPESTATUS[0])) ;;
     *)
       echo "unknown step: $step"; status=2 ;;
