@@ -177,6 +177,35 @@ def _original_base(ws, conversation, messages) -> tuple[str | None, str]:
     return None, "unknown"
 
 
+def _replay_turns(host, target, turns, quantization, progress) -> list[ReplayTurn]:
+    """Each user turn answered by `target`, its own answers becoming the history."""
+    history: list[dict] = []
+    replayed: list[ReplayTurn] = []
+    for i, (prompt, stored) in enumerate(turns):
+        progress(i, len(turns), f"turn {i + 1} of {len(turns)}")
+        meta = dict(stored.meta) if stored is not None else {}
+        history.append({"role": "user", "content": prompt})
+        reply = host.generate(
+            target.base_model,
+            history,
+            replay_settings(meta),
+            target.adapter_path,
+            quantization=quantization,
+        )
+        history.append({"role": "assistant", "content": reply.text})
+        replayed.append(
+            ReplayTurn(
+                prompt=prompt,
+                original=None if stored is None else stored.content,
+                replayed=reply.text,
+                original_meta=meta,
+                replayed_meta={**reply.as_meta(), **target.as_meta()},
+            )
+        )
+    progress(len(turns), len(turns), "done")
+    return replayed
+
+
 def replay_conversation(
     host,
     ws,
@@ -207,31 +236,7 @@ def replay_conversation(
         )
     loads_before = host.base_loads
     started = time.perf_counter()
-    history: list[dict] = []
-    replayed: list[ReplayTurn] = []
-    for i, (prompt, stored) in enumerate(turns):
-        progress(i, len(turns), f"turn {i + 1} of {len(turns)}")
-        meta = dict(stored.meta) if stored is not None else {}
-        history.append({"role": "user", "content": prompt})
-        reply = host.generate(
-            target.base_model,
-            history,
-            replay_settings(meta),
-            target.adapter_path,
-            quantization=quantization,
-        )
-        history.append({"role": "assistant", "content": reply.text})
-        replay_meta = {**reply.as_meta(), **target.as_meta()}
-        replayed.append(
-            ReplayTurn(
-                prompt=prompt,
-                original=None if stored is None else stored.content,
-                replayed=reply.text,
-                original_meta=meta,
-                replayed_meta=replay_meta,
-            )
-        )
-    progress(len(turns), len(turns), "done")
+    replayed = _replay_turns(host, target, turns, quantization, progress)
     return Replay(
         conversation_id=conversation_id,
         run_id=target.run_id,

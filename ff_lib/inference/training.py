@@ -37,6 +37,25 @@ def encode_pair(tokenizer, prompt: str, response: str, system_prompt: str | None
     return prompt_ids + response_ids, [IGNORE_INDEX] * len(prompt_ids) + response_ids
 
 
+def _lora_model(base_dir: Path, rank: int, alpha: int, device: str):
+    """(tokenizer, the float32 base with fresh LoRA layers on all 7 projections)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=0.0,
+        target_modules=list(LLAMA_TARGET_MODULES),
+        task_type="CAUSAL_LM",
+    )
+    with quiet_libraries():
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).to(device)
+        return tokenizer, get_peft_model(model, config)
+
+
 def train_lora(
     base_dir: Path,
     pairs: list[tuple[str, str]],
@@ -64,26 +83,13 @@ def train_lora(
     TrainerState). Saving reads the weights only, so the final adapter is the same either way.
     """
     import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not pairs:
         raise ValueError("train_lora needs at least one (prompt, response) pair")
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     torch.manual_seed(seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = LoraConfig(
-        r=rank,
-        lora_alpha=alpha,
-        lora_dropout=0.0,
-        target_modules=list(LLAMA_TARGET_MODULES),
-        task_type="CAUSAL_LM",
-    )
-    with quiet_libraries():
-        tokenizer = AutoTokenizer.from_pretrained(base_dir)
-        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).to(device)
-        model = get_peft_model(model, config)
-
+    tokenizer, model = _lora_model(base_dir, rank, alpha, device)
     input_ids, labels, attention = _full_batch(tokenizer, pairs, system_prompt, device)
     optimizer, schedule = _optimizer(model, lr, steps)
     # A local folder as the declared base: validation can then check shapes against it.
