@@ -125,7 +125,13 @@ class ReplyPump:
         self._thread.start()
 
     def _put(self, item) -> None:
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        if self._loop.is_closed():
+            return  # the server has stopped: nobody reads this reply any more
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:
+            if not self._loop.is_closed():  # closed between the check and the call
+                raise
 
     def _run(self) -> None:
         try:
