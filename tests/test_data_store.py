@@ -89,20 +89,28 @@ def test_m008_marks_existing_conversations_as_the_apps_and_runs_twice_harmlessly
     assert con.execute("SELECT id, source FROM conversations").fetchall() == [("old", "app")]
 
 
-def test_an_api_conversation_is_written_with_its_messages_at_once(ws):
-    conversation = ws.create_conversation(
-        "q", source="api", messages=(("system", "s", {}), ("user", "q", {"run": {"id": 1}}))
+def test_an_api_conversation_is_written_with_its_messages_and_open_reply_at_once(ws):
+    reply = ws.start_conversation(
+        "q",
+        None,
+        "api",
+        messages=(("system", "s", {}), ("user", "q", {"run": {"id": 1}})),
+        reply_meta={"api": {"model": "m"}},
     )
-    assert conversation.source == "api" and conversation.message_count == 2
-    assert [(m.role, m.content, m.meta) for m in ws.messages(conversation.id)] == [
-        ("system", "s", {}),
-        ("user", "q", {"run": {"id": 1}}),
+    conversation = ws.get_conversation(reply.conversation_id)
+    assert conversation.source == "api" and conversation.message_count == 3
+    assert [(m.role, m.content, m.status, m.meta) for m in ws.messages(conversation.id)] == [
+        ("system", "s", "complete", {}),
+        ("user", "q", "complete", {"run": {"id": 1}}),
+        ("assistant", "", "streaming", {"api": {"model": "m"}}),
     ]
     assert ws.create_conversation("app's").source == "app"
     with pytest.raises(InvalidInput):
         ws.create_conversation("x", source="elsewhere")
     with pytest.raises(InvalidInput):
-        ws.create_conversation("x", messages=(("robot", "hi", {}),))
+        ws.start_conversation("x", None, "api", (("robot", "hi", {}),), {})
+    with pytest.raises(NotFound):
+        ws.start_conversation("x", 999, "api", (("user", "hi", {}),), {})
 
 
 def test_scorecard_rows_stored_in_batches_and_never_doubled(ws, adapter):

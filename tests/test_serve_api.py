@@ -333,6 +333,10 @@ class SlowStream:
     def __init__(self, stream, pause_s: float):
         self.stream, self.pause_s = stream, pause_s
 
+    def start(self):
+        self.stream.start()
+        return self
+
     def __iter__(self):
         for piece in self.stream:
             time.sleep(self.pause_s)

@@ -338,14 +338,28 @@ class Workspace(EvaluationRecords):
         return conversation
 
     def create_conversation(
-        self,
-        title: str | None = None,
-        run_id: int | None = None,
-        source: str = "app",
-        messages: tuple[tuple[str, str, dict], ...] = (),
+        self, title: str | None = None, run_id: int | None = None, source: str = "app"
     ) -> Conversation:
-        """A new conversation (`source` 'api' for a request served by `serve`), with its first
-        (role, content, meta) messages written in the same transaction."""
+        """A new conversation; `source` 'api' for a request served by `serve`."""
+        if source not in CONVERSATION_SOURCES:
+            raise InvalidInput(f"unknown conversation source {source!r}")
+        conversation_id = str(uuid.uuid4())
+        with self._write() as con:
+            if run_id is not None:
+                self._run(con, run_id)
+            store.insert_conversation(con, conversation_id, title, run_id, store.utcnow(), source)
+            return self._conversation(con, conversation_id)
+
+    def start_conversation(
+        self,
+        title: str | None,
+        run_id: int | None,
+        source: str,
+        messages: tuple[tuple[str, str, dict], ...],
+        reply_meta: dict,
+    ) -> Message:
+        """A new conversation holding `messages` ((role, content, meta), complete) and an
+        assistant reply opened 'streaming', in one transaction; the reply's Message."""
         if source not in CONVERSATION_SOURCES:
             raise InvalidInput(f"unknown conversation source {source!r}")
         for role, _, _ in messages:
@@ -360,7 +374,9 @@ class Workspace(EvaluationRecords):
                 store.insert_message(
                     con, conversation_id, role, content or "", "complete", meta or {}, now
                 )
-            return self._conversation(con, conversation_id)
+            return store.insert_message(
+                con, conversation_id, "assistant", "", "streaming", reply_meta, now
+            )
 
     def get_conversation(self, conversation_id: str) -> Conversation:
         with self._read() as con:

@@ -99,6 +99,8 @@ class APIReply:
             None if model.adapter_dir is None else Path(model.adapter_dir),
             logprobs=call.logprobs,
         )
+        # Submitted first: the engine decodes while the request is being written down.
+        stream.start()
         self.served = ServedReply(stream, call.stops, call.logprobs)
         self.recorder = start_recording(self.ws, call, model, self.request_id)
         yield from self.recorder.pieces(self.served, stop=stop)

@@ -22,18 +22,19 @@ def request_meta(call: ChatCall, model: ServedModel, request_id: str) -> dict:
 
 
 def start_recording(ws, call: ChatCall, model: ServedModel, request_id: str) -> ReplyRecorder:
-    """Store the request's messages in a new API conversation and open its reply ('streaming')."""
+    """Store the request's messages in a new API conversation with its reply opened
+    ('streaming'), in one transaction; the recorder that writes the reply as it grows."""
     run_meta = {} if model.run_id is None else {"run": {"id": model.run_id, "name": model.run_name}}
-    last_prompt = call.messages[-1]["content"]
-    conversation = ws.create_conversation(
-        title=title_from(last_prompt),
+    meta = turn_meta(run_meta, model.base_model, model.adapter_dir, call.settings.as_dict())
+    meta["api"] = request_meta(call, model, request_id)
+    reply = ws.start_conversation(
+        title=title_from(call.messages[-1]["content"]),
         run_id=model.run_id,
         source="api",
         messages=tuple(
             (m["role"], m["content"], run_meta if m["role"] == "user" else {})
             for m in call.messages
         ),
+        reply_meta=meta,
     )
-    meta = turn_meta(run_meta, model.base_model, model.adapter_dir, call.settings.as_dict())
-    meta["api"] = request_meta(call, model, request_id)
-    return ReplyRecorder(ws, conversation.id, meta=meta)
+    return ReplyRecorder(ws, reply.conversation_id, meta=meta, stored=reply)
