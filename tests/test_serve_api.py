@@ -178,6 +178,22 @@ def test_max_tokens_ends_the_reply_with_length(client):
     assert reply.choices[0].finish_reason == "length" and reply.usage.completion_tokens == 3
 
 
+def test_a_conversation_fitted_to_the_context_says_so(client):
+    history = []
+    for i in range(30):
+        history += [
+            {"role": "user", "content": f"Question number {i}: what is the capital of Spain?"},
+            {"role": "assistant", "content": "The capital of Spain is Madrid."},
+        ]
+    reply = client.chat.completions.create(
+        model="capitals-lora",
+        messages=[*history, {"role": "user", "content": CAPITALS[0]}],
+        temperature=0,
+    )
+    assert "earlier messages dropped" in reply.model_extra["ff_notice"]
+    assert "ff_notice" not in ask(client, "capitals-lora", CAPITALS[0]).model_extra
+
+
 def test_unknown_fields_are_ignored(client):
     reply = ask(client, "capitals-lora", CAPITALS[0], extra_body={"foo": {"bar": 1}})
     assert reply.choices[0].message.content == "The capital of Spain is Madrid."

@@ -121,6 +121,10 @@ async def _events(pump: ReplyPump, first, cid: str, created: int, model: str) ->
     except FFError as exc:  # after the headers: the error travels as an event
         done = True
         yield shapes.sse(from_ff_error(exc).body())
+    except Exception:  # noqa: BLE001 - logged here; the client gets one line, no traceback
+        done = True
+        log.exception("unexpected error while streaming %s", cid)
+        yield shapes.sse(internal_error().body())
     finally:
         if not done:
             pump.cancel()

@@ -56,9 +56,17 @@ def token_logprobs(tokens, served_chars: int) -> list[dict]:
     return out
 
 
+def with_notice(body: dict, reply) -> dict:
+    """`ff_notice` (an extra field clients ignore unless they look) when the prompt was fitted
+    to the context: older turns dropped, the message cut, or the reply limited."""
+    if reply is not None and reply.notice:
+        body["ff_notice"] = reply.notice
+    return body
+
+
 def completion(cid: str, created: int, model: str, served) -> dict:
     """A ChatCompletion for a reply read to its end (`served`: a ServedReply)."""
-    return {
+    body = {
         "id": cid,
         "object": OBJECT_COMPLETION,
         "created": created,
@@ -73,6 +81,7 @@ def completion(cid: str, created: int, model: str, served) -> dict:
         ],
         "usage": usage(served.reply),
     }
+    return with_notice(body, served.reply)
 
 
 def _logprobs(served) -> dict | None:
@@ -108,7 +117,8 @@ def chunk(
 def final_chunk(cid: str, created: int, model: str, served, include_usage: bool) -> dict:
     """The chunk that ends the choice: its finish_reason and, when asked, every token's
     log-probabilities (the door gives them once the reply is over)."""
-    return chunk(cid, created, model, {}, served.finish_reason, _logprobs(served), include_usage)
+    body = chunk(cid, created, model, {}, served.finish_reason, _logprobs(served), include_usage)
+    return with_notice(body, served.reply)
 
 
 def usage_chunk(cid: str, created: int, model: str, reply) -> dict:
