@@ -211,7 +211,10 @@ class ModelHost:
         source = locate_base(base_model)
         quant = choose_quantization(quantization, torch.cuda.is_available())
         if not self.lock.acquire(timeout=0.5):  # a reply on the loaded base holds it for µs
-            return "A base model is loading: try again in a moment."
+            return (
+                "A base model is loading (or waiting to replace the loaded one): "
+                "try again in a moment."
+            )
         engine = self._engine
         self.lock.release()
         if engine is None or not engine.scheduler.live:
