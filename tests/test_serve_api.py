@@ -266,6 +266,14 @@ def test_a_bad_parameter_is_400_naming_it(client, kwargs, param):
     assert caught.value.body["type"] == "invalid_request_error"
 
 
+def test_a_reply_longer_than_the_models_context_is_400_before_anything_is_recorded(client, api):
+    before = len(api_conversations(api.ws))
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask(client, "capitals-lora", CAPITALS[0], max_tokens=600)
+    assert "whole context of 512 tokens" in caught.value.body["message"]
+    assert len(api_conversations(api.ws)) == before
+
+
 def test_messages_that_cannot_be_answered_are_400(client):
     for messages, param in [
         ([{"role": "tool", "content": "x"}], "messages[0].role"),
