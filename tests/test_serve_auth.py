@@ -62,6 +62,8 @@ def test_no_key_is_401_on_every_route(keyed):
     assert status == 401
     status, _ = get(keyed.url + "/v1/models", {"Authorization": f"bearer {KEY}"})
     assert status == 200
+    for path in ("/docs", "/openapi.json"):  # nothing is served outside the key check
+        assert get(keyed.url + path)[0] == 404
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.9", "::1", "localhost"])

@@ -39,7 +39,14 @@ def create_app(ws, door, api_key: str | None = None, validate: Callable = valida
     async def require_key(request: Request) -> None:
         check_key(request.headers.get("authorization"), api_key)
 
-    app = FastAPI(title="FF Playground API", dependencies=[Depends(require_key)])
+    # No /docs or /openapi.json: FastAPI serves them outside the key check.
+    app = FastAPI(
+        title="FF Playground API",
+        dependencies=[Depends(require_key)],
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     _install_error_handlers(app)
 
     @app.get("/health")
