@@ -62,7 +62,7 @@ def create_app(ws, door, api_key: str | None = None, validate: Callable = valida
     async def chat_completions(request: Request):
         call = parse_chat(await _request_body(request))
         model = await run_in_threadpool(resolve_model, ws, call.model, validate)
-        reason = await run_in_threadpool(door.availability, model.base_model)
+        reason = await run_in_threadpool(_unavailable, door, model.base_model)
         if reason:
             raise busy(reason)
         cid, created = shapes.completion_id(), shapes.now()
@@ -75,6 +75,13 @@ def create_app(ws, door, api_key: str | None = None, validate: Callable = valida
         return shapes.completion(cid, created, model.id, pump.reply.served)
 
     return app
+
+
+def _unavailable(door, base_model: str) -> str | None:
+    """Why the door would make this request wait (None: it answers now). A door without
+    `availability` (an engine that queues every request itself, e.g. vLLM) takes them all."""
+    availability = getattr(door, "availability", None)
+    return None if availability is None else availability(base_model)
 
 
 async def _request_body(request: Request) -> ChatCompletionRequest:
