@@ -269,3 +269,10 @@ def test_availability_says_when_a_base_is_loading(host, tiny_base):
 def test_availability_unknown_base_fails_like_a_load(host, tmp_path):
     with pytest.raises(errors.BaseModelUnavailable):
         host.availability(str(tmp_path / "missing"))
+
+
+def test_a_door_without_availability_takes_every_request(host, tiny_base):
+    from ff_lib.serve.app import _unavailable
+
+    assert _unavailable(object(), "any-base") is None  # e.g. a remote engine queueing itself
+    assert _unavailable(host, str(tiny_base)) is None
