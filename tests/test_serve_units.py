@@ -193,13 +193,14 @@ TOKENS = (
 
 
 class Served:
-    def __init__(self, text, finish_reason="stop", logprobs=2):
+    def __init__(self, text, finish_reason="stop", logprobs=2, stop_hit=None):
         self.text, self.finish_reason, self.logprobs = text, finish_reason, logprobs
+        self.stop_hit = stop_hit
         self.reply = make_reply("The end.", tokens=TOKENS)
 
 
 def test_a_completion_is_a_valid_chat_completion_with_usage_and_logprobs():
-    body = shapes.completion("chatcmpl-1", 5, "run", Served("The end"))
+    body = shapes.completion("chatcmpl-1", 5, "run", Served("The end", stop_hit="."))
     parsed = ChatCompletion.model_validate(body)
     assert parsed.choices[0].message.content == "The end"
     assert parsed.usage.total_tokens == 15
@@ -207,6 +208,15 @@ def test_a_completion_is_a_valid_chat_completion_with_usage_and_logprobs():
     # The '.' after the stop cut is left out.
     assert [t.token for t in content] == ["The", " end"]
     assert content[1].top_logprobs[1].bytes == list(" é".encode())
+
+
+def test_without_a_stop_string_every_token_is_listed_even_split_characters():
+    split = (
+        {"token": 1, "text": "\ufffd", "logprob": -0.1, "top": []},
+        {"token": 2, "text": "\ufffd", "logprob": -0.2, "top": []},
+    )
+    assert len(shapes.token_logprobs(split)) == 2  # "é" as two byte tokens: one character
+    assert len(shapes.token_logprobs(split, served_chars=1)) == 1
 
 
 def test_chunks_are_valid_chat_completion_chunks():

@@ -31,15 +31,16 @@ def _token_bytes(text: str) -> list[int]:
     return list(text.encode("utf-8", errors="replace"))
 
 
-def token_logprobs(tokens, served_chars: int) -> list[dict]:
+def token_logprobs(tokens, served_chars: int | None = None) -> list[dict]:
     """ChatCompletionTokenLogprob entries for the tokens that make up the served text.
 
-    `tokens` are Reply.tokens ({"text", "logprob", "top": [[text, logprob], ...]}); tokens past
-    a stop string (after `served_chars` characters of text) are left out.
+    `tokens` are Reply.tokens ({"text", "logprob", "top": [[text, logprob], ...]}). When a stop
+    string cut the reply, tokens past the `served_chars` characters served are left out (counted
+    by each token's own text: a character split over tokens counts once per token).
     """
     out, seen = [], 0
     for token in tokens:
-        if seen >= served_chars:
+        if served_chars is not None and seen >= served_chars:
             break
         seen += len(token["text"])
         out.append(
@@ -87,7 +88,8 @@ def completion(cid: str, created: int, model: str, served) -> dict:
 def _logprobs(served) -> dict | None:
     if served.logprobs is None:
         return None
-    return {"content": token_logprobs(served.reply.tokens, len(served.text)), "refusal": None}
+    served_chars = len(served.text) if served.stop_hit else None
+    return {"content": token_logprobs(served.reply.tokens, served_chars), "refusal": None}
 
 
 def chunk(
