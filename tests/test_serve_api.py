@@ -420,9 +420,17 @@ def test_a_client_that_goes_away_keeps_what_was_said(slow_api, base_id):
     reply = wait_for(stored_reply)
     assert reply.status == "interrupted"
     assert reply.content.startswith(received)
-    # Stopped early: a full reply is 400 tokens of this base's text.
-    full = answer(slow_api.client(), base_id, "Tell me a long story about the sea.", max_tokens=400)
-    assert len(reply.content) < len(full)
+    # Stopped early: the full reply (straight from the door) is longer.
+    settings = GenerationSettings(
+        temperature=0, max_new_tokens=400, repetition_penalty=1.0, top_p=1.0
+    )
+    full = slow_api.door.door.generate(
+        base_id,
+        [{"role": "user", "content": "Tell me a long story about the sea."}],
+        settings,
+        None,
+    )
+    assert len(reply.content) < len(full.text)
 
 
 def test_another_base_while_the_loaded_one_answers_is_503_with_retry_after(
