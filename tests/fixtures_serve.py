@@ -45,9 +45,13 @@ class Server:
 
 
 @contextmanager
-def serving(workspace: Path, door, api_key: str | None = None) -> Iterator[Server]:
+def serving(
+    workspace: Path, door, api_key: str | None = None, busy_timeout_s: float | None = None
+) -> Iterator[Server]:
     """`serve` on a free loopback port until the block ends."""
     ws = Workspace.open(workspace)
+    if busy_timeout_s is not None:
+        ws = Workspace.open(workspace, busy_timeout_s=busy_timeout_s)
     port = free_port()
     config = uvicorn.Config(
         create_app(ws, door, api_key), host="127.0.0.1", port=port, log_level="warning"

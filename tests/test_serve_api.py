@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -455,3 +456,26 @@ def test_another_base_while_the_loaded_one_answers_is_503_with_retry_after(
         assert answer(client, "capitals-lora", CAPITALS[0]) == "The capital of Spain is Madrid."
     finally:
         stream.close()
+
+
+def test_a_workspace_locked_by_another_process_is_503_then_answers_once_free(
+    demo_workspace, door, tmp_path
+):
+    workspace = copy_demo(demo_workspace, tmp_path / "workspace")
+    with serving(workspace, door, busy_timeout_s=0.3) as server:
+        holder = subprocess.Popen(
+            [sys.executable, "-c",
+             "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
+             "print('held', flush=True); time.sleep(3)", str(workspace / "ff.duckdb")],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            with pytest.raises(openai.InternalServerError) as caught:
+                ask(server.client(), "capitals-lora", CAPITALS[0])
+            assert caught.value.status_code == 503
+            assert caught.value.response.headers["Retry-After"].isdigit()
+            assert caught.value.body["code"] == "workspace_busy"
+        finally:
+            holder.wait(timeout=30)
+        assert answer(server.client(), "capitals-lora", CAPITALS[0]).endswith("Madrid.")

@@ -102,7 +102,11 @@ class APIReply:
         # Submitted first: the engine decodes while the request is being written down.
         stream.start()
         self.served = ServedReply(stream, call.stops, call.logprobs)
-        self.recorder = start_recording(self.ws, call, model, self.request_id)
+        try:
+            self.recorder = start_recording(self.ws, call, model, self.request_id)
+        except BaseException:
+            stream.close()  # not recorded, not served: the row leaves the batch
+            raise
         yield from self.recorder.pieces(self.served, stop=stop)
 
 
