@@ -122,6 +122,8 @@ for conv in board.conversations:
     with st.container(border=True):
         info, actions = st.columns([3, 4], vertical_alignment="center")
         info.text(title)
+        if conv.source == "api":
+            info.badge("API", icon=":material/api:", color="violet")
         info.caption(f"{conv.message_count} messages · {conv.updated_at:%Y-%m-%d %H:%M}")
         # A row sized to its labels (wrapping on a narrow window), never cutting them.
         actions = actions.container(

@@ -25,6 +25,10 @@ st.title("Full Chat")
 if notice := conversation.pop_notice():
     st.warning(notice)
 run_caption()
+if conversation.served_over_api():
+    st.caption(
+        ":material/api: This conversation was served over the API (`python -m ff_lib serve`)."
+    )
 if selection.selection() is None:
     st.warning("No validated adapter is selected: choose a completed run on the Inference page.")
 if selection.ready_selection() is None:

@@ -77,6 +77,7 @@ def test_conversations_list_json_newest_first(capsys, tmp_path):
         (older.id, "older", 1),
     ]
     assert {"id", "title", "run_id", "messages", "updated_at"} <= set(rows[0])
+    assert rows[0]["source"] == "app"
     ws.add_message(older.id, "assistant", "later")  # a new message makes it the newest
     code, out, _ = cli(capsys, ws, "conversations", "list", "--json")
     assert [r["id"] for r in json.loads(out)] == [older.id, newer.id]

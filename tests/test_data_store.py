@@ -11,6 +11,7 @@ from ff_lib.data.migrations import (
     MIGRATIONS,
     applied_migrations,
     m005_scorecard_rows,
+    m008_conversation_source,
     migrate,
     schema_version,
 )
@@ -40,6 +41,7 @@ def test_migrations_on_a_blank_database_record_each_name():
         "m005_scorecard_rows",
         "m006_votes",
         "m007_sweeps",
+        "m008_conversation_source",
     ]
     assert schema_version(con) == len(MIGRATIONS)
     tables = {
@@ -71,6 +73,44 @@ def test_m005_keeps_old_scorecards_complete_and_adds_their_answers_table():
         ).fetchall()
     }
     assert columns == {"scorecard_id", "ordinal", "model", "prompt", "expected", "answer", "scores"}
+
+
+def test_m008_marks_existing_conversations_as_the_apps_and_runs_twice_harmlessly():
+    con = duckdb.connect(":memory:")
+    applied_migrations(con)
+    for migration in MIGRATIONS[:7]:
+        migration(con)
+    con.execute(
+        "INSERT INTO conversations (id, title, run_id, created_at, updated_at) "
+        "VALUES ('old', 't', NULL, now()::TIMESTAMP, now()::TIMESTAMP)"
+    )
+    m008_conversation_source(con)
+    m008_conversation_source(con)
+    assert con.execute("SELECT id, source FROM conversations").fetchall() == [("old", "app")]
+
+
+def test_an_api_conversation_is_written_with_its_messages_and_open_reply_at_once(ws):
+    reply = ws.start_conversation(
+        "q",
+        None,
+        "api",
+        messages=(("system", "s", {}), ("user", "q", {"run": {"id": 1}})),
+        reply_meta={"api": {"model": "m"}},
+    )
+    conversation = ws.get_conversation(reply.conversation_id)
+    assert conversation.source == "api" and conversation.message_count == 3
+    assert [(m.role, m.content, m.status, m.meta) for m in ws.messages(conversation.id)] == [
+        ("system", "s", "complete", {}),
+        ("user", "q", "complete", {"run": {"id": 1}}),
+        ("assistant", "", "streaming", {"api": {"model": "m"}}),
+    ]
+    assert ws.create_conversation("app's").source == "app"
+    with pytest.raises(InvalidInput):
+        ws.create_conversation("x", source="elsewhere")
+    with pytest.raises(InvalidInput):
+        ws.start_conversation("x", None, "api", (("robot", "hi", {}),), {})
+    with pytest.raises(NotFound):
+        ws.start_conversation("x", 999, "api", (("user", "hi", {}),), {})
 
 
 def test_scorecard_rows_stored_in_batches_and_never_doubled(ws, adapter):

@@ -82,7 +82,7 @@ def test_best_is_the_highest_exact_match_then_token_f1():
 
 def test_m007_creates_the_sweeps_table_on_a_blank_database():
     con = duckdb.connect(":memory:")
-    assert migrate(con)[-1] == "m007_sweeps"
+    assert "m007_sweeps" in migrate(con)
     columns = {r[0] for r in con.execute("DESCRIBE sweeps").fetchall()}
     assert {"id", "run_id", "dataset_id", "n", "document", "created_at"} <= columns
 

@@ -68,7 +68,10 @@ class ReplyRecorder:
         meta: dict | None = None,
         interval_s: float = SAVE_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
+        stored=None,
     ) -> None:
+        """`stored`: the reply's message when it was already stored 'streaming' (with `meta`)
+        together with its conversation; else it is stored now."""
         self.ws = ws
         self.meta = dict(meta or {})
         self.interval_s = interval_s
@@ -76,9 +79,10 @@ class ReplyRecorder:
         self.text = ""
         self.error: str | None = None
         self.finished = False
-        stored = ws.add_message(
-            conversation_id, "assistant", "", meta=self.meta, status="streaming"
-        )
+        if stored is None:
+            stored = ws.add_message(
+                conversation_id, "assistant", "", meta=self.meta, status="streaming"
+            )
         self.message: ChatMessage = from_record(stored)
         with _live_guard:
             _live_ids.add(stored.id)

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "ff_lib.cli.explain_cmd",
     "ff_lib.cli.votes_cmds",
     "ff_lib.cli.sweep_cmd",
+    "ff_lib.cli.serve_cmd",
 )
 
 

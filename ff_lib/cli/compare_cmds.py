@@ -95,6 +95,7 @@ def conversation_rows(ws, limit: int) -> list[dict]:
             "title": c.title,
             "run_id": c.run_id,
             "messages": c.message_count,
+            "source": c.source,  # "app" | "api" (served by `serve`)
             "updated_at": c.updated_at,
             "created_at": c.created_at,
         }

@@ -196,6 +196,13 @@ def m007_sweeps(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def m008_conversation_source(con: duckdb.DuckDBPyConnection) -> None:
+    """Where a conversation came from: 'app' (the pages, the CLI) or 'api' (`serve`, one
+    conversation per request). Conversations written before this migration are the app's."""
+    con.execute("ALTER TABLE conversations ADD COLUMN IF NOT EXISTS source VARCHAR DEFAULT 'app'")
+    con.execute("UPDATE conversations SET source = 'app' WHERE source IS NULL")
+
+
 # Append only: a released migration is never edited, renamed or reordered.
 MIGRATIONS: tuple[Migration, ...] = (
     m001_initial,
@@ -205,6 +212,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m005_scorecard_rows,
     m006_votes,
     m007_sweeps,
+    m008_conversation_source,
 )
 
 

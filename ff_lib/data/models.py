@@ -8,6 +8,7 @@ from typing import Any
 RUN_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 MESSAGE_ROLES = ("user", "assistant", "system")
 MESSAGE_STATUSES = ("complete", "streaming", "interrupted", "error")
+CONVERSATION_SOURCES = ("app", "api")  # the pages and the CLI | `serve`
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Conversation:
     created_at: dt.datetime
     updated_at: dt.datetime
     message_count: int = 0
+    source: str = "app"  # "app" | "api" (a request served by `serve`)
 
 
 @dataclass(frozen=True)

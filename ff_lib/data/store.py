@@ -337,7 +337,7 @@ def dataset_pairs(con: Connection, dataset_id: int, limit: int | None) -> list[S
 
 _CONVERSATION_SELECT = """
     SELECT c.id, c.title, c.run_id, c.created_at, c.updated_at,
-           (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id)
+           (SELECT count(*) FROM messages m WHERE m.conversation_id = c.id), c.source
     FROM conversations c
 """
 
@@ -350,16 +350,22 @@ def _conversation(row: tuple) -> Conversation:
         created_at=_aware(row[3]),
         updated_at=_aware(row[4]),
         message_count=row[5],
+        source=row[6] or "app",
     )
 
 
 def insert_conversation(
-    con: Connection, conversation_id: str, title: str | None, run_id: int | None, now: dt.datetime
+    con: Connection,
+    conversation_id: str,
+    title: str | None,
+    run_id: int | None,
+    now: dt.datetime,
+    source: str = "app",
 ) -> None:
     con.execute(
-        "INSERT INTO conversations (id, title, run_id, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?)",
-        [conversation_id, title, run_id, now, now],
+        "INSERT INTO conversations (id, title, run_id, created_at, updated_at, source) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [conversation_id, title, run_id, now, now, source],
     )
 
 

@@ -19,6 +19,7 @@ from ff_lib.data import (
 from ff_lib.data.evaluation_records import EvaluationRecords
 from ff_lib.data.finefoundry import read_finefoundry
 from ff_lib.data.models import (
+    CONVERSATION_SOURCES,
     MESSAGE_ROLES,
     MESSAGE_STATUSES,
     RUN_STATUSES,
@@ -337,14 +338,45 @@ class Workspace(EvaluationRecords):
         return conversation
 
     def create_conversation(
-        self, title: str | None = None, run_id: int | None = None
+        self, title: str | None = None, run_id: int | None = None, source: str = "app"
     ) -> Conversation:
+        """A new conversation; `source` 'api' for a request served by `serve`."""
+        if source not in CONVERSATION_SOURCES:
+            raise InvalidInput(f"unknown conversation source {source!r}")
         conversation_id = str(uuid.uuid4())
         with self._write() as con:
             if run_id is not None:
                 self._run(con, run_id)
-            store.insert_conversation(con, conversation_id, title, run_id, store.utcnow())
+            store.insert_conversation(con, conversation_id, title, run_id, store.utcnow(), source)
             return self._conversation(con, conversation_id)
+
+    def start_conversation(
+        self,
+        title: str | None,
+        run_id: int | None,
+        source: str,
+        messages: tuple[tuple[str, str, dict], ...],
+        reply_meta: dict,
+    ) -> Message:
+        """A new conversation holding `messages` ((role, content, meta), complete) and an
+        assistant reply opened 'streaming', in one transaction; the reply's Message."""
+        if source not in CONVERSATION_SOURCES:
+            raise InvalidInput(f"unknown conversation source {source!r}")
+        for role, _, _ in messages:
+            self._check_role(role)
+        conversation_id = str(uuid.uuid4())
+        now = store.utcnow()
+        with self._write() as con:
+            if run_id is not None:
+                self._run(con, run_id)
+            store.insert_conversation(con, conversation_id, title, run_id, now, source)
+            for role, content, meta in messages:
+                store.insert_message(
+                    con, conversation_id, role, content or "", "complete", meta or {}, now
+                )
+            return store.insert_message(
+                con, conversation_id, "assistant", "", "streaming", reply_meta, now
+            )
 
     def get_conversation(self, conversation_id: str) -> Conversation:
         with self._read() as con:
@@ -377,8 +409,7 @@ class Workspace(EvaluationRecords):
         status: str = "complete",
     ) -> Message:
         """Append a turn (role user|assistant|system) and mark the conversation active."""
-        if role not in MESSAGE_ROLES:
-            raise InvalidInput(f"unknown role {role!r}: use one of {', '.join(MESSAGE_ROLES)}")
+        self._check_role(role)
         self._check_message_status(status)
         now = store.utcnow()
         with self._write() as con:
@@ -388,6 +419,11 @@ class Workspace(EvaluationRecords):
             )
             store.touch_conversation(con, conversation_id, now)
             return message
+
+    @staticmethod
+    def _check_role(role: str) -> None:
+        if role not in MESSAGE_ROLES:
+            raise InvalidInput(f"unknown role {role!r}: use one of {', '.join(MESSAGE_ROLES)}")
 
     @staticmethod
     def _check_message_status(status: str) -> None:

@@ -190,6 +190,34 @@ class ModelHost:
         finally:
             self.lock.release()
 
+    def availability(self, base_model: str, quantization: str = "auto") -> str | None:
+        """None when a request for this base would be served now, else why it would wait.
+
+        For a server that answers "busy, retry later" rather than holding a request: the lock
+        is held (past a moment) only while a base loads or waits to replace another.
+        """
+        import torch
+
+        source = locate_base(base_model)
+        quant = choose_quantization(quantization, torch.cuda.is_available())
+        if not self.lock.acquire(timeout=0.5):  # a reply on the loaded base holds it for µs
+            return (
+                "A base model is loading (or waiting to replace the loaded one): "
+                "try again in a moment."
+            )
+        engine = self._engine
+        self.lock.release()
+        if engine is None or not engine.scheduler.live:
+            return None  # loads (or switches) now
+        if engine.source == source and (
+            quantization == "auto" or engine.quantization.mode == quant.mode
+        ):
+            return None
+        return (
+            f"{engine.base_model} is loaded and still answering {engine.scheduler.live} "
+            f"replies; switching to {base_model} waits for them: try again when they finish."
+        )
+
     def info(self) -> LoadedInfo | None:
         engine = self._engine
         if engine is None:

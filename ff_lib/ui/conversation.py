@@ -44,6 +44,11 @@ def history() -> list[ChatMessage]:
     return st.session_state.get(state.CHAT_MESSAGES, [])
 
 
+def served_over_api() -> bool:
+    """Whether the history held was served over the API (`serve` records it so)."""
+    return any("api" in (m.meta or {}) for m in history() if m.role == "assistant")
+
+
 def conversation_id() -> str | None:
     return st.session_state.get(state.CHAT_CONVERSATION_ID)
 
