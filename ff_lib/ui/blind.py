@@ -6,10 +6,17 @@ import dataclasses
 import streamlit as st
 
 from ff_lib.chat import blank_text_note
-from ff_lib.compare import BASE, compare_choices, compare_sides
+from ff_lib.compare import (
+    BASE,
+    checkpoint_run,
+    compare_choices,
+    compare_sides,
+    is_checkpoint_key,
+    model_choices,
+)
 from ff_lib.errors import FFError, InvalidInput
 from ff_lib.inference import DEFAULT_PRESET, PRESETS
-from ff_lib.runs import check_run, run_choices
+from ff_lib.runs import check_run
 from ff_lib.ui import resources, state
 from ff_lib.votes import (
     TALLY_RULE,
@@ -42,28 +49,34 @@ def init_state() -> None:
 
 
 def first_model(ws):
-    """The `First model` box (runs, ✗ and why on those that cannot answer); its RunCheck."""
-    choices = run_choices(ws.list_runs(), resources.check_adapter)
-    labels = {c.id: c.label for c in choices}
+    """The `First model` box (runs, then checkpoints of runs; ✗ and why on those that cannot
+    answer); its RunCheck. A checkpoint answers as a run (registered as one if needed)."""
+    choices = model_choices(ws.list_runs(), resources.check_adapter)
+    labels = {c.key: c.label for c in choices}
     if st.session_state[state.BLIND_FIRST] not in labels:
-        st.session_state[state.BLIND_FIRST] = next((c.id for c in choices if c.ok), None)
-    run_id = st.selectbox("First model", list(labels), format_func=labels.get,
-                          key=state.BLIND_FIRST, placeholder="Choose a run")  # fmt: skip
-    if run_id is None:
+        st.session_state[state.BLIND_FIRST] = next((c.key for c in choices if c.ok), None)
+    key = st.selectbox("First model", list(labels), format_func=labels.get,
+                       key=state.BLIND_FIRST, placeholder="Choose a run")  # fmt: skip
+    if key is None:
         return None
-    return check_run(ws.get_run(run_id), None, resources.check_adapter)
+    try:
+        run = checkpoint_run(ws, key) if is_checkpoint_key(key) else ws.get_run(key)
+    except FFError as exc:
+        st.error(str(exc))
+        return None
+    return check_run(run, None, resources.check_adapter)
 
 
 def second_model(ws, first) -> list:
-    """The `Second model` box: the base or another run on the first one's base. The two
-    sides, checked and ready (first, second), or [] with the reason shown."""
+    """The `Second model` box: the base, another run on the first one's base or a checkpoint of
+    one. The two sides, checked and ready (first, second), or [] with the reason shown."""
     if first is None or not first.ok:
         if first is not None:
             st.error(first.message)
         st.session_state[state.BLIND_SECOND] = None
         st.selectbox("Second model", [], key=state.BLIND_SECOND, disabled=True)
         return []
-    choices = compare_choices(first, ws.list_runs(), resources.check_adapter)
+    choices = compare_choices(first, ws.list_runs(), resources.check_adapter, checkpoints=True)
     labels = {c.key: c.label for c in choices}
     if st.session_state[state.BLIND_SECOND] not in labels:
         st.session_state[state.BLIND_SECOND] = BASE
