@@ -44,6 +44,13 @@ class CompareChoice:
     reason: str  # '' when ok
 
 
+def base_name(base_model: str) -> str:
+    """A base as a box's label shows it: a local folder by its name (the full path is on the
+    page's model line), a hub id as it is."""
+    path = Path(str(base_model)).expanduser()
+    return path.name if path.is_absolute() or str(base_model).startswith(".") else str(base_model)
+
+
 def base_side(base_model: str) -> RunCheck:
     """The base answering alone, on `base_model` (already known to be here)."""
     return RunCheck(True, "", None, BASE_LABEL, "", None, str(base_model))
@@ -129,7 +136,7 @@ def compare_choices(
     """What may sit beside `main`: the base, then the other runs on its base (box order), then
     (with `checkpoints`) the checkpoints of runs on its base, main's run's first; one that cannot
     answer is listed with ✗ and why (choosing it is refused)."""
-    choices = [CompareChoice(BASE, f"{BASE_LABEL} · {main.base_model}", True, "")]
+    choices = [CompareChoice(BASE, f"{BASE_LABEL} · {base_name(main.base_model)}", True, "")]
     runs = [
         r for r in runs if not r.base_model or same_base(r.base_model, main.base_model)
     ]  # another base cannot share the batch

@@ -10,7 +10,15 @@ from ff_lib.data import Workspace
 from ff_lib.inference import get_host
 from ff_lib.ui import state
 from ff_lib.ui.blind import shown_answer
-from tests.apptest_helpers import GOOD_RUN, by_label, page_text, private_copy, run_id, start
+from tests.apptest_helpers import (
+    GOOD_RUN,
+    by_label,
+    page_text,
+    private_copy,
+    run_id,
+    run_named,
+    start,
+)
 from tests.fixtures_demo import demo_workspace  # noqa: F401  (session fixture)
 
 pytestmark = pytest.mark.slow
@@ -174,3 +182,12 @@ def test_checkpoint_against_checkpoint_reveals_which_checkpoint_answered(ws_env)
     vote = Workspace.open(ws_env).list_votes()[-1]
     adapters = sorted(Path(m["adapter"]).name for m in (vote.model_a, vote.model_b))
     assert adapters == ["checkpoint-150", "checkpoint-50"]
+
+
+def test_a_preset_sets_max_new_tokens_and_the_dataset_is_the_first_model_s(ws_env):
+    at = start(BLIND)
+    by_label(at.selectbox, "First model").select(run_id(ws_env, GOOD_RUN)).run()
+    by_label(at.radio, "Preset").set_value("Deterministic").run()
+    assert by_label(at.slider, "Max new tokens").value == 128  # the preset's, as on Inference
+    capitals = run_named(ws_env, GOOD_RUN).dataset_id
+    assert by_label(at.selectbox, "Dataset").value == capitals
