@@ -144,7 +144,7 @@ def compare_choices(
     own = Path(main.adapter_dir).resolve() if main.adapter_dir else None
     family = {main.run_id, (getattr(main.run, "params", None) or {}).get("checkpoint_of")}
     points = sorted((p for p in points if p[2] != own), key=lambda p: p[0].id not in family)
-    folders = {folder for _, _, folder in points} | ({own} if own else set())
+    folders = {folder for _, _, folder in points} | ({own} if own and checkpoints else set())
     for run in runs_for_choice(runs):
         if run.id == main.run_id or _is_registered_checkpoint(run, folders):
             continue
