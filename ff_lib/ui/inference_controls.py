@@ -94,12 +94,16 @@ def _choose_run(ws, run_id: int | None) -> None:
     if not typed or typed == ss.get(state.MODEL_BASE_FILLED):
         ss[state.INF_BASE_MODEL] = run.base_model or ""
         ss[state.MODEL_BASE_FILLED] = run.base_model or ""
+    if run.dataset_id is not None and run.dataset_id != ss.get(state.INF_DATASET):
+        ss[state.INF_DATASET] = run.dataset_id  # sample prompts from what the run learned
+        ss[state.INF_SAMPLES] = None  # drawn again on this rerun (ensure_samples)
     ss[state.MODEL_PENDING_RUN] = run_id
     selection.set_status("validating", selection.VALIDATING_MESSAGE)
 
 
 def on_run_change(ws) -> None:
-    """A run was picked: fill the base model unless the user typed one; validate on this rerun."""
+    """A run was picked: fill the base model unless the user typed one, draw sample prompts from
+    its dataset; validate on this rerun."""
     try:
         _choose_run(ws, st.session_state.get(state.INF_RUN))
     except FFError as exc:
