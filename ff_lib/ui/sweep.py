@@ -22,6 +22,7 @@ SVG = {"embedOptions": {"renderer": "svg"}}
 # Fit the column's width only: fitting the height too squeezed the plot into what the title,
 # axes and legend left of 260 px.
 FIT_X = alt.AutoSizeParams(type="fit-x", contains="padding")
+POINTS = alt.OverlayMarkDef(size=70, filled=True)  # big enough for their shapes to be told apart
 METRIC_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c"]  # Tableau 10: three hues told apart
 
 
@@ -87,7 +88,7 @@ def score_chart(doc: dict) -> alt.LayerChart | alt.Chart:
     series = [{**row, "metric": METRIC_LABELS[row["metric"]]} for row in sweep.score_series(doc)]
     metrics = alt.Scale(domain=list(METRIC_LABELS.values()), range=METRIC_COLOURS)
     legend = alt.Legend(orient="bottom", title=None)
-    lines = alt.Chart(alt.Data(values=series)).mark_line(point=True).encode(
+    lines = alt.Chart(alt.Data(values=series)).mark_line(point=POINTS).encode(
         x=_step_axis(doc),
         y=alt.Y("value:Q", title="score", scale=alt.Scale(domain=[0, 1])),
         color=alt.Color("metric:N", scale=metrics, legend=legend),
