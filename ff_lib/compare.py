@@ -1,6 +1,8 @@
 """Compare up to four models side by side: which may sit beside a run, and one batched pass.
 
-A side is a `RunCheck` (ff_lib.runs): the base alone (no adapter) or a run on the same base.
+A side is a `RunCheck` (ff_lib.runs): the base alone (no adapter), a run on the same base, or a
+checkpoint of one ('RUN@checkpoint-N'), which answers as a run: the one registered with its folder,
+else a new run named after it (ff_lib.sweep.register_checkpoint, as the sweep's "Chat with").
 Every side answers the same messages in one batched pass of the engine (all streams started
 before any is read), so N sides cost about one reply's time, not N.
 """
@@ -8,20 +10,33 @@ before any is read), so N sides cost about one reply's time, not N.
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ff_lib.errors import InvalidInput, NotFound
 from ff_lib.inference.adapters import validate_adapter
 from ff_lib.inference.base_identity import same_base
-from ff_lib.runs import CANNOT_ANSWER, RunCheck, _short, check_base_only, check_run, runs_for_choice
+from ff_lib.runs import (
+    CANNOT_ANSWER,
+    RunCheck,
+    _short,
+    check_adapter_folder,
+    check_base_only,
+    check_run,
+    run_choices,
+    runs_for_choice,
+)
+from ff_lib.sweep import CHECKPOINT, checkpoint_folders, register_checkpoint, run_folder
 
 MAX_SIDES = 4  # the selected run and up to three more
 BASE = "base"  # the key of the base model, in the page's choice and on the command line
 BASE_LABEL = "base model"
+CHECKPOINT_MARK = "@"  # 'RUN@checkpoint-N' (or 'RUN@N'): a checkpoint of a run, by id or name
 
 
 @dataclass(frozen=True)
 class CompareChoice:
-    """One model "Compare with" offers: the base (key 'base') or a run by its id."""
+    """One model "Compare with" offers: the base (key 'base'), a run by its id, or a checkpoint
+    of a run ('RUN_ID@checkpoint-N')."""
 
     key: str | int
     label: str
@@ -29,21 +44,109 @@ class CompareChoice:
     reason: str  # '' when ok
 
 
+def base_name(base_model: str) -> str:
+    """A base as a box's label shows it: a local folder by its name (the full path is on the
+    page's model line), a hub id as it is."""
+    path = Path(str(base_model)).expanduser()
+    return path.name if path.is_absolute() or str(base_model).startswith(".") else str(base_model)
+
+
 def base_side(base_model: str) -> RunCheck:
     """The base answering alone, on `base_model` (already known to be here)."""
     return RunCheck(True, "", None, BASE_LABEL, "", None, str(base_model))
 
 
-def compare_choices(
-    main: RunCheck, runs: Iterable, validate: Callable = validate_adapter
-) -> list[CompareChoice]:
-    """What may sit beside `main`: the base, then the other runs on its base (box order);
-    a run that cannot answer is listed with ✗ and why (choosing it is refused)."""
-    choices = [CompareChoice(BASE, f"{BASE_LABEL} · {main.base_model}", True, "")]
+# --- checkpoints as models --------------------------------------------------------------------
+def is_checkpoint_key(key) -> bool:
+    """Whether `key` names a checkpoint of a run ('RUN@checkpoint-N' or 'RUN@N')."""
+    if not isinstance(key, str) or CHECKPOINT_MARK not in key:
+        return False
+    tail = key.rpartition(CHECKPOINT_MARK)[2]
+    return bool(CHECKPOINT.match(tail)) or tail.isdigit()
+
+
+def checkpoint_key(run_id: int, name: str) -> str:
+    return f"{run_id}{CHECKPOINT_MARK}{name}"
+
+
+def _own_checkpoints(run) -> list[tuple[str, int, Path]]:
+    """The run's checkpoint-N folders; none for a run whose adapter is itself a checkpoint (one
+    registered from a sweep or Compare: its sibling folders belong to the run it came from)."""
+    if not run.adapter_path or CHECKPOINT.match(Path(run.adapter_path).name):
+        return []
+    return checkpoint_folders(run_folder(run.adapter_path))
+
+
+def _checkpoints(runs: Iterable) -> list[tuple[object, str, Path]]:
+    """(run, checkpoint name, folder) of every run's checkpoints, each folder once, by run."""
+    seen: set[Path] = set()
+    found = []
     for run in runs_for_choice(runs):
-        if run.id == main.run_id or (
-            run.base_model and not same_base(run.base_model, main.base_model)
-        ):
+        for name, _, folder in _own_checkpoints(run):
+            if folder not in seen:
+                seen.add(folder)
+                found.append((run, name, folder))
+    return found
+
+
+def _checkpoint_choice(run, name: str, folder: Path, base: str | None, validate) -> CompareChoice:
+    check = check_adapter_folder(folder, base or run.base_model, validate)
+    label = f"{run.name} · {name}"
+    if check.ok:
+        return CompareChoice(checkpoint_key(run.id, name), label, True, "")
+    return CompareChoice(checkpoint_key(run.id, name), f"{CANNOT_ANSWER} {label} — "
+                         f"{_short(check.message)}", False, check.message)  # fmt: skip
+
+
+def _is_registered_checkpoint(run, folders: set[Path]) -> bool:
+    """A run registered with a checkpoint's folder: offered as that checkpoint, not twice."""
+    return bool(run.adapter_path) and Path(run.adapter_path).resolve() in folders
+
+
+def model_choices(runs: Iterable, validate: Callable = validate_adapter) -> list[CompareChoice]:
+    """Every run (box order, ✗ and why on those that cannot answer), then every checkpoint of a
+    run, each on its run's base: what a page offers as a model to answer on its own."""
+    runs = list(runs)
+    points = _checkpoints(runs)
+    folders = {folder for _, _, folder in points}
+    shown = [r for r in runs if not _is_registered_checkpoint(r, folders)]
+    choices = [CompareChoice(c.id, c.label, c.ok, c.reason) for c in run_choices(shown, validate)]
+    return choices + [_checkpoint_choice(r, n, f, None, validate) for r, n, f in points]
+
+
+def checkpoint_run(ws, spec: str):
+    """The run that answers as checkpoint `spec` ('RUN@checkpoint-N' or 'RUN@N', RUN a run's id
+    or unique name): the one registered with its folder, else a new completed run named
+    '<run>-checkpoint-N'. InvalidInput when the run has no such checkpoint."""
+    run_spec, _, name = spec.strip().rpartition(CHECKPOINT_MARK)
+    name = f"checkpoint-{name}" if name.isdigit() else name
+    parent = _run_by_spec(ws, run_spec)
+    found = {n: (number, folder) for n, number, folder in _own_checkpoints(parent)}
+    if name not in found:
+        have = ", ".join(found) or "none"
+        raise InvalidInput(f"Run '{parent.name}' has no {name} (its checkpoints: {have}).")
+    number, folder = found[name]
+    return register_checkpoint(ws, parent, {"name": name, "step": number,
+                                            "adapter_dir": str(folder)})  # fmt: skip
+
+
+def compare_choices(
+    main: RunCheck, runs: Iterable, validate: Callable = validate_adapter, checkpoints: bool = False
+) -> list[CompareChoice]:
+    """What may sit beside `main`: the base, then the other runs on its base (box order), then
+    (with `checkpoints`) the checkpoints of runs on its base, main's run's first; one that cannot
+    answer is listed with ✗ and why (choosing it is refused)."""
+    choices = [CompareChoice(BASE, f"{BASE_LABEL} · {base_name(main.base_model)}", True, "")]
+    runs = [
+        r for r in runs if not r.base_model or same_base(r.base_model, main.base_model)
+    ]  # another base cannot share the batch
+    points = _checkpoints(runs) if checkpoints else []
+    own = Path(main.adapter_dir).resolve() if main.adapter_dir else None
+    family = {main.run_id, (getattr(main.run, "params", None) or {}).get("checkpoint_of")}
+    points = sorted((p for p in points if p[2] != own), key=lambda p: p[0].id not in family)
+    folders = {folder for _, _, folder in points} | ({own} if own and checkpoints else set())
+    for run in runs_for_choice(runs):
+        if run.id == main.run_id or _is_registered_checkpoint(run, folders):
             continue
         check = check_run(run, main.base_model, validate)
         label = f"{run.name} (run {run.id})"
@@ -53,7 +156,7 @@ def compare_choices(
             short = _short(check.message)
             choices.append(CompareChoice(run.id, f"{CANNOT_ANSWER} {label} — {short}", False,
                                          check.message))  # fmt: skip
-    return choices
+    return choices + [_checkpoint_choice(r, n, f, main.base_model, validate) for r, n, f in points]
 
 
 def _refuse_other_base(main_base: str, check: RunCheck) -> None:
@@ -68,8 +171,9 @@ def _refuse_other_base(main_base: str, check: RunCheck) -> None:
 def compare_sides(
     ws, main: RunCheck, keys: Sequence, validate: Callable = validate_adapter
 ) -> list[RunCheck]:
-    """The models chosen to sit beside `main` (keys: 'base' or run ids), each ready to answer
-    on main's base; InvalidInput names the first one refused and why."""
+    """The models chosen to sit beside `main` (keys: 'base', run ids or 'RUN@checkpoint-N'; a
+    checkpoint is registered as a run if needed), each ready to answer on main's base;
+    InvalidInput names the first one refused and why."""
     if len(keys) > MAX_SIDES - 1:
         raise InvalidInput(
             f"{len(keys)} models chosen to compare with: at most {MAX_SIDES - 1} sit beside "
@@ -82,9 +186,12 @@ def compare_sides(
         if key == BASE:
             sides.append(base_side(main.base_model))
             continue
-        if key == main.run_id:
+        run = checkpoint_run(ws, key) if is_checkpoint_key(key) else ws.get_run(int(key))
+        if run.id == main.run_id:
             raise InvalidInput("The selected run is already the first column: compare others.")
-        check = check_run(ws.get_run(int(key)), main.base_model, validate)
+        if run.id in {s.run_id for s in sides}:
+            raise InvalidInput(f"Run {run.id} ({run.name}) is chosen twice: choose each once.")
+        check = check_run(run, main.base_model, validate)
         _refuse_other_base(main.base_model, check)
         if not check.ok:
             raise InvalidInput(f"Run {check.run_id} ({check.run_name}) cannot answer: "
@@ -119,15 +226,21 @@ def _run_by_spec(ws, spec: str):
 def resolve_models(ws, specs: Sequence[str], base_model: str | None = None) -> list[RunCheck]:
     """The models named on the command line ('base', run ids or names), in the order given.
 
-    The base is `base_model`, else the first run's; every run must be on it. Refused (InvalidInput)
-    when more than MAX_SIDES, when one is unknown, cannot answer or is on another base.
+    The base is `base_model`, else the first run's; every run must be on it. A checkpoint
+    ('RUN@checkpoint-N') answers as the run registered with its folder (registered now if none
+    is). Refused (InvalidInput) when more than MAX_SIDES, when one is unknown, cannot answer or
+    is on another base.
     """
     specs = [s.strip() for s in specs if s.strip()]
     if not specs:
         raise InvalidInput("No models: give --models base,RUN,... (up to four).")
     if len(specs) > MAX_SIDES:
         raise InvalidInput(f"{len(specs)} models given: compare at most {MAX_SIDES} at once.")
-    runs = {s: _run_by_spec(ws, s) for s in specs if s != BASE}
+    runs = {
+        s: checkpoint_run(ws, s) if is_checkpoint_key(s) else _run_by_spec(ws, s)
+        for s in specs
+        if s != BASE
+    }
     base = (base_model or "").strip() or next(
         (r.base_model for r in runs.values() if r.base_model), None
     )
@@ -190,9 +303,13 @@ __all__ = [
     "CompareChoice",
     "answer_together",
     "base_side",
+    "checkpoint_key",
+    "checkpoint_run",
     "compare_choices",
     "compare_json",
     "compare_sides",
+    "is_checkpoint_key",
+    "model_choices",
     "resolve_models",
     "side_provenance",
 ]

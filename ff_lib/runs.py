@@ -118,11 +118,13 @@ def _from_adapter(refused: RunCheck, check: AdapterCheck, base: str | None) -> R
     )
 
 
-def check_adapter_folder(path, base_model: str | None = None) -> RunCheck:
-    """An adapter folder outside any run (CLI `--adapter`), checked like a run's."""
+def check_adapter_folder(
+    path, base_model: str | None = None, validate: Callable = validate_adapter
+) -> RunCheck:
+    """An adapter folder outside any run (CLI `--adapter`, a checkpoint), checked like a run's."""
     refused = RunCheck(False, "", None, Path(str(path)).name, "completed", base_model=base_model)
     base = (base_model or "").strip() or None
-    return _from_adapter(refused, validate_adapter(path, base_model=base), base)
+    return _from_adapter(refused, validate(str(path), base), base)
 
 
 def check_base_only(base_model: str | None) -> RunCheck:

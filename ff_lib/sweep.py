@@ -77,26 +77,29 @@ def run_folder(adapter_path: str | Path) -> Path:
 def has_checkpoints(folder: Path) -> bool:
     """Whether `folder` (or `folder/outputs`) holds a checkpoint-N folder with an adapter; reads
     no trainer_state.json (cheap enough for every rerun of a page)."""
-    for parent in (Path(folder), Path(folder) / "outputs"):
-        if parent.is_dir() and any(
-            CHECKPOINT.match(c.name) and (c / CONFIG_FILE).is_file() for c in parent.iterdir()
-        ):
-            return True
-    return False
+    return bool(checkpoint_folders(folder))
 
 
-def find_checkpoints(folder: Path) -> list[SweepPoint]:
-    """The `checkpoint-N` folders holding an adapter, in `folder` or `folder/outputs`, by step."""
-    points = []
+def checkpoint_folders(folder: Path) -> list[tuple[str, int, Path]]:
+    """(name, N, resolved folder) of each `checkpoint-N` folder holding an adapter, in `folder`
+    or `folder/outputs`, by N; reads no trainer_state.json (cheap enough for every rerun)."""
+    found = []
     for parent in (Path(folder), Path(folder) / "outputs"):
         if not parent.is_dir():
             continue
         for child in parent.iterdir():
             match = CHECKPOINT.match(child.name)
             if match and (child / CONFIG_FILE).is_file():
-                log = read_trainer_state(child)
-                step = log.step if log.step is not None else int(match.group(1))
-                points.append(SweepPoint(child.name, step, child.resolve(), log))
+                found.append((child.name, int(match.group(1)), child.resolve()))
+    return sorted(found, key=lambda f: f[1])
+
+
+def find_checkpoints(folder: Path) -> list[SweepPoint]:
+    """The `checkpoint-N` folders holding an adapter, in `folder` or `folder/outputs`, by step."""
+    points = []
+    for name, number, path in checkpoint_folders(folder):
+        log = read_trainer_state(path)
+        points.append(SweepPoint(name, log.step if log.step is not None else number, path, log))
     return sorted(points, key=lambda p: p.step)
 
 

@@ -215,7 +215,7 @@ compare_col.multiselect(
     args=(compare_choices,),
     max_selections=ctl.MAX_SIDES - 1,
     disabled=locked,
-    placeholder="the base model, or other runs on the same base",
+    placeholder=ctl.COMPARE_PLACEHOLDER,
     help=ctl.COMPARE_HELP,
 )
 with raw_col:

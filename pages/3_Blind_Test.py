@@ -27,7 +27,7 @@ with first_col:
     first = blind.first_model(ws)
 with second_col:
     sides = blind.second_model(ws, first)
-blind.prompt_controls(ws)
+blind.prompt_controls(ws, first)
 if st.button("Generate", type="primary", disabled=len(sides) != 2, icon=":material/shuffle:"):
     blind.generate(sides)
 if message := st.session_state.get(state.BLIND_MESSAGE):

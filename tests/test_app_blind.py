@@ -10,7 +10,15 @@ from ff_lib.data import Workspace
 from ff_lib.inference import get_host
 from ff_lib.ui import state
 from ff_lib.ui.blind import shown_answer
-from tests.apptest_helpers import GOOD_RUN, by_label, page_text, private_copy, run_id, start
+from tests.apptest_helpers import (
+    GOOD_RUN,
+    by_label,
+    page_text,
+    private_copy,
+    run_id,
+    run_named,
+    start,
+)
 from tests.fixtures_demo import demo_workspace  # noqa: F401  (session fixture)
 
 pytestmark = pytest.mark.slow
@@ -148,3 +156,38 @@ def test_a_second_model_that_cannot_answer_is_refused_with_its_reason(ws_env):
     assert not at.exception, at.exception
     assert at.error and f"Run {broken} ({BROKEN}) cannot answer" in at.error[0].value
     assert by_label(at.button, "Generate").disabled
+
+
+def test_checkpoint_against_checkpoint_reveals_which_checkpoint_answered(ws_env):
+    capitals = run_id(ws_env, GOOD_RUN)
+    at = start(BLIND)
+    first = by_label(at.selectbox, "First model")
+    assert f"{GOOD_RUN} · checkpoint-50" in first.options  # checkpoints after the runs
+    first.select(f"{capitals}@checkpoint-50").run()
+    assert not at.exception, at.exception
+    second = by_label(at.selectbox, "Second model")
+    assert f"{GOOD_RUN} · checkpoint-150" in second.options
+    assert f"{GOOD_RUN} · checkpoint-50" not in second.options  # the first model itself
+    second.select(f"{capitals}@checkpoint-150").run()
+    by_label(at.radio, "Preset").set_value("Deterministic").run()
+    by_label(at.slider, "Max new tokens").set_value(16).run()
+    by_label(at.text_area, "Prompt").input(PROMPT).run()
+    by_label(at.button, "Generate").click().run()
+    by_label(at.button, "Both bad").click().run()
+    assert not at.exception, at.exception
+    pair = at.session_state[state.BLIND_PAIR]
+    labels = sorted(m["label"].split(" (run ")[0] for m in (pair.model_a, pair.model_b))
+    assert labels == [f"{GOOD_RUN}-checkpoint-150", f"{GOOD_RUN}-checkpoint-50"]
+    assert f"A was **{pair.model_a['label']}**" in page_text(at)
+    vote = Workspace.open(ws_env).list_votes()[-1]
+    adapters = sorted(Path(m["adapter"]).name for m in (vote.model_a, vote.model_b))
+    assert adapters == ["checkpoint-150", "checkpoint-50"]
+
+
+def test_a_preset_sets_max_new_tokens_and_the_dataset_is_the_first_model_s(ws_env):
+    at = start(BLIND)
+    by_label(at.selectbox, "First model").select(run_id(ws_env, GOOD_RUN)).run()
+    by_label(at.radio, "Preset").set_value("Deterministic").run()
+    assert by_label(at.slider, "Max new tokens").value == 128  # the preset's, as on Inference
+    capitals = run_named(ws_env, GOOD_RUN).dataset_id
+    assert by_label(at.selectbox, "Dataset").value == capitals

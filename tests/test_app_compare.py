@@ -19,6 +19,7 @@ from tests.apptest_helpers import (
     page_text,
     private_copy,
     run_id,
+    run_named,
     select_run,
     start,
 )
@@ -103,3 +104,22 @@ def test_older_base_reply_messages_still_render_beside_the_reply(ws_env):
     at = start(INFERENCE, query={"c": cid})
     text = page_text(at)
     assert "**base model**" in text and "Lyon" in text and "1 tokens · 5.0 tokens/s" in text
+
+
+def test_a_checkpoint_answers_in_its_own_column_named_after_it(ws_env):
+    at = deterministic(select_run(start(INFERENCE), ws_env, GOOD_RUN), max_new_tokens=16)
+    key = f"{run_id(ws_env, GOOD_RUN)}@checkpoint-100"
+    box = compare_box(at)
+    assert f"{GOOD_RUN} · checkpoint-100" in box.options
+    box.set_value(["base", key]).run()
+    generate(at, "What is the capital of France?")
+    sides = at.session_state[state.CHAT_MESSAGES][-1].meta["compare_replies"]
+    registered = run_named(ws_env, f"{GOOD_RUN}-checkpoint-100")
+    assert [(s["label"], s["run_id"]) for s in sides] == [
+        ("base model", None),
+        (f"{GOOD_RUN}-checkpoint-100", registered.id),
+    ]
+    assert Path(sides[1]["adapter"]).name == "checkpoint-100" and sides[1]["status"] == "complete"
+    assert f"**{GOOD_RUN}-checkpoint-100**" in page_text(at)  # the column says which checkpoint
+    assert compare_box(at).value == ["base", key]  # still chosen, not offered twice
+    assert not any(f"(run {registered.id})" in o for o in compare_box(at).options)

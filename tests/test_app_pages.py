@@ -291,3 +291,14 @@ def test_home_lists_conversations_and_deletes_after_confirmation(ws_env):
     assert not at.exception, at.exception
     assert cid not in {c.id for c in Workspace.open(ws_env).list_conversations(limit=100)}
     assert at.session_state[state.CHAT_MESSAGES] == []
+
+
+def test_choosing_a_run_draws_sample_prompts_from_its_own_dataset(ws_env):
+    at = select_run(start(INFERENCE), ws_env, "pirate-lora")
+    pirate = Workspace.open(ws_env).get_run(run_id(ws_env, "pirate-lora")).dataset_id
+    assert by_label(at.selectbox, "Dataset for sample prompts").value == pirate
+    select_run(at, ws_env, GOOD_RUN)
+    capitals = Workspace.open(ws_env).get_run(run_id(ws_env, GOOD_RUN)).dataset_id
+    assert by_label(at.selectbox, "Dataset for sample prompts").value == capitals
+    rows = {p.prompt for p in Workspace.open(ws_env).dataset_pairs(capitals)}
+    assert {s.prompt for s in at.session_state[state.INF_SAMPLES]} <= rows

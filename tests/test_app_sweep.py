@@ -32,10 +32,11 @@ def test_sweep_draws_the_chart_and_chat_with_best_selects_it(ws_env):
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     charts = at.get("vega_lite_chart")
-    assert len(charts) == 1, "no Altair chart drawn"
-    spec = json.loads(charts[0].proto.spec)
-    assert "hconcat" in spec  # the scores, and the logged train loss beside them
-    assert "train loss" in charts[0].proto.spec and "best: " in charts[0].proto.spec
+    assert len(charts) == 2, "no Altair charts drawn"  # the scores, the logged loss beside them
+    scores, loss = (json.loads(c.proto.spec) for c in charts)
+    assert scores["title"] == "Scores by checkpoint" and "best: " in charts[0].proto.spec
+    assert loss["title"] == "Logged loss" and "train loss" in str(charts[1].proto)
+    assert scores["usermeta"]["embedOptions"]["renderer"] == "svg"  # its labels are text
     table = at.dataframe[-1].value
     assert list(table["name"]) == [
         "checkpoint-50", "checkpoint-100", "checkpoint-150", "final", "base"]  # fmt: skip

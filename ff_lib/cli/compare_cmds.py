@@ -17,12 +17,14 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="up to four models answer one prompt side by side (one batched pass)",
         description=(
-            "Each model is 'base' or a run's id or unique name; all must share one base. "
-            "Answers come in the order given."
+            "Each model is 'base', a run's id or unique name, or a checkpoint of a run "
+            "(RUN@checkpoint-N or RUN@N: it answers as a run named after it, registered the "
+            "first time); all must share one base. Answers come in the order given."
         ),
     )
     p.add_argument("--prompt", required=True, help="the question every model answers")
-    p.add_argument("--models", required=True, metavar="M1,M2,...", help="base, run ids or names")
+    p.add_argument("--models", required=True, metavar="M1,M2,...",
+                   help="base, run ids or names, RUN@checkpoint-N")  # fmt: skip
     p.add_argument("--preset", choices=PRESET_NAMES, default="Balanced")
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="default: the preset's")
     p.add_argument("--base-model", metavar="B", help="default: the first run's base")

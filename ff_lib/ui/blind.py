@@ -6,10 +6,17 @@ import dataclasses
 import streamlit as st
 
 from ff_lib.chat import blank_text_note
-from ff_lib.compare import BASE, compare_choices, compare_sides
+from ff_lib.compare import (
+    BASE,
+    checkpoint_run,
+    compare_choices,
+    compare_sides,
+    is_checkpoint_key,
+    model_choices,
+)
 from ff_lib.errors import FFError, InvalidInput
 from ff_lib.inference import DEFAULT_PRESET, PRESETS
-from ff_lib.runs import check_run, run_choices
+from ff_lib.runs import check_run
 from ff_lib.ui import resources, state
 from ff_lib.votes import (
     TALLY_RULE,
@@ -42,28 +49,39 @@ def init_state() -> None:
 
 
 def first_model(ws):
-    """The `First model` box (runs, ✗ and why on those that cannot answer); its RunCheck."""
-    choices = run_choices(ws.list_runs(), resources.check_adapter)
-    labels = {c.id: c.label for c in choices}
+    """The `First model` box (runs, then checkpoints of runs; ✗ and why on those that cannot
+    answer); its RunCheck. A checkpoint answers as a run (registered as one if needed)."""
+    choices = model_choices(ws.list_runs(), resources.check_adapter)
+    labels = {c.key: c.label for c in choices}
     if st.session_state[state.BLIND_FIRST] not in labels:
-        st.session_state[state.BLIND_FIRST] = next((c.id for c in choices if c.ok), None)
-    run_id = st.selectbox("First model", list(labels), format_func=labels.get,
-                          key=state.BLIND_FIRST, placeholder="Choose a run")  # fmt: skip
-    if run_id is None:
+        st.session_state[state.BLIND_FIRST] = next((c.key for c in choices if c.ok), None)
+    key = st.selectbox("First model", list(labels), format_func=labels.get, key=state.BLIND_FIRST,
+                       placeholder="Choose a run", on_change=_forget_dataset)  # fmt: skip
+    if key is None:
         return None
-    return check_run(ws.get_run(run_id), None, resources.check_adapter)
+    try:
+        run = checkpoint_run(ws, key) if is_checkpoint_key(key) else ws.get_run(key)
+    except FFError as exc:
+        st.error(str(exc))
+        return None
+    return check_run(run, None, resources.check_adapter)
+
+
+def _forget_dataset() -> None:
+    """A newly chosen first model starts on its own dataset (see prompt_controls)."""
+    st.session_state[state.BLIND_DATASET] = None
 
 
 def second_model(ws, first) -> list:
-    """The `Second model` box: the base or another run on the first one's base. The two
-    sides, checked and ready (first, second), or [] with the reason shown."""
+    """The `Second model` box: the base, another run on the first one's base or a checkpoint of
+    one. The two sides, checked and ready (first, second), or [] with the reason shown."""
     if first is None or not first.ok:
         if first is not None:
             st.error(first.message)
         st.session_state[state.BLIND_SECOND] = None
         st.selectbox("Second model", [], key=state.BLIND_SECOND, disabled=True)
         return []
-    choices = compare_choices(first, ws.list_runs(), resources.check_adapter)
+    choices = compare_choices(first, ws.list_runs(), resources.check_adapter, checkpoints=True)
     labels = {c.key: c.label for c in choices}
     if st.session_state[state.BLIND_SECOND] not in labels:
         st.session_state[state.BLIND_SECOND] = BASE
@@ -87,18 +105,30 @@ def draw_prompt(ws) -> None:
         ss[state.BLIND_MESSAGE] = str(exc) if isinstance(exc, FFError) else "The dataset is empty."
 
 
-def prompt_controls(ws) -> None:
-    """`Dataset` + `Draw a prompt`, the `Prompt` box, `Preset` and `Max new tokens`."""
+def on_preset_change() -> None:
+    """A preset sets `Max new tokens` to its own, as on the Inference page."""
+    preset = PRESETS[st.session_state[state.BLIND_PRESET]]
+    st.session_state[state.BLIND_MAX_NEW_TOKENS] = int(preset.max_new_tokens)
+
+
+def prompt_controls(ws, first=None) -> None:
+    """`Dataset` + `Draw a prompt`, the `Prompt` box, `Preset` and `Max new tokens`. The dataset
+    starts as the first model's own (its run's training data), else the first one, and starts
+    again so when another first model is chosen."""
     datasets = {d.id: f"{d.name} ({d.rows} rows)" for d in ws.list_datasets()}
     if st.session_state[state.BLIND_DATASET] not in datasets:
-        st.session_state[state.BLIND_DATASET] = next(iter(datasets), None)
+        own = getattr(getattr(first, "run", None), "dataset_id", None)
+        st.session_state[state.BLIND_DATASET] = (
+            own if own in datasets else next(iter(datasets), None)
+        )
     ds_col, draw_col = st.columns([3, 1], vertical_alignment="bottom")
     ds_col.selectbox("Dataset", list(datasets), format_func=datasets.get, key=state.BLIND_DATASET)
     draw_col.button("Draw a prompt", on_click=draw_prompt, args=(ws,), key="blind_draw",
                     disabled=not datasets, icon=":material/casino:")  # fmt: skip
     st.text_area("Prompt", key=state.BLIND_PROMPT, placeholder="Type a prompt or draw one")
     preset_col, tokens_col = st.columns(2)
-    preset_col.radio("Preset", list(PRESETS), key=state.BLIND_PRESET, horizontal=True)
+    preset_col.radio("Preset", list(PRESETS), key=state.BLIND_PRESET, horizontal=True,
+                     on_change=on_preset_change)  # fmt: skip
     tokens_col.slider("Max new tokens", 8, 1024, step=8, key=state.BLIND_MAX_NEW_TOKENS)
 
 

@@ -85,15 +85,16 @@ def _explanation(message: ChatMessage) -> ReplyExplanation | str:
     return cache[message.id]
 
 
-def why_control(message: ChatMessage, key: str) -> None:
-    """Under an assistant reply: the "Why this answer?" button and, once clicked, its token view."""
+def why_button(message: ChatMessage, key: str) -> bool:
+    """Under an assistant reply: the "Why this answer?" button (or why there is none); whether
+    its token view is open."""
     if message.role != "assistant" or message.id is None or not message.content:
-        return
+        return False
     if message.status == "streaming":
-        return
+        return False
     if not message.meta.get("adapter"):
         st.caption(BASE_ONLY_NOTE, help=BASE_ONLY)
-        return
+        return False
     st.button(
         WHY_LABEL,
         key=f"{key}_why_{message.id}",
@@ -103,8 +104,12 @@ def why_control(message: ChatMessage, key: str) -> None:
         on_click=_toggle,
         args=(message.id,),
     )
-    if message.id not in st.session_state.get(EXPLAIN_SHOWN, set()):
-        return
+    return message.id in st.session_state.get(EXPLAIN_SHOWN, set())
+
+
+def why_view(message: ChatMessage, key: str) -> None:
+    """The reply's token view (computed on first show), where the caller puts it: under the
+    reply, or under all the columns of a compared reply (a column is too narrow to read it)."""
     explanation = _explanation(message)
     if isinstance(explanation, str):
         st.error(explanation)
@@ -120,3 +125,9 @@ def why_control(message: ChatMessage, key: str) -> None:
             st.caption(
                 "The reply's text does not re-encode to itself exactly: tokens are approximate."
             )
+
+
+def why_control(message: ChatMessage, key: str) -> None:
+    """Under an assistant reply: the "Why this answer?" button and, once clicked, its token view."""
+    if why_button(message, key):
+        why_view(message, key)

@@ -18,7 +18,7 @@ from ff_lib.inference import DEFAULT_PRESET, PRESETS, GenerationSettings
 from ff_lib.runs import check_run
 from ff_lib.ui import conversation, resources, selection, state
 from ff_lib.ui.explain import why_control
-from ff_lib.ui.widgets import figures_caption, prompt_view, status_line
+from ff_lib.ui.widgets import figures_caption, prompt_view, side_figures_caption, status_line
 
 NO_ADAPTER_MESSAGE = "No validated adapter: choose a completed training run on the Inference page."
 
@@ -162,7 +162,7 @@ def _stream_turn(turn, host, models, messages, settings, chat: bool, status_slot
         for i, (area, stream) in enumerate(zip(areas[1:], streams[1:], strict=True)):
             with area, st.spinner(f"{labels[i + 1]}...", show_time=True):
                 st.write_stream(_after_wait(turn.side_pieces(i, stream), status_slot, detail))
-                figures_caption(turn.message.meta["compare_replies"][i].get("meta") or {})
+                side_figures_caption(turn.message.meta["compare_replies"][i])
     finally:
         for stream in streams[1:]:
             stream.close()  # a Stop (or an error) before a side was read

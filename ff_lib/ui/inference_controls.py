@@ -4,7 +4,7 @@ from dataclasses import asdict
 
 import streamlit as st
 
-from ff_lib.compare import MAX_SIDES, compare_choices
+from ff_lib.compare import MAX_SIDES, compare_choices, is_checkpoint_key
 from ff_lib.errors import FFError
 from ff_lib.inference import DEFAULT_PRESET, PRESETS
 from ff_lib.inference.prompts import EMPTY_PROMPT_MESSAGE
@@ -52,15 +52,21 @@ def run_options(ws) -> tuple[list[int], dict]:
 
 COMPARE_HELP = (
     f"Up to {MAX_SIDES - 1} models answer beside the selected run, in one batched pass: the "
-    "base, or other runs on the same base. Words that differ from the first column are marked."
+    "base, other runs on the same base, or a checkpoint of a run (registered as a run, named "
+    "after it, the first time it answers). Words that differ from the first column are marked."
 )
+COMPARE_PLACEHOLDER = "the base model, other runs on the same base, or their checkpoints"
 
 
 def compare_options(ws, sel) -> list:
     """What "Compare with" offers beside the ready run (ff_lib.compare.CompareChoice); a choice
     held from another run or base that is no longer offered is dropped from the selection."""
     ss = st.session_state
-    choices = [] if sel is None else compare_choices(sel, ws.list_runs(), resources.check_adapter)
+    choices = (
+        []
+        if sel is None
+        else compare_choices(sel, ws.list_runs(), resources.check_adapter, checkpoints=True)
+    )
     offered = {c.key for c in choices}
     ss[state.INF_COMPARE_WITH] = [k for k in ss.get(state.INF_COMPARE_WITH, []) if k in offered]
     return choices
@@ -73,7 +79,8 @@ def on_compare_change(choices: list) -> None:
     chosen = ss.get(state.INF_COMPARE_WITH, [])
     for key in chosen:
         if key in refused:
-            ss[state.INF_MESSAGE] = f"Cannot compare with run {key}: {refused[key].reason}"
+            what = f"checkpoint {key}" if is_checkpoint_key(key) else f"run {key}"
+            ss[state.INF_MESSAGE] = f"Cannot compare with {what}: {refused[key].reason}"
     ss[state.INF_COMPARE_WITH] = [k for k in chosen if k not in refused]
 
 
@@ -87,12 +94,16 @@ def _choose_run(ws, run_id: int | None) -> None:
     if not typed or typed == ss.get(state.MODEL_BASE_FILLED):
         ss[state.INF_BASE_MODEL] = run.base_model or ""
         ss[state.MODEL_BASE_FILLED] = run.base_model or ""
+    if run.dataset_id is not None and run.dataset_id != ss.get(state.INF_DATASET):
+        ss[state.INF_DATASET] = run.dataset_id  # sample prompts from what the run learned
+        ss[state.INF_SAMPLES] = None  # drawn again on this rerun (ensure_samples)
     ss[state.MODEL_PENDING_RUN] = run_id
     selection.set_status("validating", selection.VALIDATING_MESSAGE)
 
 
 def on_run_change(ws) -> None:
-    """A run was picked: fill the base model unless the user typed one; validate on this rerun."""
+    """A run was picked: fill the base model unless the user typed one, draw sample prompts from
+    its dataset; validate on this rerun."""
     try:
         _choose_run(ws, st.session_state.get(state.INF_RUN))
     except FFError as exc:

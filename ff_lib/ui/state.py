@@ -35,7 +35,7 @@ INF_SAMPLE = "inf_sample"  # index of the chosen sample prompt
 INF_EXPECTED = "inf_expected"  # str | None: the chosen sample's expected answer
 INF_PROMPT = "inf_prompt"
 INF_EXPORT_FORMAT = "inf_export_format"
-INF_COMPARE_WITH = "inf_compare_with"  # list of "base" | run id: models answering beside the run
+INF_COMPARE_WITH = "inf_compare_with"  # list of "base" | run id | "RUN_ID@checkpoint-N"
 INF_RAW_TEXT = "inf_raw_text"  # bool: replies shown as generated, Markdown not rendered
 INF_PENDING_PROMPT = "inf_pending_prompt"  # str | None: Generate clicked, to run on this rerun
 INF_MESSAGE = "inf_message"  # str | None: a one-time warning under the buttons
@@ -69,8 +69,8 @@ HOME_REMOVE_RUN = "home_remove_run"  # int | None: the run chosen in Home's `Rem
 HOME_REMOVE_TARGET = "home_remove_target"  # int | None: the run id to confirm removing
 
 # --- ff_lib/ui/blind.py: the Blind test page ---
-BLIND_FIRST = "blind_first"  # int | None: the first model's run id
-BLIND_SECOND = "blind_second"  # "base" | int | None: the second model
+BLIND_FIRST = "blind_first"  # int | "RUN_ID@checkpoint-N" | None: the first model
+BLIND_SECOND = "blind_second"  # "base" | int | "RUN_ID@checkpoint-N" | None
 BLIND_DATASET = "blind_dataset"  # int | None: the dataset "Draw a prompt" draws from
 BLIND_PROMPT = "blind_prompt"  # str: the prompt both models answer
 BLIND_PRESET = "blind_preset"  # str: a preset name of ff_lib.inference.PRESETS

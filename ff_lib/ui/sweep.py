@@ -16,6 +16,14 @@ SWEEP_ROWS = "sweep_rows"
 SWEEP_RESULT = "sweep_result"  # dict: the last sweep document shown on the Inference page
 LOSS_LABELS = {"loss": "train loss", "eval_loss": "eval loss"}
 METRIC_LABELS = {"exact_match": "exact match", "token_f1": "token F1", "rouge_l": "ROUGE-L"}
+# Drawn as SVG (a few dozen marks): crisp at any zoom, its labels are text a reader (and a
+# browser test) can find; Streamlit's default for Vega-Lite is a canvas.
+SVG = {"embedOptions": {"renderer": "svg"}}
+# Fit the column's width only: fitting the height too squeezed the plot into what the title,
+# axes and legend left of 260 px.
+FIT_X = alt.AutoSizeParams(type="fit-x", contains="padding")
+POINTS = alt.OverlayMarkDef(size=70, filled=True)  # big enough for their shapes to be told apart
+METRIC_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c"]  # Tableau 10: three hues told apart
 
 
 def sweep_panel(ws, check, locked: bool) -> None:
@@ -63,28 +71,50 @@ def sweep_panel(ws, check, locked: bool) -> None:
             sweep_result(ws, doc)
 
 
-def sweep_chart(doc: dict) -> alt.LayerChart | alt.HConcatChart:
-    """Scores against step (best marked), the logged train loss beside them."""
+def _last_step(doc: dict) -> int:
+    steps = [p["step"] for p in doc["points"] if p["step"] is not None]
+    return max(steps + [e["step"] for e in doc.get("loss_history", [])] or [1])
+
+
+def _step_axis(doc: dict) -> alt.X:
+    """One training-step axis for both charts, from 0 to the last step, so they line up."""
+    return alt.X("step:Q", title="training step", scale=alt.Scale(domain=[0, _last_step(doc)]))
+
+
+def score_chart(doc: dict) -> alt.LayerChart | alt.Chart:
+    """Exact match, token F1 and ROUGE-L against the step, the best checkpoint marked. Each
+    metric has its own colour, dash and point shape: metrics that agree draw one line over
+    another, and the dash and shapes still show both."""
     series = [{**row, "metric": METRIC_LABELS[row["metric"]]} for row in sweep.score_series(doc)]
-    base = alt.Chart(alt.Data(values=series))
-    lines = base.mark_line(point=True).encode(
-        x=alt.X("step:Q", title="training step"),
+    metrics = alt.Scale(domain=list(METRIC_LABELS.values()), range=METRIC_COLOURS)
+    legend = alt.Legend(orient="bottom", title=None)
+    lines = alt.Chart(alt.Data(values=series)).mark_line(point=POINTS).encode(
+        x=_step_axis(doc),
         y=alt.Y("value:Q", title="score", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("metric:N", title=None, legend=alt.Legend(orient="bottom")),
+        color=alt.Color("metric:N", scale=metrics, legend=legend),
+        strokeDash=alt.StrokeDash("metric:N", scale=alt.Scale(
+            domain=list(METRIC_LABELS.values()), range=[[1, 0], [6, 3], [2, 2]]), legend=legend),
+        shape=alt.Shape("metric:N", legend=legend),
         tooltip=["name:N", "step:Q", "metric:N", "value:Q"],
-    )
-    best_step = doc["best"]["step"]
-    scores = lines
-    if best_step is not None:
-        rule = alt.Chart(
-            alt.Data(values=[{"step": best_step, "label": f"best: {doc['best']['name']}"}])
-        )
-        scores = (
+    )  # fmt: skip
+    chart = lines
+    step = doc["best"]["step"]
+    if step is not None:
+        rule = alt.Chart(alt.Data(values=[{"step": step, "label": f"best: {doc['best']['name']}"}]))
+        # The label sits on the side of the rule with more room, so it is never cut off.
+        right_half = step > _last_step(doc) / 2
+        label = rule.mark_text(align="right" if right_half else "left", baseline="bottom",
+                               dx=-4 if right_half else 4)  # fmt: skip
+        chart = (
             lines
             + rule.mark_rule(strokeDash=[4, 4], color="gray").encode(x="step:Q")
-            + rule.mark_text(align="left", dx=4, dy=-120).encode(x="step:Q", text="label:N")
+            + label.encode(x="step:Q", y=alt.value(-4), text="label:N")  # just above the plot
         )
-    scores = scores.properties(title="Scores by checkpoint", height=260)
+    return chart.properties(title="Scores by checkpoint", height=260, usermeta=SVG, autosize=FIT_X)
+
+
+def loss_chart(doc: dict) -> alt.Chart | None:
+    """The train (and eval) loss the trainer logged, on the same step axis; None if none."""
     losses = [
         {"step": e["step"], "kind": LOSS_LABELS[key], "value": e[key]}
         for e in doc.get("loss_history", [])
@@ -92,14 +122,12 @@ def sweep_chart(doc: dict) -> alt.LayerChart | alt.HConcatChart:
         if key in e
     ]
     if not losses:
-        return scores
-    loss = alt.Chart(alt.Data(values=losses)).mark_line(point=True).encode(
-        x=alt.X("step:Q", title="training step"), y=alt.Y("value:Q", title="logged loss"),
+        return None
+    return alt.Chart(alt.Data(values=losses)).mark_line(point=True).encode(
+        x=_step_axis(doc), y=alt.Y("value:Q", title="logged loss"),
         color=alt.Color("kind:N", title=None, legend=alt.Legend(orient="bottom")),
         tooltip=["step:Q", "kind:N", "value:Q"],
-    ).properties(title="Logged train loss", height=260)  # fmt: skip
-    # Each chart keeps its own legend, under it: a shared one at the side is cut off.
-    return alt.hconcat(scores, loss).resolve_scale(color="independent")
+    ).properties(title="Logged loss", height=260, usermeta=SVG, autosize=FIT_X)  # fmt: skip
 
 
 def sweep_result(ws, doc: dict) -> None:
@@ -107,7 +135,13 @@ def sweep_result(ws, doc: dict) -> None:
     st.markdown(f"**Best: {best['name']}** (step {best['step']}) on {doc['n']} rows of "
                 f"{doc['dataset']['name']}; base exact match "
                 f"{doc['base']['scores']['exact_match']:.2f}.")  # fmt: skip
-    st.altair_chart(sweep_chart(doc), key="sweep_chart")
+    # Two charts in columns, each as wide as its column (a concatenated chart is not resized
+    # to the page and was cut off at its right edge).
+    loss = loss_chart(doc)
+    score_col, loss_col = st.columns([3, 2]) if loss is not None else (st.container(), None)
+    score_col.altair_chart(score_chart(doc), key="sweep_chart")
+    if loss_col is not None:
+        loss_col.altair_chart(loss, key="sweep_loss_chart")
     st.dataframe(sweep.sweep_table(doc), hide_index=True, width="stretch")
     csv_col, json_col, chat_col = st.columns(3)
     stem = f"sweep-{doc.get('sweep_id', 'run')}"

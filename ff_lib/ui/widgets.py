@@ -20,7 +20,7 @@ from ff_lib.chat.compared import NOT_ANSWERED, PENDING, compared_sides, first_la
 from ff_lib.evaluation import word_diff
 from ff_lib.runs import RunCheck
 from ff_lib.ui.evaluation import diff_html
-from ff_lib.ui.explain import why_control
+from ff_lib.ui.explain import why_button, why_control, why_view
 
 STATUS_BADGES = {
     "completed": ":green-badge[completed]",
@@ -141,6 +141,12 @@ def figures_caption(meta: dict) -> None:
         st.caption(meta["notice"])
 
 
+def side_figures_caption(side: dict) -> None:
+    """A compared side's figures, naming its model as its column does (not by a folder path)."""
+    named = {"run": {"id": side.get("run_id"), "name": side.get("label")}}
+    figures_caption({**named, **(side.get("meta") or {})})
+
+
 def side_view(side: dict, first_text: str, raw: bool) -> None:
     """One compared side: its label, its answer with the words that differ from the first
     column marked, how it ended, its figures."""
@@ -161,7 +167,7 @@ def side_view(side: dict, first_text: str, raw: bool) -> None:
         st.caption(interrupted_note(side), help=INTERRUPTED_HELP)
     elif status == "error":
         st.caption(f"Failed: {side.get('error', 'see the status line')}")
-    figures_caption(side.get("meta") or {})
+    side_figures_caption(side)
 
 
 def reply_columns(reply: ChatMessage, raw: bool, key: str) -> None:
@@ -177,15 +183,19 @@ def reply_columns(reply: ChatMessage, raw: bool, key: str) -> None:
         st.markdown(f"**{first_label(reply.meta)}**")
         _message_body(reply, raw, key=key)
         figures_caption(reply.meta)
-        why_control(reply, key)
+        explain = why_button(reply, key)
     for column, side in zip(columns[1:], sides, strict=True):
         with column:
             side_view(side, reply.content, raw)
+    if explain:
+        why_view(reply, key)  # under all the columns: one is too narrow for the token view
 
 
 def turn_block(turn: Turn, raw: bool = False, key: str = "turn") -> None:
-    """One Prompt / Response pair of the output list (side by side with compared answers)."""
-    with st.container(border=True):
+    """One Prompt / Response pair of the output list (side by side with compared answers); its
+    box is keyed `<key>_turn_<reply id>` (else the prompt's id) once stored."""
+    stored = next((m.id for m in (turn.reply, turn.prompt) if m is not None and m.id), None)
+    with st.container(border=True, key=None if stored is None else f"{key}_turn_{stored}"):
         if turn.prompt is not None:
             st.caption("Prompt")
             prompt_text(turn.prompt.content, key=f"{key}_{turn.prompt.id}")
