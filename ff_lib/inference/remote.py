@@ -1,0 +1,288 @@
+"""The door to generation over a remote OpenAI-compatible engine (vLLM with LoRA adapters).
+
+`RemoteHost` has ModelHost's methods and shapes (stream_reply, generate, generate_many, info,
+availability, busy, load_base, score), so pages, the CLI, Compare, scorecards and `serve` work
+unchanged. Runs map to the server's LoRA adapters by vLLM's rules (remote_client.py).
+
+vLLM bug #48421 (CPU backend): a base-model request decoded in one batch with adapter requests
+is answered with an adapter. The host never lets that happen: its `KindGate` lets requests of
+one kind (base, or adapters) be in flight on the server at a time; the other kind waits for
+them to finish. Different adapters still share batches.
+"""
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ff_lib.errors import BaseModelUnavailable, GenerationError, InvalidInput
+from ff_lib.inference.adapters import validate_adapter
+from ff_lib.inference.host import LoadedInfo
+from ff_lib.inference.prompts import normalize_messages
+from ff_lib.inference.remote_client import EngineClient
+from ff_lib.inference.remote_score import score_remote
+from ff_lib.inference.remote_stream import REMOTE_QUANTIZATION, RemoteStream
+from ff_lib.inference.replies import Reply
+from ff_lib.inference.settings import GenerationSettings
+from ff_lib.inference.streams import STREAM_TIMEOUT_S
+
+GATE_TIMEOUT_S = 600.0  # how long a request waits for the other kind's replies to finish
+INFO_TTL_S = 5.0  # /v1/models is asked again after this long (status lines ask often)
+
+
+class KindGate:
+    """Lets requests of one kind ('base' or 'adapter') be in flight at a time.
+
+    A kind waiting for the other keeps new requests of the running kind from cutting in, so
+    neither starves: a steady stream of adapter replies still lets a base reply through.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._kind: str | None = None
+        self._count = 0
+        self._waiting = {"base": 0, "adapter": 0}
+
+    def free_for(self, kind: str) -> bool:
+        with self._cond:
+            return self._free_for(kind)
+
+    def _free_for(self, kind: str) -> bool:
+        other = "adapter" if kind == "base" else "base"
+        return self._count == 0 or (self._kind == kind and not self._waiting[other])
+
+    @property
+    def in_flight(self) -> int:
+        return self._count
+
+    @contextlib.contextmanager
+    def held(self, kind: str, stop: threading.Event | None = None):
+        """Inside: this kind may be in flight; waits (up to GATE_TIMEOUT_S) for the other's end."""
+        deadline = time.monotonic() + GATE_TIMEOUT_S
+        with self._cond:
+            self._waiting[kind] += 1
+            try:
+                while not self._free_for(kind):
+                    if stop is not None and stop.is_set():
+                        break
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise GenerationError(
+                            f"The engine stayed busy with other replies for {GATE_TIMEOUT_S:.0f} "
+                            "s: try again."
+                        )
+                    self._cond.wait(min(left, 0.5))
+            finally:
+                self._waiting[kind] -= 1
+            self._kind = kind
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._count -= 1
+                if self._count == 0:
+                    self._kind = None
+                self._cond.notify_all()
+
+
+@dataclass(frozen=True)
+class RemoteQuantization:
+    """What load_base's `quantization` says for a remote engine (the server chose it)."""
+
+    mode: str = "remote"
+    label: str = REMOTE_QUANTIZATION
+    reason: str = "chosen by the vLLM server"
+
+
+@dataclass(frozen=True)
+class RemoteBase:
+    """What effect and the token view need of a base: its tokenizer (local), end-of-turn ids."""
+
+    base_model: str
+    source: str
+    tokenizer: object
+    eos_token_ids: tuple[int, ...]
+    context_length: int
+    where: str
+    quantization: RemoteQuantization = RemoteQuantization()
+
+    def describe(self) -> str:
+        return self.where
+
+
+class RemoteHost:
+    """ModelHost's door over a vLLM server at `url` (http://HOST:PORT/v1)."""
+
+    def __init__(self, url: str, api_key: str | None = None, *, stream_timeout_s=STREAM_TIMEOUT_S):
+        self.client = EngineClient(url, api_key, timeout_s=stream_timeout_s)
+        self.where = self.client.where
+        self.stream_timeout_s = stream_timeout_s
+        self.gate = KindGate()
+        self._tokenizers: dict[str, tuple] = {}
+        self._lock = threading.Lock()
+        self._info: tuple[float, LoadedInfo | None] | None = None
+
+    # --- the base's tokenizer, when it is here -------------------------------------------------
+    def tokenizer_for(self, base_model: str):
+        """The base's tokenizer when its files are here (a folder or the HF cache), else None."""
+        source, tokenizer, _ = self._local(base_model)
+        return tokenizer if source else None
+
+    def eos_token_ids(self, base_model: str) -> tuple[int, ...]:
+        return self._local(base_model)[2]
+
+    def _local(self, base_model: str):
+        from ff_lib.inference.bases import locate_base
+
+        key = str(base_model)
+        with self._lock:
+            if key not in self._tokenizers:
+                try:
+                    source = locate_base(key)
+                except BaseModelUnavailable:
+                    self._tokenizers[key] = (None, None, ())
+                else:
+                    self._tokenizers[key] = _load_tokenizer(source)
+            return self._tokenizers[key]
+
+    # --- the door ------------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """Whether replies are in flight on the server from this process."""
+        return self.gate.in_flight > 0
+
+    def availability(self, base_model: str, quantization: str = "auto") -> str | None:
+        """None when a request would be served now (/health answers), else why not."""
+        return self.client.health()
+
+    def info(self) -> LoadedInfo | None:
+        """The served base and adapters (asked again after INFO_TTL_S); None when it is down."""
+        now = time.monotonic()
+        cached = self._info
+        if cached is not None and now - cached[0] < INFO_TTL_S:
+            return cached[1]
+        info = None
+        if self.client.health() is None:
+            models = self.client.models()
+            bases = [m for m in models if not m.is_adapter]
+            info = LoadedInfo(
+                base_model=bases[0].id if bases else "",
+                quantization=REMOTE_QUANTIZATION,
+                device=self.where.describe,
+                adapters=tuple(m.root or m.id for m in models if m.is_adapter),
+                describe=self.where.describe,
+                load_s=0.0,
+                context=(bases[0].max_model_len or 0) if bases else 0,
+                quantization_reason="chosen by the vLLM server",
+            )
+        self._info = (now, info)
+        return info
+
+    def stream_reply(
+        self,
+        base_model: str,
+        messages: list[dict],
+        settings: GenerationSettings,
+        adapter_dir: Path | None,
+        quantization: str = "auto",
+        *,
+        on_wait=None,
+        logprobs: int | None = None,
+    ) -> RemoteStream:
+        """ModelHost.stream_reply through the server; checks now, the request at `start()`.
+
+        `quantization` is the server's choice (its --dtype / --quantization), not ours.
+        """
+        if not isinstance(settings, GenerationSettings):
+            raise InvalidInput("settings must be a GenerationSettings.")
+        normalize_messages(messages, settings.system_prompt)
+        if not base_model:
+            raise InvalidInput("No base model: type a Hugging Face id or a local model folder.")
+        if adapter_dir is not None:
+            adapter_dir = Path(adapter_dir)
+            if adapter_dir.exists():  # reachable here: validated here, as the local engine does
+                check = validate_adapter(adapter_dir, base_model=base_model).raise_if_invalid()
+                adapter_dir = Path(check.adapter_dir)
+        if logprobs is not None and not 0 <= logprobs <= 20:
+            raise InvalidInput(f"logprobs must be between 0 and 20 (got {logprobs}).")
+        job = {
+            "base_model": str(base_model),
+            "messages": [dict(m) for m in messages],
+            "settings": settings,
+            "adapter_dir": adapter_dir,
+            "quantization": quantization,
+            "logprobs": logprobs,
+        }
+        return RemoteStream(self, job, on_wait)
+
+    def generate(self, *args, **kwargs) -> Reply:
+        """stream_reply, read to the end; the Reply."""
+        stream = self.stream_reply(*args, **kwargs)
+        stream.text()
+        return stream.reply
+
+    def generate_many(self, jobs: list[dict]) -> list[Reply]:
+        """Replies to many requests, sent together (vLLM batches those of one kind)."""
+        streams = [self.stream_reply(**job) for job in jobs]
+        try:
+            for stream in streams:
+                stream.start()
+            for stream in streams:
+                stream.text()
+        finally:
+            for stream in streams:
+                stream.close()
+        return [s.reply for s in streams]
+
+    # --- effect and the token view -------------------------------------------------------------
+    def load_base(self, base_model: str, quantization: str = "auto") -> RemoteBase:
+        """The base's local tokenizer and end-of-turn ids, as effect and explain use them."""
+        base = self.client.served_base(base_model)
+        source, tokenizer, eos = self._local(base_model)
+        if source is None:
+            raise GenerationError(
+                f"The base {base_model} is not on this machine, so its tokenizer is not here: "
+                f"effect and the token view need it (the replies come from {self.where.describe})."
+            )
+        return RemoteBase(
+            str(base_model), source, tokenizer, eos, base.max_model_len or 0, self.where.describe
+        )
+
+    def score(self, base_model: str, ids: list[int], adapters: list, quantization: str = "auto"):
+        """ModelHost.score through `prompt_logprobs`: (len(adapters), len(ids), vocab) float32
+        log-probabilities (the full vocabulary, as the server computed them)."""
+        return score_remote(self, base_model, ids, adapters)
+
+    def release(self) -> None:
+        """Nothing is loaded in this process; the server keeps its model."""
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _load_tokenizer(source: str):
+    """(source, tokenizer, end-of-turn ids) of a located base, read as the local engine reads it."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from ff_lib.inference.quiet import quiet_libraries
+
+    try:
+        with quiet_libraries():
+            tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise BaseModelUnavailable(f"The tokenizer of {source} could not be read: {exc}") from exc
+    try:
+        gen_eos = GenerationConfig.from_pretrained(source).eos_token_id
+    except OSError:  # no generation_config.json: the model config's, as transformers derives it
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(source)
+        gen_eos = getattr(getattr(config, "text_config", None) or config, "eos_token_id", None)
+    ids: list[int] = []
+    for value in (gen_eos, tokenizer.eos_token_id):
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if item is not None and int(item) not in ids:
+                ids.append(int(item))
+    return source, tokenizer, tuple(ids)
