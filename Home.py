@@ -10,6 +10,7 @@ from ff_lib.ui import conversation, resources, state
 from ff_lib.ui.dashboard import conversation_export, load_dashboard
 from ff_lib.ui.evaluation import scorecards_list
 from ff_lib.ui.run_admin import remove_run_control
+from ff_lib.ui.engine import engine_sidebar
 from ff_lib.ui.style import PAGE_ICON, page_style
 from ff_lib.ui.sweep import sweeps_list
 
@@ -29,6 +30,7 @@ python -m ff_lib runs scan DIR
 
 st.set_page_config(page_title="FF Playground", page_icon=PAGE_ICON, layout="wide")
 page_style()
+engine_sidebar()
 st.title("FF Playground")
 st.caption(f"Workspace: `{resources.workspace_folder()}`")
 

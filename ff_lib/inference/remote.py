@@ -29,28 +29,33 @@ from ff_lib.inference.streams import STREAM_TIMEOUT_S
 
 GATE_TIMEOUT_S = 600.0  # how long a request waits for the other kind's replies to finish
 INFO_TTL_S = 5.0  # /v1/models is asked again after this long (status lines ask often)
+HEALTH_TTL_S = 2.0  # /health likewise: every rerun of a page asks whether the engine answers
 
 
 class KindGate:
     """Lets requests of one kind ('base' or 'adapter') be in flight at a time.
 
-    A kind waiting for the other keeps new requests of the running kind from cutting in, so
-    neither starves: a steady stream of adapter replies still lets a base reply through.
+    Turns, so that neither kind starves and each turn is still a batch: when the gate changes
+    kind, every request of that kind already waiting comes in; later ones of the running kind
+    wait while the other kind waits for its turn.
     """
 
     def __init__(self):
         self._cond = threading.Condition()
         self._kind: str | None = None
         self._count = 0
+        self._admit = 0  # requests of the running kind that waited for this turn, still to enter
         self._waiting = {"base": 0, "adapter": 0}
 
     def free_for(self, kind: str) -> bool:
         with self._cond:
-            return self._free_for(kind)
+            return self._may_enter(kind)
 
-    def _free_for(self, kind: str) -> bool:
+    def _may_enter(self, kind: str) -> bool:
+        if self._count == 0:
+            return True
         other = "adapter" if kind == "base" else "base"
-        return self._count == 0 or (self._kind == kind and not self._waiting[other])
+        return self._kind == kind and (not self._waiting[other] or self._admit > 0)
 
     @property
     def in_flight(self) -> int:
@@ -63,7 +68,7 @@ class KindGate:
         with self._cond:
             self._waiting[kind] += 1
             try:
-                while not self._free_for(kind):
+                while not self._may_enter(kind):
                     if stop is not None and stop.is_set():
                         break
                     left = deadline - time.monotonic()
@@ -73,9 +78,12 @@ class KindGate:
                             "s: try again."
                         )
                     self._cond.wait(min(left, 0.5))
+                if self._count == 0:  # a new turn: those of this kind waiting now come in too
+                    self._kind, self._admit = kind, self._waiting[kind] - 1
+                elif self._admit > 0:
+                    self._admit -= 1
             finally:
                 self._waiting[kind] -= 1
-            self._kind = kind
             self._count += 1
         try:
             yield
@@ -83,7 +91,7 @@ class KindGate:
             with self._cond:
                 self._count -= 1
                 if self._count == 0:
-                    self._kind = None
+                    self._kind, self._admit = None, 0
                 self._cond.notify_all()
 
 
@@ -123,6 +131,7 @@ class RemoteHost:
         self._tokenizers: dict[str, tuple] = {}
         self._lock = threading.Lock()
         self._info: tuple[float, LoadedInfo | None] | None = None
+        self._health: tuple[float, str | None] | None = None
 
     # --- the base's tokenizer, when it is here -------------------------------------------------
     def tokenizer_for(self, base_model: str):
@@ -155,7 +164,11 @@ class RemoteHost:
 
     def availability(self, base_model: str, quantization: str = "auto") -> str | None:
         """None when a request would be served now (/health answers), else why not."""
-        return self.client.health()
+        now = time.monotonic()
+        cached = self._health
+        if cached is None or now - cached[0] >= HEALTH_TTL_S:
+            cached = self._health = (now, self.client.health())
+        return cached[1]
 
     def info(self) -> LoadedInfo | None:
         """The served base and adapters (asked again after INFO_TTL_S); None when it is down."""
@@ -164,7 +177,7 @@ class RemoteHost:
         if cached is not None and now - cached[0] < INFO_TTL_S:
             return cached[1]
         info = None
-        if self.client.health() is None:
+        if self.availability("") is None:
             models = self.client.models()
             bases = [m for m in models if not m.is_adapter]
             info = LoadedInfo(

@@ -95,10 +95,17 @@ class EngineClient:
     """Requests to one engine; thread-safe (httpx2.Client is)."""
 
     def __init__(self, url: str, api_key: str | None = None, timeout_s: float = 120.0):
-        self.where = EngineURL.parse(url)
+        # A malformed address is kept, and refused (InvalidInput) by every request and by
+        # health(): the user sees why wherever the engine is used, never another engine.
+        self.invalid: InvalidInput | None = None
+        try:
+            self.where = EngineURL.parse(url)
+        except InvalidInput as exc:
+            text = (url or "").strip()
+            self.where, self.invalid = EngineURL(text, "", text or "(no address)"), exc
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx2.Client(
-            base_url=self.where.root,
+            base_url=self.where.root or "http://invalid.invalid",
             headers=headers,
             timeout=httpx2.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
         )
@@ -113,6 +120,8 @@ class EngineClient:
 
     def request(self, method: str, path: str, **kwargs):
         """The response (any status); EngineUnreachable when nothing answers."""
+        if self.invalid is not None:
+            raise self.invalid
         try:
             return self.http.request(method, path, **kwargs)
         except httpx2.TransportError as exc:
@@ -130,6 +139,8 @@ class EngineClient:
 
     def health(self) -> str | None:
         """None when GET /health answers 200, else why not (one line)."""
+        if self.invalid is not None:
+            return str(self.invalid)
         try:
             response = self.http.get("/health", timeout=HEALTH_TIMEOUT_S)
         except httpx2.TransportError as exc:
