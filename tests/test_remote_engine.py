@@ -327,3 +327,23 @@ def test_the_sidebar_sends_the_sessions_replies_to_vllm(vllm_server, workspace, 
     assert PARIS in text and f"vLLM at {vllm_server.label}, model capitals" in text
     by_label(at.radio, "Engine").set_value("this machine").run()
     assert "Replies come from this machine." in page_text(at)
+
+
+def test_a_server_that_caps_log_probabilities_refuses_effect_with_the_flag_to_set(tmp_path):
+    """No server needed: the refusal vLLM gives when --max-logprobs is 20 (its default)."""
+    said = "Requested prompt logprobs of 512, which is greater than max allowed: 20"
+
+    def answer(request):
+        if request.url.path == "/v1/models":
+            data = [{"id": "base", "root": str(tmp_path), "parent": None, "max_model_len": 512}]
+            return httpx2.Response(200, json={"data": data})
+        return httpx2.Response(400, json={"error": {"message": said, "type": "BadRequestError"}})
+
+    host = RemoteHost("http://gpu-box:8000/v1")
+    host.client.http = httpx2.Client(
+        base_url=host.where.root, transport=httpx2.MockTransport(answer)
+    )
+    with pytest.raises(GenerationError) as caught:
+        host.score(str(tmp_path), [1, 2, 3], [None])
+    message = str(caught.value)
+    assert said in message and "--max-logprobs -1" in message and "gpu-box:8000" in message
