@@ -347,3 +347,18 @@ def test_a_server_that_caps_log_probabilities_refuses_effect_with_the_flag_to_se
         host.score(str(tmp_path), [1, 2, 3], [None])
     message = str(caught.value)
     assert said in message and "--max-logprobs -1" in message and "gpu-box:8000" in message
+
+
+def test_without_the_bases_tokenizer_the_server_applies_its_template_and_says_so(
+    vllm_server,  # noqa: F811
+    adapters,
+    local,
+):
+    host = RemoteHost(vllm_server.url)
+    host.tokenizer_for = lambda base_model: None  # as when the base is only on the server
+    reply = host.generate(vllm_server.base, FRANCE, GREEDY, adapters["capitals"])
+    here = local.generate(vllm_server.base, FRANCE, GREEDY, adapters["capitals"])
+    assert reply.text == here.text == PARIS
+    assert reply.stats.new_tokens == here.stats.new_tokens  # the end of turn is not counted
+    assert reply.template == "server" and "applied its own chat template" in reply.notice
+    host.close()

@@ -169,6 +169,7 @@ class RemoteStream:
                 self._events.put(_Piece(text, list(ids), choice.get("logprobs")))
                 if choice.get("finish_reason"):
                     self._request["finish_reason"] = choice["finish_reason"]
+                    self._request["stop_reason"] = choice.get("stop_reason")
                     self._request["ended_at"] = time.perf_counter()
 
     # --- read ------------------------------------------------------------------------------------
@@ -289,10 +290,12 @@ def reply_of(host, stream: RemoteStream, stopped: bool) -> Reply:
     usage = req.get("usage") or {}
     built = req.get("built")
     tokenizer = req.get("tokenizer")
-    new_tokens = (
-        len(stream._new_ids) if tokenizer is not None else usage.get("completion_tokens", 0)
-    )
     finish = req.get("finish_reason")
+    if tokenizer is not None:
+        new_tokens = len(stream._new_ids)
+    else:  # the server's count, less the end-of-turn token it counts (stop_reason None = EOS)
+        ended_on_eos = finish == "stop" and req.get("stop_reason") is None
+        new_tokens = max(0, usage.get("completion_tokens", 0) - int(ended_on_eos))
     reason = "stopped" if stopped or finish == "abort" else ("eos" if finish == "stop" else finish)
     adapter = job["adapter_dir"]
     weights, sha = (None, None)
