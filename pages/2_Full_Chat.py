@@ -5,9 +5,9 @@ import streamlit as st
 from ff_lib.errors import FFError
 from ff_lib.ui import conversation, resources, selection, state
 from ff_lib.ui.chat_view import chat_body, run_caption
+from ff_lib.ui.engine import engine_sidebar
 from ff_lib.ui.evaluation import replay_panel
 from ff_lib.ui.inference_controls import on_clear
-from ff_lib.ui.engine import engine_sidebar
 from ff_lib.ui.style import PAGE_ICON, page_style
 from ff_lib.ui.widgets import export_controls
 

@@ -42,7 +42,7 @@ def host():
         # reason, rather than this session silently answering from another engine.
         return _remote_host(str(st.session_state.get(state.ENGINE_URL) or "").strip())
     process = _process_host()
-    return process if isinstance(process, ModelHost) else _local_host()
+    return _local_host() if is_remote(process) else process
 
 
 def engine_name(engine) -> str:
@@ -51,11 +51,25 @@ def engine_name(engine) -> str:
     return where.describe if where is not None else "this machine"
 
 
+def is_remote(engine) -> bool:
+    """Whether replies come from a remote engine (a vLLM server) rather than this process."""
+    return not isinstance(engine, ModelHost)
+
+
+def engine_summary(engine) -> str:
+    """Home's line for a remote engine: who answers, which base and adapters it serves."""
+    info = engine.info()
+    if info is None:
+        return f"No model in this process: replies come from {engine_name(engine)}, which does not answer now."
+    return (
+        f"No model in this process: replies come from {info.describe}, serving base "
+        f"`{info.base_model}` (context {info.context:,} tokens) and {len(info.adapters)} adapter(s)."
+    )
+
+
 def engine_problem(engine) -> str | None:
     """Why the chosen remote engine cannot answer now (None when it can, or it is local)."""
-    if isinstance(engine, ModelHost):
-        return None
-    return engine.availability("")
+    return engine.availability("") if is_remote(engine) else None
 
 
 @st.cache_resource(show_spinner=False)
@@ -102,7 +116,7 @@ def runs_as(check) -> str:
     if check is None or not check.ok:
         return ""
     engine = host()
-    if not isinstance(engine, ModelHost):
+    if is_remote(engine):
         return engine_name(engine)
     info = engine.info()
     if info is None or str(info.base_model) != str(check.base_model):
