@@ -16,10 +16,11 @@ from ff_lib import compare, scorecards
 from ff_lib.data import Workspace
 from ff_lib.errors import EngineUnreachable, GenerationError, InvalidInput
 from ff_lib.inference import GenerationSettings
+from ff_lib.inference.adapters import validate_adapter
 from ff_lib.inference.effect import measure_effect
 from ff_lib.inference.explain import explain_reply
 from ff_lib.inference.host import ModelHost, new_host
-from ff_lib.inference.remote import KindGate, RemoteHost
+from ff_lib.inference.remote import KindGate, RemoteHost, check_for_remote
 from ff_lib.runs import check_run
 from tests.apptest_helpers import (
     INFERENCE,
@@ -362,3 +363,18 @@ def test_without_the_bases_tokenizer_the_server_applies_its_template_and_says_so
     assert reply.stats.new_tokens == here.stats.new_tokens  # the end of turn is not counted
     assert reply.template == "server" and "applied its own chat template" in reply.notice
     host.close()
+
+
+def test_files_not_on_this_machine_are_the_servers_to_validate(demo_workspace, tmp_path):  # noqa: F811
+    where = "vLLM at gpu-box:8000"
+    gone = check_for_remote(str(tmp_path / "on-the-server-only"), "org/base", where)
+    assert gone.ok and "validation is the server's (vLLM at gpu-box:8000)" in gone.warnings[0]
+    adapter = demo_workspace / "runs" / "capitals-lora" / "adapter"
+    elsewhere = check_for_remote(str(adapter), "org/a-base-only-the-server-has", where)
+    assert validate_adapter(adapter, "org/a-base-only-the-server-has").base_problem
+    assert elsewhere.ok and elsewhere.base_problem is None
+    assert (
+        "The base is not on this machine: vLLM at gpu-box:8000 serves it" in elsewhere.warnings[-1]
+    )
+    broken = demo_workspace / "runs" / "capitals-lora-broken" / "adapter"
+    assert not check_for_remote(str(broken), None, where).ok  # files that are here: checked here

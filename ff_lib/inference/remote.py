@@ -11,13 +11,14 @@ them to finish. Different adapters still share batches.
 """
 
 import contextlib
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ff_lib.errors import BaseModelUnavailable, GenerationError, InvalidInput
-from ff_lib.inference.adapters import validate_adapter
+from ff_lib.inference.adapters import AdapterCheck, validate_adapter
 from ff_lib.inference.host import LoadedInfo
 from ff_lib.inference.prompts import normalize_messages
 from ff_lib.inference.remote_client import EngineClient
@@ -273,6 +274,26 @@ class RemoteHost:
 
     def close(self) -> None:
         self.client.close()
+
+
+def check_for_remote(path, base_model: str | None, where: str, validate=validate_adapter):
+    """validate_adapter as it matters when `where` (a vLLM server) answers: an adapter folder
+    that is not on this machine is the server's to validate, and so is a base that is not here
+    (it serves it); both are said as warnings. Files that are here are validated here."""
+    if not Path(path).expanduser().exists():
+        note = f"The adapter folder {path} is not on this machine: validation is the server's ({where})."
+        return AdapterCheck(
+            ok=True, reason=note, requested_path=str(path), adapter_dir=str(path),
+            base_model=base_model, warnings=(note,),
+        )  # fmt: skip
+    check = validate(path, base_model)
+    if check.ok and check.base_problem:
+        note = (
+            f"The base is not on this machine: {where} serves it and applies its own chat "
+            "template (the tokenizer is not here)."
+        )
+        check = dataclasses.replace(check, base_problem=None, warnings=(*check.warnings, note))
+    return check
 
 
 def _load_tokenizer(source: str):

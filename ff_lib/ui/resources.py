@@ -9,6 +9,7 @@ import streamlit as st
 from ff_lib.data import Workspace
 from ff_lib.inference import ModelHost, get_host, validate_adapter
 from ff_lib.inference.host import new_host
+from ff_lib.inference.remote import check_for_remote
 from ff_lib.ui import state
 from ff_lib.workspace_path import resolve_workspace
 
@@ -100,9 +101,18 @@ def _cached_check(path: str, base_model: str | None, signature: tuple):
     return validate_adapter(path, base_model=base_model)
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def _cached_remote_check(path: str, base_model: str | None, signature: tuple, where: str):
+    return check_for_remote(path, base_model, where)
+
+
 def check_adapter(path: str | os.PathLike, base_model: str | None = None):
-    """validate_adapter, cached per (path, base model, modification times)."""
+    """validate_adapter, cached per (path, base model, modification times); with a vLLM server
+    as this session's engine, as it sees it (check_for_remote: files not here are its to check)."""
     path = str(path)
+    engine = host()
+    if is_remote(engine):
+        return _cached_remote_check(path, base_model or None, _signature(path), engine_name(engine))
     return _cached_check(path, base_model or None, _signature(path))
 
 
