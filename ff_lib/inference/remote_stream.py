@@ -182,6 +182,8 @@ class RemoteStream:
             try:
                 item = self._events.get(timeout=self.host.stream_timeout_s)
             except queue.Empty as exc:
+                if "submitted_at" not in self._request and self._thread.is_alive():
+                    continue  # still waiting for its turn at the gate (which has its own limit)
                 self._stop.set()
                 raise GenerationError(
                     f"No token came from {self.host.where.describe} for "
@@ -280,22 +282,32 @@ def _token_id(key: str) -> int:
     return int(key.split(":", 1)[1]) if key.startswith("token_id:") else int(key)
 
 
-def reply_of(host, stream: RemoteStream, stopped: bool) -> Reply:
-    """The Reply of a finished or stopped remote stream: figures measured from the stream."""
-    req, job = stream._request, stream.job
+def _stats(stream: "RemoteStream") -> ReplyStats:
+    """Figures measured from the stream: time to first token and tokens/s from the POST on."""
+    req = stream._request
     submitted = req.get("submitted_at") or time.perf_counter()
-    end = req.get("ended_at") or time.perf_counter()
-    total = max(end - submitted, 1e-9)
+    total = max((req.get("ended_at") or time.perf_counter()) - submitted, 1e-9)
     first = req.get("first_token_at")
     usage = req.get("usage") or {}
     built = req.get("built")
-    tokenizer = req.get("tokenizer")
-    finish = req.get("finish_reason")
-    if tokenizer is not None:
+    if req.get("tokenizer") is not None:
         new_tokens = len(stream._new_ids)
     else:  # the server's count, less the end-of-turn token it counts (stop_reason None = EOS)
-        ended_on_eos = finish == "stop" and req.get("stop_reason") is None
+        ended_on_eos = req.get("finish_reason") == "stop" and req.get("stop_reason") is None
         new_tokens = max(0, usage.get("completion_tokens", 0) - int(ended_on_eos))
+    return ReplyStats(
+        prompt_tokens=usage.get("prompt_tokens") or (len(built.input_ids) if built else 0),
+        new_tokens=new_tokens,
+        ttft_s=None if first is None else round(first - submitted, 4),
+        tokens_per_s=round(new_tokens / total, 2),
+        total_s=round(total, 4),
+    )
+
+
+def reply_of(host, stream: RemoteStream, stopped: bool) -> Reply:
+    """The Reply of a finished or stopped remote stream."""
+    req, job = stream._request, stream.job
+    built, tokenizer, finish = req.get("built"), req.get("tokenizer"), req.get("finish_reason")
     reason = "stopped" if stopped or finish == "abort" else ("eos" if finish == "stop" else finish)
     adapter = job["adapter_dir"]
     weights, sha = (None, None)
@@ -310,13 +322,7 @@ def reply_of(host, stream: RemoteStream, stopped: bool) -> Reply:
     base = req.get("base")
     return Reply(
         text="".join(stream._pieces),
-        stats=ReplyStats(
-            prompt_tokens=usage.get("prompt_tokens") or (len(built.input_ids) if built else 0),
-            new_tokens=new_tokens,
-            ttft_s=None if first is None else round(first - submitted, 4),
-            tokens_per_s=round(new_tokens / total, 2),
-            total_s=round(total, 4),
-        ),
+        stats=_stats(stream),
         adapter=None if adapter is None else str(adapter),
         adapter_name=req.get("model") if adapter is not None else None,
         base_model=job["base_model"],
