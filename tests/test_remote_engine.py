@@ -12,10 +12,11 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from ff_lib import compare, scorecards
+from ff_lib import compare, evaluation, scorecards, votes
+from ff_lib.chat import ReplyRecorder
 from ff_lib.data import Workspace
 from ff_lib.errors import EngineUnreachable, GenerationError, InvalidInput
-from ff_lib.inference import GenerationSettings
+from ff_lib.inference import PRESETS, GenerationSettings
 from ff_lib.inference.adapters import validate_adapter
 from ff_lib.inference.effect import measure_effect
 from ff_lib.inference.explain import explain_reply
@@ -378,3 +379,27 @@ def test_files_not_on_this_machine_are_the_servers_to_validate(demo_workspace, t
     )
     broken = demo_workspace / "runs" / "capitals-lora-broken" / "adapter"
     assert not check_for_remote(str(broken), None, where).ok  # files that are here: checked here
+
+
+def test_replay_and_a_blind_vote_run_through_vllm(remote, vllm_server, workspace):  # noqa: F811
+    ws = Workspace.open(workspace)
+    runs = {r.name: r for r in ws.list_runs()}
+    capitals, pirate = runs["capitals-lora"], runs["pirate-lora"]
+    cid = ws.create_conversation("capitals over vLLM", run_id=capitals.id).id
+    ws.add_message(cid, "user", FRANCE[0]["content"])
+    stream = remote.stream_reply(
+        capitals.base_model, FRANCE, PRESETS["Deterministic"], Path(capitals.adapter_path)
+    )
+    recorder = ReplyRecorder(ws, cid, meta={"run": {"id": capitals.id, "name": capitals.name}})
+    for _ in recorder.pieces(stream):
+        pass
+    stored = ws.messages(cid)[-1]
+    assert stored.content == PARIS and stored.meta["engine"] == f"vLLM at {vllm_server.label}"
+    again = evaluation.replay_conversation(remote, ws, cid, capitals.id)
+    assert again.turns[0].replayed == again.turns[0].original == PARIS and again.base_loads == 0
+    other = evaluation.replay_conversation(remote, ws, cid, pirate.id)
+    assert other.turns[0].replayed != PARIS
+    sides = [check_run(capitals, capitals.base_model), check_run(pirate, capitals.base_model)]
+    pair = votes.blind_pair(remote, sides, FRANCE[0]["content"], GREEDY)
+    assert PARIS in (pair.answer_a, pair.answer_b)
+    assert pair.meta_a["engine"] == pair.meta_b["engine"] == f"vLLM at {vllm_server.label}"

@@ -159,6 +159,16 @@ class RemoteHost:
 
     # --- the door ------------------------------------------------------------------------------
     @property
+    def base_loads(self) -> int:
+        """Bases loaded in this process: none, the server holds its base (replay reports it)."""
+        return 0
+
+    @property
+    def adapter_loads(self) -> int:
+        """Adapters this host asked the server to load at runtime."""
+        return self.client.runtime_loads
+
+    @property
     def busy(self) -> bool:
         """Whether replies are in flight on the server from this process."""
         return self.gate.in_flight > 0

@@ -110,6 +110,7 @@ class EngineClient:
             timeout=httpx2.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
         )
         self._adapter_lock = threading.Lock()  # one runtime load per adapter at a time
+        self.runtime_loads = 0
 
     def unreachable(self, exc: Exception) -> EngineUnreachable:
         return EngineUnreachable(
@@ -189,6 +190,7 @@ class EngineClient:
                 f"the adapter {folder_text}",
                 json={"lora_name": name, "lora_path": folder_text},
             )
+            self.runtime_loads += 1
             return name, True
 
     def close(self) -> None:
