@@ -403,3 +403,18 @@ def test_replay_and_a_blind_vote_run_through_vllm(remote, vllm_server, workspace
     pair = votes.blind_pair(remote, sides, FRANCE[0]["content"], GREEDY)
     assert PARIS in (pair.answer_a, pair.answer_b)
     assert pair.meta_a["engine"] == pair.meta_b["engine"] == f"vLLM at {vllm_server.label}"
+
+
+def test_more_requests_than_the_concurrency_limit_wait_their_turn(
+    vllm_server,  # noqa: F811
+    adapters,
+    monkeypatch,
+):
+    monkeypatch.setenv("FF_ENGINE_CONCURRENCY", "2")
+    host = RemoteHost(vllm_server.url)
+    job = {"base_model": vllm_server.base, "messages": FRANCE, "settings": GREEDY}
+    jobs = [{**job, "adapter_dir": adapters["capitals"] if i % 3 else None} for i in range(7)]
+    replies = host.generate_many(jobs)
+    assert [r.text == PARIS for r in replies] == [bool(i % 3) for i in range(7)]
+    assert not host.busy
+    host.close()

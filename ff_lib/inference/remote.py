@@ -12,6 +12,7 @@ them to finish. Different adapters still share batches.
 
 import contextlib
 import dataclasses
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ from ff_lib.inference.streams import STREAM_TIMEOUT_S
 
 GATE_TIMEOUT_S = 600.0  # how long a request waits for the other kind's replies to finish
 INFO_TTL_S = 5.0  # /v1/models is asked again after this long (status lines ask often)
+# Requests in flight on the server from this process at most (FF_ENGINE_CONCURRENCY): a scorecard
+# starts every row at once; past this, rows wait here for a free connection, not in a pool that
+# would time out and look like a dead server.
+DEFAULT_CONCURRENCY = 64
 HEALTH_TTL_S = 2.0  # /health likewise: every rerun of a page asks whether the engine answers
 
 
@@ -125,7 +130,13 @@ class RemoteHost:
     """ModelHost's door over a vLLM server at `url` (http://HOST:PORT/v1)."""
 
     def __init__(self, url: str, api_key: str | None = None, *, stream_timeout_s=STREAM_TIMEOUT_S):
-        self.client = EngineClient(url, api_key, timeout_s=stream_timeout_s)
+        concurrency = int(os.environ.get("FF_ENGINE_CONCURRENCY", DEFAULT_CONCURRENCY))
+        if concurrency < 1:
+            raise InvalidInput(f"FF_ENGINE_CONCURRENCY must be at least 1 (got {concurrency}).")
+        self.client = EngineClient(
+            url, api_key, timeout_s=stream_timeout_s, connections=concurrency
+        )
+        self._slots = threading.BoundedSemaphore(concurrency)
         self.where = self.client.where
         self.stream_timeout_s = stream_timeout_s
         self.gate = KindGate()
@@ -133,6 +144,18 @@ class RemoteHost:
         self._lock = threading.Lock()
         self._info: tuple[float, LoadedInfo | None] | None = None
         self._health: tuple[float, str | None] | None = None
+
+    @contextlib.contextmanager
+    def request_slot(self, stop: threading.Event):
+        """One of the FF_ENGINE_CONCURRENCY requests in flight; gives up waiting on `stop`."""
+        while not self._slots.acquire(timeout=0.5):
+            if stop.is_set():
+                yield False
+                return
+        try:
+            yield True
+        finally:
+            self._slots.release()
 
     # --- the base's tokenizer, when it is here -------------------------------------------------
     def tokenizer_for(self, base_model: str):

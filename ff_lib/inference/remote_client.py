@@ -94,7 +94,9 @@ def _resolved(path: str | None) -> str | None:
 class EngineClient:
     """Requests to one engine; thread-safe (httpx2.Client is)."""
 
-    def __init__(self, url: str, api_key: str | None = None, timeout_s: float = 120.0):
+    def __init__(
+        self, url: str, api_key: str | None = None, timeout_s: float = 120.0, connections: int = 64
+    ):
         # A malformed address is kept, and refused (InvalidInput) by every request and by
         # health(): the user sees why wherever the engine is used, never another engine.
         self.invalid: InvalidInput | None = None
@@ -108,6 +110,8 @@ class EngineClient:
             base_url=self.where.root or "http://invalid.invalid",
             headers=headers,
             timeout=httpx2.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
+            # The streams (at most `connections`) plus room for /health and /v1/models.
+            limits=httpx2.Limits(max_connections=connections + 8),
         )
         self._adapter_lock = threading.Lock()  # one runtime load per adapter at a time
         self.runtime_loads = 0

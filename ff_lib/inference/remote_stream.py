@@ -82,8 +82,8 @@ class RemoteStream:
     def _read(self, kind: str) -> None:
         """The reader thread: gate, prepare, POST, events into the queue; END or an error last."""
         try:
-            with self.host.gate.held(kind, self._stop):
-                if self._stop.is_set():
+            with self.host.gate.held(kind, self._stop), self.host.request_slot(self._stop) as ok:
+                if not ok or self._stop.is_set():
                     return
                 path, body = self._prepare()
                 self._request["submitted_at"] = time.perf_counter()
