@@ -309,7 +309,8 @@ def test_the_cli_answers_through_vllm_and_names_an_unreachable_url(vllm_server, 
     args = ["generate", "--run", run, "--preset", "Deterministic", "--prompt", FRANCE[0]["content"]]
     done = cli(workspace, *args, "--json", env_url=vllm_server.url)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["text"] == PARIS
+    doc = json.loads(done.stdout)
+    assert doc["text"] == PARIS and doc["engine"] == f"vLLM at {vllm_server.label}"
     down = f"http://127.0.0.1:{free_port()}/v1"
     failed = cli(workspace, *args, env_url=down)
     assert failed.returncode == 1 and down in failed.stderr and "does not answer" in failed.stderr
