@@ -342,10 +342,7 @@ def test_a_server_that_caps_log_probabilities_refuses_effect_with_the_flag_to_se
             return httpx2.Response(200, json={"data": data})
         return httpx2.Response(400, json={"error": {"message": said, "type": "BadRequestError"}})
 
-    host = RemoteHost("http://gpu-box:8000/v1")
-    host.client.http = httpx2.Client(
-        base_url=host.where.root, transport=httpx2.MockTransport(answer)
-    )
+    host = mocked(RemoteHost("http://gpu-box:8000/v1"), answer)
     with pytest.raises(GenerationError) as caught:
         host.score(str(tmp_path), [1, 2, 3], [None])
     message = str(caught.value)
@@ -419,3 +416,35 @@ def test_more_requests_than_the_concurrency_limit_wait_their_turn(
     assert [r.text == PARIS for r in replies] == [bool(i % 3) for i in range(7)]
     assert not host.busy
     host.close()
+
+
+def mocked(host: RemoteHost, answer) -> RemoteHost:
+    """`host` talking to `answer(request) -> httpx2.Response` instead of a server."""
+    old = host.client.http
+    host.client.http = httpx2.Client(
+        base_url=old.base_url, headers=old.headers, transport=httpx2.MockTransport(answer)
+    )
+    return host
+
+
+def test_a_missing_or_wrong_api_key_is_named_with_its_fix(tmp_path):
+    """No server needed: vLLM started with --api-key answers /health but 401 on /v1/..."""
+    key = "sk-right"
+
+    def answer(request):
+        if request.url.path == "/health":
+            return httpx2.Response(200)
+        if request.headers.get("authorization") != f"Bearer {key}":
+            return httpx2.Response(401, json={"error": "Unauthorized"})
+        data = [{"id": "base", "root": str(tmp_path), "parent": None, "max_model_len": 512}]
+        return httpx2.Response(200, json={"object": "list", "data": data})
+
+    keyless = mocked(RemoteHost("http://gpu-box:8000/v1"), answer)
+    reason = keyless.availability(str(tmp_path))
+    assert "HTTP 401" in reason and "Unauthorized" in reason and "FF_ENGINE_API_KEY" in reason
+    assert keyless.info() is None
+    with pytest.raises(GenerationError, match="FF_ENGINE_API_KEY"):
+        keyless.generate(str(tmp_path), FRANCE, GREEDY, None)
+    keyed = mocked(RemoteHost("http://gpu-box:8000/v1", api_key=key), answer)
+    assert keyed.availability(str(tmp_path)) is None
+    assert keyed.info().base_model == "base" and keyed.info().describe == "vLLM at gpu-box:8000"

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ff_lib.errors import BaseModelUnavailable, GenerationError, InvalidInput
+from ff_lib.errors import BaseModelUnavailable, FFError, GenerationError, InvalidInput
 from ff_lib.inference.adapters import AdapterCheck, validate_adapter
 from ff_lib.inference.host import LoadedInfo
 from ff_lib.inference.prompts import normalize_messages
@@ -30,7 +30,6 @@ from ff_lib.inference.settings import GenerationSettings
 from ff_lib.inference.streams import STREAM_TIMEOUT_S
 
 GATE_TIMEOUT_S = 600.0  # how long a request waits for the other kind's replies to finish
-INFO_TTL_S = 5.0  # /v1/models is asked again after this long (status lines ask often)
 # Requests in flight on the server from this process at most (FF_ENGINE_CONCURRENCY): a scorecard
 # starts every row at once; past this, rows wait here for a free connection, not in a pool that
 # would time out and look like a dead server.
@@ -142,8 +141,7 @@ class RemoteHost:
         self.gate = KindGate()
         self._tokenizers: dict[str, tuple] = {}
         self._lock = threading.Lock()
-        self._info: tuple[float, LoadedInfo | None] | None = None
-        self._health: tuple[float, str | None] | None = None
+        self._state: tuple[float, str | None, list] | None = None
 
     @contextlib.contextmanager
     def request_slot(self, stop: threading.Event):
@@ -196,36 +194,43 @@ class RemoteHost:
         """Whether replies are in flight on the server from this process."""
         return self.gate.in_flight > 0
 
-    def availability(self, base_model: str, quantization: str = "auto") -> str | None:
-        """None when a request would be served now (/health answers), else why not."""
+    def _served(self) -> tuple[str | None, list]:
+        """(why a request would not be served now, the served models), asked at most every
+        HEALTH_TTL_S: every rerun of a page asks. /health, then /v1/models (which also tells
+        a missing or wrong API key)."""
         now = time.monotonic()
-        cached = self._health
+        cached = self._state
         if cached is None or now - cached[0] >= HEALTH_TTL_S:
-            cached = self._health = (now, self.client.health())
-        return cached[1]
+            reason, models = self.client.health(), []
+            if reason is None:
+                try:
+                    models = self.client.models()
+                except FFError as exc:
+                    reason = str(exc)
+            cached = self._state = (now, reason, models)
+        return cached[1], cached[2]
+
+    def availability(self, base_model: str, quantization: str = "auto") -> str | None:
+        """None when a request would be served now (/health and /v1/models answer), else why
+        not."""
+        return self._served()[0]
 
     def info(self) -> LoadedInfo | None:
-        """The served base and adapters (asked again after INFO_TTL_S); None when it is down."""
-        now = time.monotonic()
-        cached = self._info
-        if cached is not None and now - cached[0] < INFO_TTL_S:
-            return cached[1]
-        info = None
-        if self.availability("") is None:
-            models = self.client.models()
-            bases = [m for m in models if not m.is_adapter]
-            info = LoadedInfo(
-                base_model=bases[0].id if bases else "",
-                quantization=REMOTE_QUANTIZATION,
-                device=self.where.describe,
-                adapters=tuple(m.root or m.id for m in models if m.is_adapter),
-                describe=self.where.describe,
-                load_s=0.0,
-                context=(bases[0].max_model_len or 0) if bases else 0,
-                quantization_reason="chosen by the vLLM server",
-            )
-        self._info = (now, info)
-        return info
+        """The served base and adapters; None when the server cannot be asked."""
+        reason, models = self._served()
+        if reason is not None:
+            return None
+        bases = [m for m in models if not m.is_adapter]
+        return LoadedInfo(
+            base_model=bases[0].id if bases else "",
+            quantization=REMOTE_QUANTIZATION,
+            device=self.where.describe,
+            adapters=tuple(m.root or m.id for m in models if m.is_adapter),
+            describe=self.where.describe,
+            load_s=0.0,
+            context=(bases[0].max_model_len or 0) if bases else 0,
+            quantization_reason="chosen by the vLLM server",
+        )
 
     def stream_reply(
         self,

@@ -132,14 +132,24 @@ class EngineClient:
         except httpx2.TransportError as exc:
             raise self.unreachable(exc) from exc
 
+    def refusal(self, response, what: str) -> GenerationError:
+        """The server's refusal of `what`, in its own words (and the fix for a missing key)."""
+        hint = ""
+        if response.status_code == 401:
+            hint = (
+                " The server wants an API key: set FF_ENGINE_API_KEY to the key vLLM was started "
+                "with (--api-key)."
+            )
+        return GenerationError(
+            f"{self.where.describe} refused {what} (HTTP {response.status_code}): "
+            f"{error_text(response)}{hint}"
+        )
+
     def checked(self, method: str, path: str, what: str, **kwargs):
         """The response of a request that must succeed; GenerationError with the server's text."""
         response = self.request(method, path, **kwargs)
         if response.status_code >= 400:
-            raise GenerationError(
-                f"{self.where.describe} refused {what} (HTTP {response.status_code}): "
-                f"{error_text(response)}"
-            )
+            raise self.refusal(response, what)
         return response
 
     def health(self) -> str | None:

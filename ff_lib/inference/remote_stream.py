@@ -21,7 +21,6 @@ import httpx2
 from ff_lib.errors import FFError, GenerationError
 from ff_lib.inference.prompts import build_prompt, normalize_messages
 from ff_lib.inference.provenance import adapter_sha256
-from ff_lib.inference.remote_client import error_text
 from ff_lib.inference.replies import Reply, ReplyStats
 from ff_lib.inference.streams import TextStream
 
@@ -90,11 +89,8 @@ class RemoteStream:
                 with self.host.client.http.stream("POST", path, json=body) as response:
                     if response.status_code >= 400:
                         response.read()
-                        raise GenerationError(
-                            f"{self.host.where.describe} refused the request for "
-                            f"{self._request['model']!r} (HTTP {response.status_code}): "
-                            f"{error_text(response)}"
-                        )
+                        what = f"the request for {self._request['model']!r}"
+                        raise self.host.client.refusal(response, what)
                     self._pump(httpx2.EventSource(response))
         except httpx2.TransportError as exc:
             if not self._stop.is_set():
