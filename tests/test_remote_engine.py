@@ -325,6 +325,7 @@ def test_the_sidebar_sends_the_sessions_replies_to_vllm(vllm_server, workspace, 
     assert "does not answer" in page_text(at)  # named, in red; nothing else answers instead
     by_label(at.text_input, "vLLM server URL").input(vllm_server.url).run()
     assert f"Replies come from vLLM at {vllm_server.label}." in page_text(at)
+    assert "Base and adapter replies take turns on the server" in page_text(at)
     at = generate(deterministic(select_run(at, workspace, "capitals-lora")), FRANCE[0]["content"])
     text = page_text(at)
     assert PARIS in text and f"vLLM at {vllm_server.label}, model capitals" in text

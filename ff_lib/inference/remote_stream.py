@@ -65,10 +65,10 @@ class RemoteStream:
             return self
         job = self.job
         kind = "base" if job["adapter_dir"] is None else "adapter"
-        if not self.host.gate.free_for(kind):
-            self.waiting = True
-            if self.on_wait is not None:
-                self.on_wait()
+        # Waiting for the other kind's turn (remote.KindGate) is this request's own Compare or
+        # scorecard, not another session: `waiting` says so, on_wait (another session) is not
+        # called.
+        self.waiting = not self.host.gate.free_for(kind)
         settings = job["settings"]
         seed = settings.seed
         if seed is None and settings.sampling:

@@ -6,6 +6,10 @@ import streamlit as st
 
 from ff_lib.ui import resources, state
 
+GATE_NOTE = (
+    "Base and adapter replies take turns on the server, never decoded in one batch (vLLM bug "
+    "#48421 answered base requests with an adapter): Compare with the base takes two turns."
+)
 THIS_MACHINE = "this machine"
 VLLM_SERVER = "vLLM server"
 URL_HELP = (
@@ -42,3 +46,5 @@ def engine_sidebar() -> None:
             st.error(reason, icon=":material/cloud_off:")
         else:
             st.caption(f"Replies come from {resources.engine_name(host)}.")
+            if resources.is_remote(host):
+                st.caption(GATE_NOTE)
