@@ -8,6 +8,7 @@ from ff_lib.chat import EXPORT_FORMATS, export_filename
 from ff_lib.errors import FFError
 from ff_lib.ui import conversation, resources, state
 from ff_lib.ui.dashboard import conversation_export, load_dashboard
+from ff_lib.ui.engine import engine_sidebar
 from ff_lib.ui.evaluation import scorecards_list
 from ff_lib.ui.run_admin import remove_run_control
 from ff_lib.ui.style import PAGE_ICON, page_style
@@ -29,6 +30,7 @@ python -m ff_lib runs scan DIR
 
 st.set_page_config(page_title="FF Playground", page_icon=PAGE_ICON, layout="wide")
 page_style()
+engine_sidebar()
 st.title("FF Playground")
 st.caption(f"Workspace: `{resources.workspace_folder()}`")
 
@@ -72,8 +74,11 @@ with data_col:
 
 with model_col:
     st.subheader("Model in this process")
-    loaded = resources.host().info()
-    if loaded is None:
+    engine = resources.host()
+    loaded = engine.info()
+    if resources.is_remote(engine):
+        st.caption(resources.engine_summary(engine))
+    elif loaded is None:
         st.caption("No model loaded yet: it loads at the first prompt.")
     else:
         st.markdown(

@@ -49,3 +49,7 @@ class GenerationError(FFError):
 
 class FineFoundryImportError(FFError):
     """A FineFoundry database that cannot be imported; nothing was written."""
+
+
+class EngineUnreachable(GenerationError):
+    """The remote engine (a vLLM server) named by the engine URL does not answer."""

@@ -9,6 +9,7 @@ from ff_lib.ui import evaluation as evaluation_ui
 from ff_lib.ui import inference_controls as ctl
 from ff_lib.ui import sweep as sweep_ui
 from ff_lib.ui.chat_view import full_chat_dialog
+from ff_lib.ui.engine import engine_sidebar
 from ff_lib.ui.style import PAGE_ICON, page_style
 from ff_lib.ui.widgets import (
     export_controls,
@@ -21,6 +22,7 @@ from ff_lib.ui.widgets import (
 
 st.set_page_config(page_title="Inference · FF Playground", page_icon=PAGE_ICON, layout="wide")
 page_style()
+engine_sidebar()
 
 try:
     ws = resources.workspace()

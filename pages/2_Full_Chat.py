@@ -5,6 +5,7 @@ import streamlit as st
 from ff_lib.errors import FFError
 from ff_lib.ui import conversation, resources, selection, state
 from ff_lib.ui.chat_view import chat_body, run_caption
+from ff_lib.ui.engine import engine_sidebar
 from ff_lib.ui.evaluation import replay_panel
 from ff_lib.ui.inference_controls import on_clear
 from ff_lib.ui.style import PAGE_ICON, page_style
@@ -12,6 +13,7 @@ from ff_lib.ui.widgets import export_controls
 
 st.set_page_config(page_title="Full Chat · FF Playground", page_icon=PAGE_ICON, layout="wide")
 page_style()
+engine_sidebar()
 
 try:
     ws = resources.workspace()

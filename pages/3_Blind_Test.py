@@ -4,10 +4,12 @@ import streamlit as st
 
 from ff_lib.errors import FFError
 from ff_lib.ui import blind, resources, state
+from ff_lib.ui.engine import engine_sidebar
 from ff_lib.ui.style import PAGE_ICON, page_style
 
 st.set_page_config(page_title="Blind test · FF Playground", page_icon=PAGE_ICON, layout="wide")
 page_style()
+engine_sidebar()
 
 try:
     ws = resources.workspace()

@@ -28,7 +28,19 @@ def reply_figures(meta: dict) -> str:
     source = reply_source(meta)
     if source:
         parts.append(source)
+    engine = reply_engine(meta)
+    if engine:
+        parts.append(engine)
     return " · ".join(parts)
+
+
+def reply_engine(meta: dict) -> str:
+    """'vLLM at HOST:PORT, model capitals' for a reply from a remote engine ('' in-process)."""
+    engine = meta.get("engine")
+    if not engine or engine == "in-process":
+        return ""
+    model = meta.get("adapter_name") if meta.get("adapter") else "the base"
+    return f"{engine}, model {model}"
 
 
 def reply_source(meta: dict) -> str:

@@ -112,7 +112,7 @@ def resolve_target(args: argparse.Namespace):
         from ff_lib.data import Workspace
 
         run = Workspace.open(resolve_workspace(args.workspace)).get_run(args.run)
-        check = runs.check_run(run, args.base_model).raise_if_refused()
+        check = runs.check_run(run, args.base_model, _engine_validate()).raise_if_refused()
         if args.no_adapter:
             return dataclasses.replace(check, adapter_dir=None)
         return check
@@ -122,6 +122,20 @@ def resolve_target(args: argparse.Namespace):
     if not args.no_adapter or not args.base_model:
         raise InvalidInput("Give --run ID or --adapter PATH (or --no-adapter with --base-model).")
     return runs.check_base_only(args.base_model).raise_if_refused()
+
+
+def _engine_validate():
+    """validate_adapter, or as a vLLM server sees it when FF_ENGINE_URL names one (files not on
+    this machine are the server's to validate; remote.check_for_remote)."""
+    import functools
+
+    from ff_lib.inference import get_host, validate_adapter
+    from ff_lib.inference.remote import RemoteHost, check_for_remote
+
+    host = get_host()
+    if isinstance(host, RemoteHost):
+        return functools.partial(check_for_remote, where=host.where.describe)
+    return validate_adapter
 
 
 def settings_from(args: argparse.Namespace):

@@ -388,19 +388,27 @@ def _score(engine: Engine, ids: list[int], folders: list) -> object:
     return batched.score(ids, slots)
 
 
-_HOST: ModelHost | None = None
+_HOST = None  # ModelHost | RemoteHost
 _HOST_LOCK = threading.Lock()
 
 
-def new_host(max_adapters: int | None = None) -> ModelHost:
-    """A ModelHost configured as the app's (FF_MAX_ADAPTERS slots unless given)."""
+def new_host(max_adapters: int | None = None, engine_url: str | None = None):
+    """A host configured as the app's: a RemoteHost when an engine URL is given (or
+    FF_ENGINE_URL is set; FF_ENGINE_API_KEY is its key), else a ModelHost with FF_MAX_ADAPTERS
+    slots unless given. Never a silent fallback: an unreachable URL fails at the first request."""
+    url = engine_url if engine_url is not None else os.environ.get("FF_ENGINE_URL", "").strip()
+    if url:
+        from ff_lib.inference.remote import RemoteHost
+
+        return RemoteHost(url, os.environ.get("FF_ENGINE_API_KEY") or None)
     if max_adapters is None:
         max_adapters = int(os.environ.get("FF_MAX_ADAPTERS", DEFAULT_MAX_ADAPTERS))
     return ModelHost(max_adapters=max_adapters)
 
 
-def get_host() -> ModelHost:
-    """The process-wide ModelHost (created on first use)."""
+def get_host():
+    """The process-wide host (created on first use): the in-process ModelHost, or a RemoteHost
+    when FF_ENGINE_URL names a vLLM server."""
     global _HOST
     with _HOST_LOCK:
         if _HOST is None:

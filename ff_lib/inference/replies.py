@@ -44,6 +44,9 @@ class Reply:
     quantization_reason: str = ""  # why this quantization was chosen ("asked", "bf16 fits ...")
     # Per token (when log-probabilities were asked for): {"token", "text", "logprob", "top"}.
     tokens: tuple = ()
+    # Which engine answered: "in-process", or "vLLM at HOST:PORT" for a remote one.
+    engine: str = "in-process"
+    engine_note: str = ""  # what the remote engine did for us ("validation is the server's")
 
     @property
     def notice(self) -> str:
@@ -62,6 +65,8 @@ class Reply:
             parts.append(
                 f"Reply limited to {self.max_new_tokens} new tokens by the model's context."
             )
+        if self.engine_note:
+            parts.append(f"{self.engine}: {self.engine_note}.")
         return " ".join(parts)
 
     def as_meta(self) -> dict:

@@ -78,3 +78,7 @@ BLIND_MAX_NEW_TOKENS = "blind_max_new_tokens"  # int
 BLIND_PAIR = "blind_pair"  # votes.BlindPair | None: the answers shown as A and B
 BLIND_VOTE = "blind_vote"  # data.votes.Vote | None: the vote cast on the pair shown
 BLIND_MESSAGE = "blind_message"  # str | None: a one-time warning (a refused choice, an error)
+
+# --- ff_lib/ui/engine.py: which engine answers this session (the sidebar's choice) ---
+ENGINE_CHOICE = "engine_choice"  # "this machine" | "vLLM server" (widget key)
+ENGINE_URL = "engine_url"  # str: the vLLM server's address, http://HOST:PORT/v1 (widget key)
