@@ -449,3 +449,42 @@ def test_a_missing_or_wrong_api_key_is_named_with_its_fix(tmp_path):
     keyed = mocked(RemoteHost("http://gpu-box:8000/v1", api_key=key), answer)
     assert keyed.availability(str(tmp_path)) is None
     assert keyed.info().base_model == "base" and keyed.info().describe == "vLLM at gpu-box:8000"
+
+
+# --- serve through vLLM --------------------------------------------------------------------------
+def test_serve_answers_the_openai_client_through_vllm_and_records_the_engine(
+    remote,
+    vllm_server,  # noqa: F811
+    workspace,
+):
+    from tests.fixtures_serve import serving
+
+    with serving(workspace, remote) as api:
+        client = api.client()
+        ids = {m.id for m in client.models.list().data}
+        assert {"capitals-lora", "pirate-lora"} <= ids
+        reply = client.chat.completions.create(
+            model="capitals-lora", messages=FRANCE, temperature=0, max_tokens=48
+        )
+        assert reply.choices[0].message.content == PARIS
+        assert reply.usage.completion_tokens > 3
+        chunks = list(
+            client.chat.completions.create(
+                model="pirate-lora", messages=FRANCE, temperature=0, max_tokens=48, stream=True,
+                stream_options={"include_usage": True},
+            )
+        )  # fmt: skip
+        streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        lone = remote.generate(
+            vllm_server.base, FRANCE, GenerationSettings(temperature=0.0, max_new_tokens=48,
+            repetition_penalty=1.0), Path(vllm_server.adapters["pirate"]),
+        )  # fmt: skip
+        assert streamed == lone.text and chunks[-1].usage.completion_tokens > 3
+        recorded = [
+            api.ws.messages(c.id)[-1]
+            for c in api.ws.list_conversations(limit=100)
+            if c.source == "api"
+        ]
+        assert recorded and all(
+            m.meta["engine"] == f"vLLM at {vllm_server.label}" for m in recorded
+        )
