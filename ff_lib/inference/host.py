@@ -21,8 +21,7 @@ from ff_lib.inference.bases import (
     load_model,
     locate_base,
 )
-from ff_lib.inference.prompts import normalize_messages
-from ff_lib.inference.replies import Reply
+from ff_lib.inference.door import WholeReplies, checked_job
 from ff_lib.inference.scheduler import Scheduler
 from ff_lib.inference.settings import GenerationSettings
 from ff_lib.inference.streams import STREAM_TIMEOUT_S, ReplyStream
@@ -111,7 +110,7 @@ class Engine:
         return f"{self.quantization.label} on {where}"
 
 
-class ModelHost:
+class ModelHost(WholeReplies):
     """Holds at most one base and its engine; every request goes through `stream_reply`."""
 
     def __init__(
@@ -269,44 +268,10 @@ class ModelHost:
         start with `stream.start()` or the first read. `logprobs=k` records each chosen token's
         log-probability and its k best alternatives in `reply.tokens`.
         """
-        if not isinstance(settings, GenerationSettings):
-            raise InvalidInput("settings must be a GenerationSettings.")
-        normalize_messages(messages, settings.system_prompt)
-        if adapter_dir is not None:
-            check = validate_adapter(adapter_dir, base_model=base_model).raise_if_invalid()
-            adapter_dir = Path(check.adapter_dir)
-        if not base_model:
-            raise InvalidInput("No base model: type a Hugging Face id or a local model folder.")
-        if logprobs is not None and not 0 <= logprobs <= 20:
-            raise InvalidInput(f"logprobs must be between 0 and 20 (got {logprobs}).")
-        job = {
-            "base_model": str(base_model),
-            "messages": [dict(m) for m in messages],
-            "settings": settings,
-            "adapter_dir": adapter_dir,
-            "quantization": quantization,
-            "logprobs": logprobs,
-        }
+        job = checked_job(
+            base_model, messages, settings, adapter_dir, quantization, logprobs, _checked_adapter
+        )
         return ReplyStream(self, job, on_wait)
-
-    def generate(self, *args, **kwargs) -> Reply:
-        """stream_reply, read to the end; the Reply."""
-        stream = self.stream_reply(*args, **kwargs)
-        stream.text()
-        return stream.reply
-
-    def generate_many(self, jobs: list[dict]) -> list[Reply]:
-        """Replies to many requests (stream_reply's keyword arguments each), decoded together."""
-        streams = [self.stream_reply(**job) for job in jobs]
-        try:
-            for stream in streams:
-                stream.start()
-            for stream in streams:
-                stream.text()
-        finally:
-            for stream in streams:
-                stream.close()
-        return [s.reply for s in streams]
 
     def score(self, base_model: str, ids: list[int], adapters: list, quantization: str = "auto"):
         """Teacher-forced float32 logits (len(adapters), len(ids), vocab) in one batched forward;
@@ -338,6 +303,11 @@ def _cpu_threads_for(model) -> None:
         _DEFAULT_THREADS = torch.get_num_threads()
     small = sum(p.numel() for p in model.parameters()) < SMALL_CPU_MODEL
     torch.set_num_threads(1 if small else _DEFAULT_THREADS)
+
+
+def _checked_adapter(adapter_dir: Path, base_model: str) -> Path:
+    """The adapter's folder once it passes validation against the base (else AdapterInvalid)."""
+    return Path(validate_adapter(adapter_dir, base_model=base_model).raise_if_invalid().adapter_dir)
 
 
 def _free_ram() -> int:

@@ -20,12 +20,11 @@ from pathlib import Path
 
 from ff_lib.errors import BaseModelUnavailable, FFError, GenerationError, InvalidInput
 from ff_lib.inference.adapters import AdapterCheck, validate_adapter
+from ff_lib.inference.door import WholeReplies, checked_job
 from ff_lib.inference.host import LoadedInfo
-from ff_lib.inference.prompts import normalize_messages
 from ff_lib.inference.remote_client import EngineClient
 from ff_lib.inference.remote_score import score_remote
 from ff_lib.inference.remote_stream import REMOTE_QUANTIZATION, RemoteStream
-from ff_lib.inference.replies import Reply
 from ff_lib.inference.settings import GenerationSettings
 from ff_lib.inference.streams import STREAM_TIMEOUT_S
 
@@ -35,6 +34,14 @@ GATE_TIMEOUT_S = 600.0  # how long a request waits for the other kind's replies 
 # would time out and look like a dead server.
 DEFAULT_CONCURRENCY = 64
 HEALTH_TTL_S = 2.0  # /health likewise: every rerun of a page asks whether the engine answers
+
+
+def _checked_if_here(adapter_dir: Path, base_model: str) -> Path:
+    """An adapter this machine can read is validated here, as the local engine does; one only
+    the server has is the server's to validate."""
+    if not adapter_dir.exists():
+        return adapter_dir
+    return Path(validate_adapter(adapter_dir, base_model=base_model).raise_if_invalid().adapter_dir)
 
 
 class KindGate:
@@ -125,7 +132,7 @@ class RemoteBase:
         return self.where
 
 
-class RemoteHost:
+class RemoteHost(WholeReplies):
     """ModelHost's door over a vLLM server at `url` (http://HOST:PORT/v1)."""
 
     def __init__(self, url: str, api_key: str | None = None, *, stream_timeout_s=STREAM_TIMEOUT_S):
@@ -247,46 +254,10 @@ class RemoteHost:
 
         `quantization` is the server's choice (its --dtype / --quantization), not ours.
         """
-        if not isinstance(settings, GenerationSettings):
-            raise InvalidInput("settings must be a GenerationSettings.")
-        normalize_messages(messages, settings.system_prompt)
-        if not base_model:
-            raise InvalidInput("No base model: type a Hugging Face id or a local model folder.")
-        if adapter_dir is not None:
-            adapter_dir = Path(adapter_dir)
-            if adapter_dir.exists():  # reachable here: validated here, as the local engine does
-                check = validate_adapter(adapter_dir, base_model=base_model).raise_if_invalid()
-                adapter_dir = Path(check.adapter_dir)
-        if logprobs is not None and not 0 <= logprobs <= 20:
-            raise InvalidInput(f"logprobs must be between 0 and 20 (got {logprobs}).")
-        job = {
-            "base_model": str(base_model),
-            "messages": [dict(m) for m in messages],
-            "settings": settings,
-            "adapter_dir": adapter_dir,
-            "quantization": quantization,
-            "logprobs": logprobs,
-        }
+        job = checked_job(
+            base_model, messages, settings, adapter_dir, quantization, logprobs, _checked_if_here
+        )
         return RemoteStream(self, job, on_wait)
-
-    def generate(self, *args, **kwargs) -> Reply:
-        """stream_reply, read to the end; the Reply."""
-        stream = self.stream_reply(*args, **kwargs)
-        stream.text()
-        return stream.reply
-
-    def generate_many(self, jobs: list[dict]) -> list[Reply]:
-        """Replies to many requests, sent together (vLLM batches those of one kind)."""
-        streams = [self.stream_reply(**job) for job in jobs]
-        try:
-            for stream in streams:
-                stream.start()
-            for stream in streams:
-                stream.text()
-        finally:
-            for stream in streams:
-                stream.close()
-        return [s.reply for s in streams]
 
     # --- effect and the token view -------------------------------------------------------------
     def load_base(self, base_model: str, quantization: str = "auto") -> RemoteBase:

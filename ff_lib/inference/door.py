@@ -1,0 +1,65 @@
+"""What every door to generation shares (the in-process ModelHost and the vLLM RemoteHost): the
+checks a request passes before it is accepted, and whole replies on top of `stream_reply`."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ff_lib.errors import InvalidInput
+from ff_lib.inference.prompts import normalize_messages
+from ff_lib.inference.replies import Reply
+from ff_lib.inference.settings import GenerationSettings
+
+
+def checked_job(
+    base_model: str,
+    messages: list[dict],
+    settings: GenerationSettings,
+    adapter_dir: Path | None,
+    quantization: str,
+    logprobs: int | None,
+    check_adapter: Callable[[Path, str], Path],
+) -> dict:
+    """The request as a stream runs it, once its settings, messages, adapter (the door's
+    `check_adapter(adapter_dir, base_model)`, which returns the folder to use), base and logprobs
+    pass: EmptyPrompt / InvalidInput / AdapterInvalid at once."""
+    if not isinstance(settings, GenerationSettings):
+        raise InvalidInput("settings must be a GenerationSettings.")
+    normalize_messages(messages, settings.system_prompt)
+    if adapter_dir is not None:
+        adapter_dir = check_adapter(Path(adapter_dir), base_model)
+    if not base_model:
+        raise InvalidInput("No base model: type a Hugging Face id or a local model folder.")
+    if logprobs is not None and not 0 <= logprobs <= 20:
+        raise InvalidInput(f"logprobs must be between 0 and 20 (got {logprobs}).")
+    return {
+        "base_model": str(base_model),
+        "messages": [dict(m) for m in messages],
+        "settings": settings,
+        "adapter_dir": adapter_dir,
+        "quantization": quantization,
+        "logprobs": logprobs,
+    }
+
+
+class WholeReplies:
+    """`generate` and `generate_many` for a door that has `stream_reply`."""
+
+    def generate(self, *args, **kwargs) -> Reply:
+        """stream_reply, read to the end; the Reply."""
+        stream = self.stream_reply(*args, **kwargs)
+        stream.text()
+        return stream.reply
+
+    def generate_many(self, jobs: list[dict]) -> list[Reply]:
+        """Replies to many requests (stream_reply's keyword arguments each), all started before
+        any is read, so the engine decodes them together."""
+        streams = [self.stream_reply(**job) for job in jobs]
+        try:
+            for stream in streams:
+                stream.start()
+            for stream in streams:
+                stream.text()
+        finally:
+            for stream in streams:
+                stream.close()
+        return [s.reply for s in streams]
