@@ -81,7 +81,9 @@ class AppServer:
         return self.log_path.read_text(errors="replace")
 
 
-def start_app(workspace: Path, log_path: Path, port: int | None = None) -> AppServer:
+def start_app(
+    workspace: Path, log_path: Path, port: int | None = None, extra_env: dict | None = None
+) -> AppServer:
     """Start the app on a free localhost port and wait until it answers its health check."""
     port = port or free_port()
     env = {
@@ -89,6 +91,7 @@ def start_app(workspace: Path, log_path: Path, port: int | None = None) -> AppSe
         "FF_WORKSPACE": str(workspace),
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
     log = log_path.open("w")
     process = subprocess.Popen(

@@ -5,6 +5,7 @@ new run at once and stops the old one at its next element): only a real browser 
 user sees then. Replies are long and random here (temperature 2, seed 2) so Stop lands mid-text.
 """
 
+import os
 import re
 import time
 
@@ -14,11 +15,14 @@ from playwright.sync_api import Page, expect
 from ff_lib.data import Workspace
 from ff_lib.runs import latest_usable_run
 from tests.browser_fixtures import (  # noqa: F401  (fixtures)
-    app_server,
+    ROOT,
     browser_context_args,
     browser_type_launch_args,
     browser_workspace,
+    require_chromium,
     screenshot,
+    start_app,
+    stop_app,
 )
 from tests.fixtures_demo import demo_workspace  # noqa: F401  (session fixture)
 from tests.test_browser_journey import READY, TIMEOUT_MS, choose, settle
@@ -26,6 +30,21 @@ from tests.test_browser_journey import READY, TIMEOUT_MS, choose, settle
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 STILL_WRITING = "Still being written"
+
+
+@pytest.fixture(scope="module")
+def app_server(browser_workspace, tmp_path_factory):  # noqa: F811
+    """The app with each decode step slowed a little (tests/slow_engine), so that a reply is
+    still being written when the test's Stop arrives after a rerun."""
+    require_chromium()
+    slow = str(ROOT / "tests" / "slow_engine")
+    path = os.pathsep.join(p for p in (slow, str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    log = tmp_path_factory.mktemp("logs") / "streamlit.log"
+    server = start_app(browser_workspace, log, extra_env={"PYTHONPATH": path})
+    yield server
+    stop_app(server)
+
+
 SHOWN_WITHIN_MS = 6_000  # the stopped reply shows this fast, without a reload
 
 
