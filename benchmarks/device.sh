@@ -74,6 +74,14 @@ transformers.__version__, peft.__version__, b.__version__, d.__version__)"
         --sequential-n 20 --max-new-tokens 64 --repeats 1 --json "$OUT/scorecard.json" 2>&1 \
         | quiet | tee "$OUT/scorecard.log" | tail -12
       status=$((status | PIPESTATUS[0])) ;;
+    firsttext)  # first text after a fresh load, twice: cold, then warm compile cache
+      [ -f "$M/$MODEL/base/ff_bench.json" ] || build_models
+      for run in cold warm; do
+        timeout 240 $PY benchmarks/first_text_probe.py --model "$MODEL" --models-dir "$M" \
+          --quantization "${FIRSTTEXT_QUANTIZATION:-bf16}" --json "$OUT/firsttext-$run.json" \
+          2>&1 | quiet | tee "$OUT/firsttext-$run.log" | tail -12
+        status=$((status | PIPESTATUS[0]))
+      done ;;
     *)
       echo "unknown step: $step"; status=2 ;;
   esac

@@ -8,6 +8,7 @@ one addmm with B_all into the base output. On CUDA the decode step is captured a
 (rows, KV length) bucket, so attention reads what the sequences need, not the whole cache.
 """
 
+import os
 import threading
 
 import torch
@@ -59,11 +60,27 @@ def _rope_qk(q, k, cos, sin):
 EAGER_OPS = {"norm": _rms_norm, "add_norm": _add_rms_norm, "silu_mul": _silu_mul, "rope": _rope_qk}
 
 
+_COMPILED: dict = {}
+_COMPILED_LOCK = threading.Lock()
+
+
 def compiled_ops() -> dict:
     """The small element-wise chains compiled (one kernel each instead of ~7): a graph replays
     a step of ~25 kernels a layer instead of ~50. Only on CUDA (Triton); shapes become dynamic
-    after the first recompile, so a few buckets cost two compiles each function."""
-    return {name: torch.compile(fn, fullgraph=True) for name, fn in EAGER_OPS.items()}
+    after the first recompile, so a few buckets cost two compiles each function. One set per
+    process: what `compile_ahead` built on a stand-in is what every engine then finds."""
+    with _COMPILED_LOCK:
+        if not _COMPILED:
+            _COMPILED.update(
+                {name: torch.compile(fn, fullgraph=True) for name, fn in EAGER_OPS.items()}
+            )
+        return _COMPILED
+
+
+def compile_wanted() -> bool:
+    """Whether the decode step's element-wise chains are compiled on CUDA (FF_COMPILE=0: no)."""
+    flag = os.environ.get("FF_COMPILE", "1").strip().lower()
+    return flag not in ("0", "false", "no", "off")
 
 
 def unsupported_reason(lm) -> str | None:
@@ -452,6 +469,20 @@ class BatchedLM:
                 for kv in kvs:
                     for lora in (False, True):
                         self._graph(r, min(kv, self.max_len), lora)
+
+    def compile_ahead(self) -> None:
+        """Run one row's decode step, with and without an adapter, outside any graph: the
+        compiled kernels get built exactly as warm_up's first capture would build them, and
+        nothing is captured (safe while another thread copies weights to the GPU)."""
+        with self.lock:
+            if not self.slots.capacity:
+                self.slots.reserve(1, 16)
+        with self.lock, torch.inference_mode():
+            inputs = self._inputs(1, [0], [0], [self.slots.none_slot])
+            for lora in (False, True):
+                for _ in range(2):  # the capture runs the step twice before capturing
+                    self._decode_step(*inputs, min(512, self.max_len), lora)
+            torch.cuda.synchronize(self.device)
 
     def move_row(self, src: int, dst: int, length: int) -> None:
         """Copy a row's cache (its first `length` positions) to another row (compaction)."""

@@ -21,6 +21,7 @@ from ff_lib.inference.bases import (
     load_model,
     locate_base,
 )
+from ff_lib.inference.compile_ahead import start_compile_ahead
 from ff_lib.inference.door import WholeReplies, checked_job
 from ff_lib.inference.scheduler import Scheduler
 from ff_lib.inference.settings import GenerationSettings
@@ -54,7 +55,10 @@ class Engine:
 
     def __init__(self, base_model, source, quantization, model, tokenizer, device, load_s, slots):
 
-        from ff_lib.inference.decode import BatchedLM  # torch: imported with the first model
+        from ff_lib.inference.decode import (  # torch: imported with the first model
+            BatchedLM,
+            compile_wanted,
+        )
 
         self.base_model, self.source = str(base_model), source
         self.quantization, self.device, self.load_s = quantization, device, load_s
@@ -68,12 +72,7 @@ class Engine:
         max_len = min(max_pos, cap)
         rows = _rows_for(config, model, max_len, cuda)
         self.context_length = max_len
-        compile_ops = cuda and os.environ.get("FF_COMPILE", "1").strip().lower() not in (
-            "0",
-            "false",
-            "no",
-            "off",
-        )
+        compile_ops = cuda and compile_wanted()
         self.batched = BatchedLM(
             model, rows, max_len, slots, use_graphs=cuda, compile_ops=compile_ops
         )
@@ -177,9 +176,12 @@ class ModelHost(WholeReplies):
                     )
                 self._release_locked()
             started = time.perf_counter()
+            ahead = start_compile_ahead(source, self.trust_remote_code) if cuda else None
             model, tokenizer, device = load_model(
                 base_model, source, quant.mode, self.trust_remote_code
             )
+            if ahead is not None:
+                ahead.join()  # its kernels are the warm-up's: never compile them twice at once
             self._engine = Engine(
                 base_model, source, quant, model, tokenizer, device,
                 time.perf_counter() - started, self.max_adapters,
