@@ -3,10 +3,10 @@ adapters, reached through RemoteHost, the CLI and the app's sidebar (one server 
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import httpx2
@@ -21,7 +21,7 @@ from ff_lib.inference.adapters import validate_adapter
 from ff_lib.inference.effect import measure_effect
 from ff_lib.inference.explain import explain_reply
 from ff_lib.inference.host import ModelHost, new_host
-from ff_lib.inference.remote import KindGate, RemoteHost, check_for_remote
+from ff_lib.inference.remote import RemoteHost, check_for_remote
 from ff_lib.runs import check_run
 from tests.apptest_helpers import (
     INFERENCE,
@@ -33,6 +33,10 @@ from tests.apptest_helpers import (
     run_id,
     select_run,
     start,
+)
+from tests.browser_fixtures import (  # noqa: F401  (fixtures for the browser test)
+    browser_context_args,
+    browser_type_launch_args,
 )
 from tests.fixtures_demo import demo_workspace  # noqa: F401  (session fixture)
 from tests.fixtures_vllm import free_port, vllm_server  # noqa: F401  (module fixture)
@@ -251,50 +255,6 @@ def test_another_base_is_refused_naming_both(remote, vllm_server, tmp_path):  # 
     assert str(other) in str(caught.value) and vllm_server.base in str(caught.value)
 
 
-def test_the_kind_gate_lets_one_kind_in_at_a_time_and_starves_neither():
-    gate, lock, seen = KindGate(), threading.Lock(), []
-    live = {"base": 0, "adapter": 0}
-    hold = {"base": threading.Event(), "adapter": threading.Event()}
-
-    def request(kind):
-        with gate.held(kind):
-            with lock:
-                live[kind] += 1
-                seen.append(dict(live))
-            hold[kind].wait(10)
-            with lock:
-                live[kind] -= 1
-
-    def spawn(kind, n):
-        threads = [threading.Thread(target=request, args=(kind,)) for _ in range(n)]
-        for t in threads:
-            t.start()
-        return threads
-
-    def settle(check):
-        for _ in range(200):
-            if check():
-                return True
-            threading.Event().wait(0.01)
-        return False
-
-    threads = spawn("adapter", 3)
-    assert settle(lambda: live["adapter"] == 3)  # adapters share the server with each other
-    threads += spawn("base", 2)
-    threading.Event().wait(0.1)
-    assert live["base"] == 0  # the bases wait for the adapters to finish
-    threads += spawn("adapter", 1)
-    threading.Event().wait(0.1)
-    assert live["adapter"] == 3  # a late adapter waits behind the waiting bases: no starvation
-    hold["adapter"].set()
-    assert settle(lambda: live["base"] == 2)  # the bases' turn: both together
-    assert live["adapter"] == 0
-    hold["base"].set()
-    for t in threads:
-        t.join(10)
-    assert not any(s["base"] and s["adapter"] for s in seen) and len(seen) == 6
-
-
 # --- the CLI and the app -------------------------------------------------------------------------
 def cli(workspace_dir, *args, env_url):
     env = {**os.environ, "FF_ENGINE_URL": env_url, "HF_HUB_OFFLINE": "1"}
@@ -331,23 +291,6 @@ def test_the_sidebar_sends_the_sessions_replies_to_vllm(vllm_server, workspace, 
     assert PARIS in text and f"vLLM at {vllm_server.label}, model capitals" in text
     by_label(at.radio, "Engine").set_value("this machine").run()
     assert "Replies come from this machine." in page_text(at)
-
-
-def test_a_server_that_caps_log_probabilities_refuses_effect_with_the_flag_to_set(tmp_path):
-    """No server needed: the refusal vLLM gives when --max-logprobs is 20 (its default)."""
-    said = "Requested prompt logprobs of 512, which is greater than max allowed: 20"
-
-    def answer(request):
-        if request.url.path == "/v1/models":
-            data = [{"id": "base", "root": str(tmp_path), "parent": None, "max_model_len": 512}]
-            return httpx2.Response(200, json={"data": data})
-        return httpx2.Response(400, json={"error": {"message": said, "type": "BadRequestError"}})
-
-    host = mocked(RemoteHost("http://gpu-box:8000/v1"), answer)
-    with pytest.raises(GenerationError) as caught:
-        host.score(str(tmp_path), [1, 2, 3], [None])
-    message = str(caught.value)
-    assert said in message and "--max-logprobs -1" in message and "gpu-box:8000" in message
 
 
 def test_without_the_bases_tokenizer_the_server_applies_its_template_and_says_so(
@@ -419,38 +362,6 @@ def test_more_requests_than_the_concurrency_limit_wait_their_turn(
     host.close()
 
 
-def mocked(host: RemoteHost, answer) -> RemoteHost:
-    """`host` talking to `answer(request) -> httpx2.Response` instead of a server."""
-    old = host.client.http
-    host.client.http = httpx2.Client(
-        base_url=old.base_url, headers=old.headers, transport=httpx2.MockTransport(answer)
-    )
-    return host
-
-
-def test_a_missing_or_wrong_api_key_is_named_with_its_fix(tmp_path):
-    """No server needed: vLLM started with --api-key answers /health but 401 on /v1/..."""
-    key = "sk-right"
-
-    def answer(request):
-        if request.url.path == "/health":
-            return httpx2.Response(200)
-        if request.headers.get("authorization") != f"Bearer {key}":
-            return httpx2.Response(401, json={"error": "Unauthorized"})
-        data = [{"id": "base", "root": str(tmp_path), "parent": None, "max_model_len": 512}]
-        return httpx2.Response(200, json={"object": "list", "data": data})
-
-    keyless = mocked(RemoteHost("http://gpu-box:8000/v1"), answer)
-    reason = keyless.availability(str(tmp_path))
-    assert "HTTP 401" in reason and "Unauthorized" in reason and "FF_ENGINE_API_KEY" in reason
-    assert keyless.info() is None
-    with pytest.raises(GenerationError, match="FF_ENGINE_API_KEY"):
-        keyless.generate(str(tmp_path), FRANCE, GREEDY, None)
-    keyed = mocked(RemoteHost("http://gpu-box:8000/v1", api_key=key), answer)
-    assert keyed.availability(str(tmp_path)) is None
-    assert keyed.info().base_model == "base" and keyed.info().describe == "vLLM at gpu-box:8000"
-
-
 # --- serve through vLLM --------------------------------------------------------------------------
 def test_serve_answers_the_openai_client_through_vllm_and_records_the_engine(
     remote,
@@ -488,3 +399,43 @@ def test_serve_answers_the_openai_client_through_vllm_and_records_the_engine(
         assert recorded and all(
             m.meta["engine"] == f"vLLM at {vllm_server.label}" for m in recorded
         )
+
+
+# --- the app in Chromium, its engine a vLLM server -----------------------------------------------
+@pytest.mark.browser
+def test_the_app_in_a_browser_answers_through_vllm_and_says_so(
+    page,
+    vllm_server,  # noqa: F811
+    workspace,
+    tmp_path,
+):
+    from playwright.sync_api import expect
+
+    from tests.browser_fixtures import require_chromium, screenshot, start_app, stop_app
+    from tests.test_browser_journey import READY, TIMEOUT_MS, choose, settle
+
+    require_chromium()
+    server = start_app(
+        workspace, tmp_path / "app.log", extra_env={"FF_ENGINE_URL": vllm_server.url}
+    )
+    try:
+        page.goto(f"{server.url}/Inference")
+        sidebar = page.get_by_test_id("stSidebar")
+        expect(
+            sidebar.get_by_text(f"Replies come from vLLM at {vllm_server.label}.")
+        ).to_be_visible(timeout=TIMEOUT_MS)
+        choose(page, "inf_run", re.compile(r"^capitals-lora"))
+        expect(page.get_by_text(READY)).to_be_visible(timeout=TIMEOUT_MS)
+        page.locator(".st-key-inf_preset").get_by_text("Deterministic", exact=True).click()
+        settle(page)
+        page.locator(".st-key-inf_prompt textarea").fill(FRANCE[0]["content"])
+        page.get_by_role("button", name="Generate").click()
+        expect(page.get_by_text(PARIS).first).to_be_visible(timeout=TIMEOUT_MS)
+        figures = page.get_by_text(f"vLLM at {vllm_server.label}, model capitals")
+        expect(figures.first).to_be_visible(timeout=TIMEOUT_MS)
+        settle(page)
+        figures.first.scroll_into_view_if_needed()
+        screenshot(page, "inference_through_vllm")
+        assert "Traceback" not in server.log()
+    finally:
+        stop_app(server)
