@@ -132,6 +132,25 @@ def demo_corpus() -> list[str]:
     return corpus
 
 
+def _register_trained(ws, base_dir, trained, datasets, exact) -> list:
+    """The trained runs, registered completed with their exact-match figures (also written
+    beside each adapter in train_log.json)."""
+    runs = []
+    for (demo, adapter_dir, train_log), ds in zip(trained, datasets, strict=True):
+        metrics = {
+            "exact_match": exact[demo.run_name].rate,
+            "exact_match_correct": exact[demo.run_name].correct,
+            "exact_match_total": exact[demo.run_name].total,
+            "base_exact_match": exact[f"base/{demo.name}"].rate,
+            "train_seconds": train_log["seconds"],
+        }
+        _write_json(adapter_dir.parent / "train_log.json", {**train_log, **metrics})
+        runs.append(
+            _register(ws, demo.run_name, base_dir, adapter_dir, "completed", ds, metrics=metrics)
+        )
+    return runs
+
+
 def build_demo(
     workspace_dir: str | Path, force: bool = False, progress: Callable[[str], Any] = print
 ) -> DemoResult:
@@ -167,19 +186,7 @@ def build_demo(
 
     exact = _check_answers(ws, base_dir, trained, datasets, progress)
 
-    runs = []
-    for (demo, adapter_dir, train_log), ds in zip(trained, datasets, strict=True):
-        metrics = {
-            "exact_match": exact[demo.run_name].rate,
-            "exact_match_correct": exact[demo.run_name].correct,
-            "exact_match_total": exact[demo.run_name].total,
-            "base_exact_match": exact[f"base/{demo.name}"].rate,
-            "train_seconds": train_log["seconds"],
-        }
-        _write_json(adapter_dir.parent / "train_log.json", {**train_log, **metrics})
-        runs.append(
-            _register(ws, demo.run_name, base_dir, adapter_dir, "completed", ds, metrics=metrics)
-        )
+    runs = _register_trained(ws, base_dir, trained, datasets, exact)
     runs += _register_other_states(ws, root, base_dir, datasets, trained[0][1])
 
     seconds = time.perf_counter() - start

@@ -20,7 +20,7 @@ def start_compile_ahead(source: str, trust_remote_code: bool) -> threading.Threa
     is not compiled (FF_COMPILE=0) or there is no GPU."""
     import torch
 
-    from ff_lib.inference.decode import compile_wanted
+    from ff_lib.inference.ops import compile_wanted
 
     if not (torch.cuda.is_available() and compile_wanted()):
         return None

@@ -55,10 +55,8 @@ class Engine:
 
     def __init__(self, base_model, source, quantization, model, tokenizer, device, load_s, slots):
 
-        from ff_lib.inference.decode import (  # torch: imported with the first model
-            BatchedLM,
-            compile_wanted,
-        )
+        from ff_lib.inference.decode import BatchedLM  # torch: imported with the first model
+        from ff_lib.inference.ops import compile_wanted
 
         self.base_model, self.source = str(base_model), source
         self.quantization, self.device, self.load_s = quantization, device, load_s
