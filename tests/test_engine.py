@@ -220,6 +220,15 @@ def test_reading_a_whole_reply_equals_streaming_it(host, tiny_base, capitals_ada
     assert first and partly.text() == whole.reply.text
 
 
+def test_a_stop_after_the_last_token_keeps_the_reply_whole(host, tiny_base, capitals_adapter):
+    stream = host.stream_reply(**_job(tiny_base, QUESTIONS[0], capitals_adapter)).start()
+    assert stream.request.ended.wait(60)  # the engine has finished; nothing was read yet
+    stream.close()  # the user's Stop arrives after the end
+    whole = host.generate(**_job(tiny_base, QUESTIONS[0], capitals_adapter))
+    assert stream.reply.finish_reason in ("eos", "length") and not stream.reply.stopped
+    assert stream.reply.text == whole.text
+
+
 def test_an_adapter_with_dora_is_refused_by_name(host, tiny_base, capitals_adapter, tmp_path):
     import json
     import shutil

@@ -304,7 +304,10 @@ def reply_of(host, stream: RemoteStream, stopped: bool) -> Reply:
     """The Reply of a finished or stopped remote stream."""
     req, job = stream._request, stream.job
     built, tokenizer, finish = req.get("built"), req.get("tokenizer"), req.get("finish_reason")
-    reason = "stopped" if stopped or finish == "abort" else ("eos" if finish == "stop" else finish)
+    # A Stop that came after the server's last token leaves the reply whole: it keeps its end.
+    ended = finish in ("stop", "length")
+    reason = "stopped" if (stopped and not ended) or finish == "abort" else finish
+    reason = "eos" if reason == "stop" else reason
     adapter = job["adapter_dir"]
     weights, sha = (None, None)
     notes = []

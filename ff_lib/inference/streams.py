@@ -177,6 +177,7 @@ class ReplyStream:
             except queue.Empty:
                 continue
             if item is END:
+                self._pieces.append(self._text.flush())  # a character the window still held
                 self._end(stopped=True)
             elif isinstance(item, TokenChoice):
                 self._push(item)
@@ -223,7 +224,11 @@ class ReplyStream:
         )
         adapter = job["adapter_dir"]
         weights, sha = (None, None) if adapter is None else adapter_sha256(adapter)
-        reason = "stopped" if stopped or req.finish_reason == "stopped" else req.finish_reason
+        # A Stop that came after the last token leaves the reply whole: it keeps its end.
+        ended = req.finish_reason in ("eos", "length")
+        reason = (
+            "stopped" if (stopped and not ended) or not req.finish_reason else req.finish_reason
+        )
         self.reply = Reply(
             text="".join(self._pieces),
             stats=ReplyStats(
