@@ -169,6 +169,7 @@ class DpoExport:
     pairs: list[dict]  # {"prompt", "chosen", "rejected"}
     ties: int
     both_bad: int
+    same: int = 0  # votes for a side whose answer equals the other side's: no preference
 
     def jsonl(self) -> bytes:
         lines = [json.dumps(p, ensure_ascii=False) for p in self.pairs]
@@ -176,21 +177,33 @@ class DpoExport:
 
     def summary(self, where: str) -> str:
         s = "" if len(self.pairs) == 1 else "s"
-        return (f"wrote {len(self.pairs)} preference pair{s} to {where}; left out "
+        line = (f"wrote {len(self.pairs)} preference pair{s} to {where}; left out "
                 f"{self.ties} tie(s) and {self.both_bad} “both bad”")  # fmt: skip
+        if self.same:
+            line += f", and {self.same} vote(s) between identical answers"
+        return line
 
 
 def dpo_export(votes: Iterable[Vote]) -> DpoExport:
     """Preference pairs in TRL's standard preference format (prompt, chosen, rejected), one per
-    vote with a winner; ties and "both bad" are counted, not exported."""
-    pairs, ties, both_bad = [], 0, 0
+    vote with a winner; ties, "both bad" and votes between identical answers (chosen equal to
+    rejected teaches nothing) are counted, not exported."""
+    pairs, ties, both_bad, same = [], 0, 0, 0
     for vote in votes:
         sides = winner_loser(vote)
         if sides is None:
             ties += vote.verdict == "tie"
             both_bad += vote.verdict == "both_bad"
             continue
+        if same_answers(vote.answer_a, vote.answer_b):
+            same += 1
+            continue
         answers = {"a": vote.answer_a, "b": vote.answer_b}
         pairs.append({"prompt": vote.prompt, "chosen": answers[sides[0]],
                       "rejected": answers[sides[1]]})  # fmt: skip
-    return DpoExport(pairs, ties, both_bad)
+    return DpoExport(pairs, ties, both_bad, same)
+
+
+def same_answers(a: str, b: str) -> bool:
+    """Whether two answers are the same text (white space around them aside)."""
+    return a.strip() == b.strip()

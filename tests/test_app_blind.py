@@ -191,3 +191,19 @@ def test_a_preset_sets_max_new_tokens_and_the_dataset_is_the_first_model_s(ws_en
     assert by_label(at.slider, "Max new tokens").value == 128  # the preset's, as on Inference
     capitals = run_named(ws_env, GOOD_RUN).dataset_id
     assert by_label(at.selectbox, "Dataset").value == capitals
+
+
+def test_identical_answers_are_said_and_a_vote_between_them_is_no_dpo_pair(ws_env):
+    capitals = run_id(ws_env, GOOD_RUN)
+    at = start(BLIND)
+    by_label(at.selectbox, "First model").select(capitals).run()
+    by_label(at.selectbox, "Second model").select(f"{capitals}@checkpoint-150").run()
+    by_label(at.radio, "Preset").set_value("Deterministic").run()
+    by_label(at.text_area, "Prompt").input("What is the capital of France?").run()
+    by_label(at.button, "Generate").click().run()
+    pair = at.session_state[state.BLIND_PAIR]
+    assert pair.answer_a.strip() == pair.answer_b.strip()  # both trained past this answer
+    assert "A and B gave the same answer" in page_text(at)
+    by_label(at.button, "A better").click().run()
+    assert not at.exception, at.exception
+    assert "1 vote(s) between identical answers" in page_text(at)

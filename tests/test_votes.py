@@ -127,6 +127,19 @@ def test_dpo_export_has_exactly_prompt_chosen_rejected_and_counts_what_it_left_o
     )
 
 
+def test_a_vote_between_identical_answers_is_no_preference_pair(ws):
+    vote(ws, "a", answer_a="Manila.", answer_b="Manila. ")  # the same answer on both sides
+    vote(ws, "b", answer_a="Paris", answer_b="Lyon")
+    export = dpo_export(ws.list_votes())
+    rows = [json.loads(line) for line in export.jsonl().decode("utf-8").splitlines()]
+    assert rows == [{"prompt": "Capital of France?", "chosen": "Lyon", "rejected": "Paris"}]
+    assert export.same == 1
+    assert export.summary("f.jsonl") == (
+        "wrote 1 preference pair to f.jsonl; left out 0 tie(s) and 0 “both bad”, and 1 vote(s) "
+        "between identical answers"
+    )
+
+
 class FakeReply:
     def __init__(self, text):
         self.text = text

@@ -25,6 +25,7 @@ from ff_lib.votes import (
     blind_pair,
     dpo_export,
     model_key,
+    same_answers,
     tally,
     tally_table,
 )
@@ -176,6 +177,12 @@ def pair_view(ws) -> None:
         with col.container(border=True):
             st.markdown(f"#### {side}")
             st.text(shown_answer(answer))
+    if same_answers(pair.answer_a, pair.answer_b):
+        st.info(
+            "A and B gave the same answer: “Tie” says so. A vote for one side is kept in the "
+            "tally but left out of the DPO export (chosen would equal rejected).",
+            icon=":material/drag_handle:",
+        )
     buttons = st.columns(len(VERDICT_LABELS))
     for col, (verdict, label) in zip(buttons, VERDICT_LABELS.items(), strict=True):
         col.button(label, key=f"blind_vote_{verdict}", on_click=cast_vote, args=(ws, verdict),
@@ -214,5 +221,6 @@ def tally_view(ws, sides: list) -> None:
     st.caption(
         f"All {len(votes)} vote(s) of this workspace: {len(export.pairs)} preference pair(s) "
         f"(prompt, chosen, rejected: TRL's DPO format); left out {export.ties} tie(s) and "
-        f"{export.both_bad} “both bad”."
+        f"{export.both_bad} “both bad”"
+        + (f", and {export.same} vote(s) between identical answers." if export.same else ".")
     )
