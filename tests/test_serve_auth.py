@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -94,6 +95,18 @@ def test_the_cli_refuses_to_listen_beyond_loopback_without_a_key(tmp_path):
     assert not (tmp_path / "ws").exists()  # refused before anything was opened
     empty = run_cli("--workspace", str(tmp_path / "ws"), "serve", "--api-key", " ")
     assert empty.returncode == 1 and "--api-key is empty" in empty.stderr
+
+
+def test_a_port_in_use_or_out_of_range_is_one_clear_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = run_cli("--workspace", str(tmp_path / "ws"), "serve", "--port", str(port))
+    assert busy.returncode == 1 and "Traceback" not in busy.stderr
+    assert f"Cannot listen on 127.0.0.1:{port}" in busy.stderr and "Serving" not in busy.stderr
+    wrong = run_cli("--workspace", str(tmp_path / "ws"), "serve", "--port", "99999")
+    assert wrong.returncode == 2 and "--port" in wrong.stderr and "Traceback" not in wrong.stderr
 
 
 def test_the_cli_serves_the_workspace(demo_workspace, tmp_path):

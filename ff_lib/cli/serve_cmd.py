@@ -1,7 +1,10 @@
 """`serve`: the workspace's runs over an OpenAI-compatible API (see ff_lib.serve)."""
 
 import argparse
+import socket
 import sys
+
+from ff_lib.errors import InvalidInput
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -19,7 +22,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         ),
     )
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+    )
     p.add_argument(
         "--api-key",
         metavar="KEY",
@@ -38,6 +43,7 @@ def serve_cmd(args: argparse.Namespace) -> int:
     from ff_lib.workspace_path import resolve_workspace
 
     check_bind(args.host, args.api_key)
+    _check_free(args.host, args.port)
     ws = Workspace.open(resolve_workspace(args.workspace))
     served = list_models(ws)
     names = ", ".join(m.id for m in served) or "none (no run can answer yet)"
@@ -47,3 +53,25 @@ def serve_cmd(args: argparse.Namespace) -> int:
     app = create_app(ws, get_host(), args.api_key)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
+
+
+def _port(text: str) -> int:
+    """A TCP port number, 1-65535 (argparse turns the ValueError into a usage error)."""
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError(text)
+    return port
+
+
+def _check_free(host: str, port: int) -> None:
+    """Refuse at once, in one line, an address this machine cannot listen on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise InvalidInput(
+                f"Cannot listen on {host}:{port}: {exc.strerror or exc}. Choose another --port "
+                "(or stop what is using it)."
+            ) from exc
