@@ -216,6 +216,7 @@ compare_col.multiselect(
     on_change=ctl.on_compare_change,
     args=(compare_choices,),
     max_selections=ctl.MAX_SIDES - 1,
+    select_all=False,  # "Select all" would pick runs that cannot answer and drop all past three
     disabled=locked,
     placeholder=ctl.COMPARE_PLACEHOLDER,
     help=ctl.COMPARE_HELP,

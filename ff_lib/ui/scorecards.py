@@ -98,6 +98,7 @@ def _score_inputs(datasets, runs, run, check, locked: bool) -> None:
         format_func=names.get,
         key=EVAL_SCORE_COMPARE_RUNS,
         placeholder="(base model and this run only)",
+        select_all=False,  # each compared run is a choice; runs that cannot answer are listed
         disabled=locked,
     )
 
