@@ -129,3 +129,11 @@ def test_markdown_keeps_the_base_models_side_of_compared_turns():
     assert "### Base model response\n\nBase says &lt;i&gt;hi&lt;/i&gt;" in md
     assert "### Base model response [not answered: stopped first]\n\n_(empty)_" in md
     assert md.index("Paris") < md.index("Base says") < md.index("Again?")
+
+
+def test_a_failed_reply_exports_its_reason():
+    failed = ChatMessage(
+        "assistant", "", status="error", meta={"error": "vLLM at gpu-box:8000 does not answer"}
+    )
+    assert "Response [error: vLLM at gpu-box:8000 does not answer]:" in export_text([failed])
+    assert "## Response [error: vLLM at gpu-box:8000 does not answer]" in export_markdown([failed])

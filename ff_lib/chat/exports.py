@@ -34,7 +34,11 @@ EXPORT_FORMATS = {
 
 
 def _status_note(m: ChatMessage) -> str:
-    return "" if m.status == "complete" else f" [{m.status}]"
+    """' [interrupted]', ' [error: the reason]' ('' for a complete message)."""
+    if m.status == "complete":
+        return ""
+    reason = (m.meta or {}).get("error") if m.status == "error" else None
+    return f" [{m.status}: {reason}]" if reason else f" [{m.status}]"
 
 
 def side_title(side: dict) -> str:
