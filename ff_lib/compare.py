@@ -292,6 +292,12 @@ def compare_json(specs: Sequence[str], sides: Sequence[RunCheck], replies: Seque
                 "adapter": side.adapter_dir,
                 "base_model": reply.base_model,
                 "settings": reply.settings,
+                "seed": reply.seed,
+                "finish_reason": reply.finish_reason,  # "eos" | "length" | "stopped"
+                "notice": reply.notice,
+                "warnings": list(side.warnings),
+                "describe": reply.describe,
+                "engine": reply.engine,
             }
         )
     return {"answers": answers}

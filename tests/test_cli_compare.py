@@ -27,6 +27,10 @@ def test_compare_json_answers_in_the_order_given(capsys, eval_workspace):  # noq
     for answer in answers:
         assert {"model", "text", "stats"} <= set(answer)
         assert answer["stats"]["new_tokens"] > 0
+        # every fact of the reply: how it ended, its seed, what the context did, which engine
+        assert answer["finish_reason"] in ("eos", "length")
+        assert {"seed", "notice", "warnings", "describe"} <= set(answer)
+        assert answer["engine"] == "in-process"
     assert answers[0]["text"] != answers[1]["text"]
     assert answers[1]["adapter"] is None and answers[2]["run_id"] == other
 
