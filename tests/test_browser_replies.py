@@ -12,6 +12,7 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
+from ff_lib.chat import fold_blank_lines
 from ff_lib.data import Workspace
 from ff_lib.runs import latest_usable_run
 from tests.browser_fixtures import (  # noqa: F401  (fixtures)
@@ -132,7 +133,7 @@ def test_stop_during_the_fine_tuned_reply_shows_it_interrupted_at_once(page: Pag
     stored = stored_reply(app_server.workspace)
     assert stored.status == "interrupted" and stored.content.strip()
     assert stored.meta["compare_replies"][0]["status"] == "not answered"
-    assert shown_reply(fine_tuned) == " ".join(stored.content.split())
+    assert shown_reply(fine_tuned) == " ".join(fold_blank_lines(stored.content).split())
     page.reload()  # and it stays so
     expect(
         column(page, first_title(app_server.workspace)).get_by_text("Interrupted")
@@ -158,7 +159,7 @@ def test_stop_during_the_base_reply_keeps_both_sides(page: Page, app_server):  #
     assert stored.status == "complete"
     (base_reply,) = stored.meta["compare_replies"]
     assert base_reply["status"] == "interrupted" and base_reply["text"].strip()
-    assert shown_reply(base) == " ".join(base_reply["text"].split())
+    assert shown_reply(base) == " ".join(fold_blank_lines(base_reply["text"]).split())
 
 
 def test_the_server_log_has_no_traceback(app_server):  # noqa: F811

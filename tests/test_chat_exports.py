@@ -137,3 +137,11 @@ def test_a_failed_reply_exports_its_reason():
     )
     assert "Response [error: vLLM at gpu-box:8000 does not answer]:" in export_text([failed])
     assert "## Response [error: vLLM at gpu-box:8000 does not answer]" in export_markdown([failed])
+
+
+def test_long_runs_of_line_breaks_are_folded_for_display_only():
+    from ff_lib.chat import fold_blank_lines
+
+    assert fold_blank_lines("\n" * 170 + "apap") == "\n[… 170 line breaks …]\napap"
+    assert fold_blank_lines("a\n  \n\n\n\nb") == "a\n[… 5 line breaks …]\nb"
+    assert fold_blank_lines("a\n\n\nb") == "a\n\n\nb"  # three are kept as they are

@@ -9,7 +9,7 @@ from ff_lib.chat.exports import (
     export_markdown,
     export_text,
 )
-from ff_lib.chat.figures import blank_text_note, reply_figures, reply_source
+from ff_lib.chat.figures import blank_text_note, fold_blank_lines, reply_figures, reply_source
 from ff_lib.chat.history import (
     ChatMessage,
     Turn,
@@ -35,6 +35,7 @@ __all__ = [
     "ReplyRecorder",
     "Turn",
     "blank_text_note",
+    "fold_blank_lines",
     "ensure_conversation",
     "export_bytes",
     "export_filename",

@@ -1,5 +1,6 @@
 """One-line summaries of a reply's figures and of a message's provenance, for people."""
 
+import re
 import unicodedata
 from collections import Counter
 
@@ -67,3 +68,17 @@ def blank_text_note(text: str) -> str:
         name = _BLANK_NAMES.get(char) or unicodedata.name(char, f"U+{ord(char):04X}").lower()
         parts.append(f"{count} {name}{'' if count == 1 else 's'}")
     return "only whitespace: " + ", ".join(parts)
+
+
+_BLANK_RUN = re.compile(r"(?:[ \t]*\n){4,}")
+
+
+def fold_blank_lines(text: str) -> str:
+    """The text for display with each run of more than three line breaks (and the blanks among
+    them) shown as one line that counts them: a reply that opens with 170 newlines is not three
+    screens of white. The stored text is never changed."""
+
+    def fold(match: re.Match) -> str:
+        return f"\n[… {match.group().count(chr(10))} line breaks …]\n"
+
+    return _BLANK_RUN.sub(fold, text)

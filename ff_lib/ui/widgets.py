@@ -13,6 +13,7 @@ from ff_lib.chat import (
     blank_text_note,
     export_bytes,
     export_filename,
+    fold_blank_lines,
     pairs,
     reply_figures,
 )
@@ -98,9 +99,9 @@ def reply_text(text: str, raw: bool = False, placeholder: str = "_(no text)_") -
     elif note := blank_text_note(text):
         st.markdown(f"_({note})_")
     elif raw:
-        st.text(text)
+        st.text(fold_blank_lines(text))
     else:
-        st.markdown(text)
+        st.markdown(fold_blank_lines(text))
 
 
 def raw_text_toggle(key: str) -> bool:
