@@ -70,3 +70,10 @@ def test_reply_figures_name_tokens_speed_and_source():
     )
     assert reply_figures({"adapter": None, "stats": {"new_tokens": 3}}) == "3 tokens · base model"
     assert reply_figures({}) == ""
+
+
+def test_a_reply_cut_by_its_token_limit_says_so_in_its_figures():
+    cut = {"adapter": None, "stats": {"new_tokens": 256}, "finish_reason": "length"}
+    assert reply_figures(cut) == "256 tokens (max reached) · base model"
+    ended = {"adapter": None, "stats": {"new_tokens": 9}, "finish_reason": "eos"}
+    assert reply_figures(ended) == "9 tokens · base model"

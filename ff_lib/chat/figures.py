@@ -21,7 +21,10 @@ def reply_figures(meta: dict) -> str:
     stats = meta.get("stats") or {}
     parts = []
     if stats.get("new_tokens") is not None:
-        parts.append(f"{_number(stats['new_tokens'])} tokens")
+        tokens = f"{_number(stats['new_tokens'])} tokens"
+        if meta.get("finish_reason") == "length":  # it did not end: the limit cut it
+            tokens += " (max reached)"
+        parts.append(tokens)
     if stats.get("tokens_per_s") is not None:
         parts.append(f"{_number(stats['tokens_per_s'])} tokens/s")
     if stats.get("ttft_s") is not None:
