@@ -205,3 +205,19 @@ def missing_bases(runs: Iterable) -> dict[str, list[int]]:
         if run.base_model and base_availability(run.base_model)[1]:
             missing.setdefault(run.base_model, []).append(run.id)
     return missing
+
+
+def run_by_ref(ws, ref: str):
+    """A run by its id or its (unique) name, as the CLI and the API name runs; InvalidInput
+    naming what to give when there is none."""
+    ref = str(ref).strip()
+    if ref.isdigit():
+        found = [r for r in ws.list_runs() if r.id == int(ref)]
+        if found:
+            return found[0]
+    named = [r for r in ws.list_runs() if r.name == ref]
+    if len(named) == 1:
+        return named[0]
+    raise InvalidInput(
+        f"Unknown run {ref!r}: give a run's id or its name (python -m ff_lib runs list)."
+    )
