@@ -22,6 +22,7 @@ from ff_lib.runs import (
     check_adapter_folder,
     check_base_only,
     check_run,
+    checkpoint_of,
     run_choices,
     runs_for_choice,
 )
@@ -72,7 +73,7 @@ def checkpoint_key(run_id: int, name: str) -> str:
 def _own_checkpoints(run) -> list[tuple[str, int, Path]]:
     """The run's checkpoint-N folders; none for a run whose adapter is itself a checkpoint (one
     registered from a sweep or Compare: its sibling folders belong to the run it came from)."""
-    if not run.adapter_path or CHECKPOINT.match(Path(run.adapter_path).name):
+    if not run.adapter_path or checkpoint_of(run) is not None:
         return []
     return checkpoint_folders(run_folder(run.adapter_path))
 
