@@ -115,10 +115,10 @@ def model_choices(runs: Iterable, validate: Callable = validate_adapter) -> list
     return choices + [_checkpoint_choice(r, n, f, None, validate) for r, n, f in points]
 
 
-def checkpoint_run(ws, spec: str):
+def checkpoint_run(ws, spec: str, notes: list[str] | None = None):
     """The run that answers as checkpoint `spec` ('RUN@checkpoint-N' or 'RUN@N', RUN a run's id
     or unique name): the one registered with its folder, else a new completed run named
-    '<run>-checkpoint-N'. InvalidInput when the run has no such checkpoint."""
+    '<run>-checkpoint-N' (said in `notes`). InvalidInput when the run has no such checkpoint."""
     run_spec, _, name = spec.strip().rpartition(CHECKPOINT_MARK)
     name = f"checkpoint-{name}" if name.isdigit() else name
     parent = _run_by_spec(ws, run_spec)
@@ -127,8 +127,8 @@ def checkpoint_run(ws, spec: str):
         have = ", ".join(found) or "none"
         raise InvalidInput(f"Run '{parent.name}' has no {name} (its checkpoints: {have}).")
     number, folder = found[name]
-    return register_checkpoint(ws, parent, {"name": name, "step": number,
-                                            "adapter_dir": str(folder)})  # fmt: skip
+    point = {"name": name, "step": number, "adapter_dir": str(folder)}
+    return register_checkpoint(ws, parent, point, notes)
 
 
 def compare_choices(
@@ -170,10 +170,14 @@ def _refuse_other_base(main_base: str, check: RunCheck) -> None:
 
 
 def compare_sides(
-    ws, main: RunCheck, keys: Sequence, validate: Callable = validate_adapter
+    ws,
+    main: RunCheck,
+    keys: Sequence,
+    validate: Callable = validate_adapter,
+    notes: list[str] | None = None,
 ) -> list[RunCheck]:
     """The models chosen to sit beside `main` (keys: 'base', run ids or 'RUN@checkpoint-N'; a
-    checkpoint is registered as a run if needed), each ready to answer on main's base;
+    checkpoint is registered as a run if needed, said in `notes`), each ready to answer on main's base;
     InvalidInput names the first one refused and why."""
     if len(keys) > MAX_SIDES - 1:
         raise InvalidInput(
@@ -187,7 +191,7 @@ def compare_sides(
         if key == BASE:
             sides.append(base_side(main.base_model))
             continue
-        run = checkpoint_run(ws, key) if is_checkpoint_key(key) else ws.get_run(int(key))
+        run = checkpoint_run(ws, key, notes) if is_checkpoint_key(key) else ws.get_run(int(key))
         if run.id == main.run_id:
             raise InvalidInput("The selected run is already the first column: compare others.")
         if run.id in {s.run_id for s in sides}:
@@ -224,12 +228,14 @@ def _run_by_spec(ws, spec: str):
     )
 
 
-def resolve_models(ws, specs: Sequence[str], base_model: str | None = None) -> list[RunCheck]:
+def resolve_models(
+    ws, specs: Sequence[str], base_model: str | None = None, notes: list[str] | None = None
+) -> list[RunCheck]:
     """The models named on the command line ('base', run ids or names), in the order given.
 
     The base is `base_model`, else the first run's; every run must be on it. A checkpoint
     ('RUN@checkpoint-N') answers as the run registered with its folder (registered now if none
-    is). Refused (InvalidInput) when more than MAX_SIDES, when one is unknown, cannot answer or
+    is, said in `notes`). Refused (InvalidInput) when more than MAX_SIDES, when one is unknown, cannot answer or
     is on another base.
     """
     specs = [s.strip() for s in specs if s.strip()]
@@ -238,7 +244,7 @@ def resolve_models(ws, specs: Sequence[str], base_model: str | None = None) -> l
     if len(specs) > MAX_SIDES:
         raise InvalidInput(f"{len(specs)} models given: compare at most {MAX_SIDES} at once.")
     runs = {
-        s: checkpoint_run(ws, s) if is_checkpoint_key(s) else _run_by_spec(ws, s)
+        s: checkpoint_run(ws, s, notes) if is_checkpoint_key(s) else _run_by_spec(ws, s)
         for s in specs
         if s != BASE
     }

@@ -264,14 +264,15 @@ def score_series(doc: dict) -> list[dict]:
     ]
 
 
-def register_checkpoint(ws, run, point: dict):
+def register_checkpoint(ws, run, point: dict, notes: list[str] | None = None):
     """The run whose adapter is this point's folder: an existing one, else a new completed run
-    named after the run and the checkpoint (made unique by the workspace)."""
+    named after the run and the checkpoint (made unique by the workspace); a new one is said
+    out loud in `notes` (registration_note)."""
     folder = Path(point["adapter_dir"]).resolve()
     for other in ws.list_runs():
         if other.adapter_path and Path(other.adapter_path).resolve() == folder:
             return other
-    return ws.add_run(
+    new = ws.add_run(
         f"{run.name}-{point['name']}",
         run.base_model,
         str(folder),
@@ -279,3 +280,11 @@ def register_checkpoint(ws, run, point: dict):
         dataset_id=run.dataset_id,
         params={**(run.params or {}), "checkpoint_of": run.id, "step": point["step"]},
     )
+    if notes is not None:
+        notes.append(registration_note(run, point["name"], new))
+    return new
+
+
+def registration_note(parent, name: str, new) -> str:
+    """What a page or the CLI says when a checkpoint is first registered as a run."""
+    return f"registered {name} of {parent.name} as run '{new.name}' (id {new.id})"
