@@ -61,7 +61,9 @@ def test_sweep_draws_the_chart_and_chat_with_best_selects_it(ws_env):
         chosen = run_named(ws_env, "capitals-lora")
     else:
         chosen = run_named(ws_env, f"capitals-lora-{best}")
-        assert chosen.name not in runs_before  # registered now
+        assert chosen.name not in runs_before  # registered now, and said so
+        note = f"registered {best} of capitals-lora as run '{chosen.name}' (id {chosen.id})"
+        assert note in [t.value for t in at.toast]
     assert at.session_state["inf_run"] == chosen.id
     assert at.selectbox(key="inf_run").value == chosen.id
 

@@ -174,7 +174,10 @@ def _chat_with_best(ws, doc: dict) -> None:
     """Register the best checkpoint as a run (when none has its folder) and select it."""
     try:
         point = next(p for p in doc["points"] if p["name"] == doc["best"]["name"])
-        run = sweep.register_checkpoint(ws, ws.get_run(doc["run"]["id"]), point)
+        notes: list[str] = []
+        run = sweep.register_checkpoint(ws, ws.get_run(doc["run"]["id"]), point, notes)
+        for note in notes:
+            st.toast(note, icon=":material/add_circle:")
         st.cache_data.clear()  # the run list and adapter checks
         st.session_state[state.INF_RUN] = run.id
         ctl.on_run_change(ws)
