@@ -143,7 +143,8 @@ def compare_choices(
     ]  # another base cannot share the batch
     points = _checkpoints(runs) if checkpoints else []
     own = Path(main.adapter_dir).resolve() if main.adapter_dir else None
-    family = {main.run_id, (getattr(main.run, "params", None) or {}).get("checkpoint_of")}
+    mark = checkpoint_of(main.run) if main.run is not None else None
+    family = {main.run_id, mark.parent_id if mark else None}
     points = sorted((p for p in points if p[2] != own), key=lambda p: p[0].id not in family)
     folders = {folder for _, _, folder in points} | ({own} if own and checkpoints else set())
     for run in runs_for_choice(runs):
