@@ -177,11 +177,14 @@ def runs_for_choice(runs: Iterable) -> list:
     ]
 
 
-def latest_usable_run(runs: Iterable, validate: Callable = validate_adapter):
+def latest_usable_run(
+    runs: Iterable, validate: Callable = validate_adapter, checkpoints: bool = False
+):
     """The most recent completed training run that can answer (adapter valid, base here), or
-    None; a checkpoint registered as a run is not a training run and is skipped."""
+    None; a checkpoint registered as a run is not a training run and is skipped (with
+    `checkpoints`, only checkpoint runs are looked at: what to name when no training run can)."""
     for run in runs:
-        if run.status != "completed" or checkpoint_of(run) is not None:
+        if run.status != "completed" or (checkpoint_of(run) is not None) != checkpoints:
             continue
         if check_run(run, None, validate).ok:
             return run

@@ -154,3 +154,24 @@ def test_a_registered_checkpoint_is_not_the_latest_run_nor_counted_as_one(
     assert ("Runs count training runs only: 1 checkpoint registered as a run is listed below "
             "but not counted.") in page_text(home)  # fmt: skip
     assert ckpt.name in list(home.dataframe[0].value["Name"])
+
+
+def test_use_latest_names_the_checkpoint_when_no_training_run_can_answer(
+    demo_workspace,  # noqa: F811
+    tmp_path_factory,
+    monkeypatch,
+):
+    folder = private_copy(demo_workspace, tmp_path_factory, "ckpt-only")
+    monkeypatch.setenv("FF_WORKSPACE", str(folder))
+    ws = Workspace.open(folder)
+    ckpt = checkpoint_run(ws, "capitals-lora@checkpoint-50")
+    for run in ws.list_runs():
+        if run.id != ckpt.id:
+            ws.set_run_status(run.id, "failed")
+    at = start(INFERENCE)
+    by_label(at.button, "Use latest completed run").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state[state.INF_RUN] != ckpt.id  # not picked silently
+    assert f"choose it in Training run (the newest that can answer: '{ckpt.name}')" in (
+        page_text(at)
+    )

@@ -116,3 +116,4 @@ def test_a_checkpoint_run_is_marked_and_latest_usable_skips_it():
     valid = validator(ok_paths=("/out/checkpoint-50", "/x/checkpoint-7", "/out/adapter"))
     assert latest_usable_run([ckpt, by_hand, trained], valid).name == "lora"
     assert latest_usable_run([ckpt, by_hand], valid) is None
+    assert latest_usable_run([trained, by_hand, ckpt], valid, checkpoints=True).name == "by-hand"
