@@ -53,6 +53,13 @@ metrics = st.columns(len(board.run_counts) + 1)
 for col, (status, count) in zip(metrics, board.run_counts.items(), strict=False):
     col.metric(f"Runs {status}", count)
 metrics[-1].metric("Datasets", len(board.datasets))
+if n := board.checkpoint_runs:
+    what = (
+        "1 checkpoint registered as a run is"
+        if n == 1
+        else f"{n} checkpoints registered as runs are"
+    )
+    st.caption(f"Runs count training runs only: {what} listed below but not counted.")
 
 st.subheader("Recent training runs")
 if board.run_rows:

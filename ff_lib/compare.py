@@ -22,6 +22,7 @@ from ff_lib.runs import (
     check_adapter_folder,
     check_base_only,
     check_run,
+    checkpoint_of,
     run_choices,
     runs_for_choice,
 )
@@ -72,7 +73,7 @@ def checkpoint_key(run_id: int, name: str) -> str:
 def _own_checkpoints(run) -> list[tuple[str, int, Path]]:
     """The run's checkpoint-N folders; none for a run whose adapter is itself a checkpoint (one
     registered from a sweep or Compare: its sibling folders belong to the run it came from)."""
-    if not run.adapter_path or CHECKPOINT.match(Path(run.adapter_path).name):
+    if not run.adapter_path or checkpoint_of(run) is not None:
         return []
     return checkpoint_folders(run_folder(run.adapter_path))
 
@@ -114,10 +115,10 @@ def model_choices(runs: Iterable, validate: Callable = validate_adapter) -> list
     return choices + [_checkpoint_choice(r, n, f, None, validate) for r, n, f in points]
 
 
-def checkpoint_run(ws, spec: str):
+def checkpoint_run(ws, spec: str, notes: list[str] | None = None):
     """The run that answers as checkpoint `spec` ('RUN@checkpoint-N' or 'RUN@N', RUN a run's id
     or unique name): the one registered with its folder, else a new completed run named
-    '<run>-checkpoint-N'. InvalidInput when the run has no such checkpoint."""
+    '<run>-checkpoint-N' (said in `notes`). InvalidInput when the run has no such checkpoint."""
     run_spec, _, name = spec.strip().rpartition(CHECKPOINT_MARK)
     name = f"checkpoint-{name}" if name.isdigit() else name
     parent = _run_by_spec(ws, run_spec)
@@ -126,8 +127,8 @@ def checkpoint_run(ws, spec: str):
         have = ", ".join(found) or "none"
         raise InvalidInput(f"Run '{parent.name}' has no {name} (its checkpoints: {have}).")
     number, folder = found[name]
-    return register_checkpoint(ws, parent, {"name": name, "step": number,
-                                            "adapter_dir": str(folder)})  # fmt: skip
+    point = {"name": name, "step": number, "adapter_dir": str(folder)}
+    return register_checkpoint(ws, parent, point, notes)
 
 
 def compare_choices(
@@ -142,7 +143,8 @@ def compare_choices(
     ]  # another base cannot share the batch
     points = _checkpoints(runs) if checkpoints else []
     own = Path(main.adapter_dir).resolve() if main.adapter_dir else None
-    family = {main.run_id, (getattr(main.run, "params", None) or {}).get("checkpoint_of")}
+    mark = checkpoint_of(main.run) if main.run is not None else None
+    family = {main.run_id, mark.parent_id if mark else None}
     points = sorted((p for p in points if p[2] != own), key=lambda p: p[0].id not in family)
     folders = {folder for _, _, folder in points} | ({own} if own and checkpoints else set())
     for run in runs_for_choice(runs):
@@ -169,10 +171,14 @@ def _refuse_other_base(main_base: str, check: RunCheck) -> None:
 
 
 def compare_sides(
-    ws, main: RunCheck, keys: Sequence, validate: Callable = validate_adapter
+    ws,
+    main: RunCheck,
+    keys: Sequence,
+    validate: Callable = validate_adapter,
+    notes: list[str] | None = None,
 ) -> list[RunCheck]:
     """The models chosen to sit beside `main` (keys: 'base', run ids or 'RUN@checkpoint-N'; a
-    checkpoint is registered as a run if needed), each ready to answer on main's base;
+    checkpoint is registered as a run if needed, said in `notes`), each ready to answer on main's base;
     InvalidInput names the first one refused and why."""
     if len(keys) > MAX_SIDES - 1:
         raise InvalidInput(
@@ -186,7 +192,7 @@ def compare_sides(
         if key == BASE:
             sides.append(base_side(main.base_model))
             continue
-        run = checkpoint_run(ws, key) if is_checkpoint_key(key) else ws.get_run(int(key))
+        run = checkpoint_run(ws, key, notes) if is_checkpoint_key(key) else ws.get_run(int(key))
         if run.id == main.run_id:
             raise InvalidInput("The selected run is already the first column: compare others.")
         if run.id in {s.run_id for s in sides}:
@@ -223,12 +229,14 @@ def _run_by_spec(ws, spec: str):
     )
 
 
-def resolve_models(ws, specs: Sequence[str], base_model: str | None = None) -> list[RunCheck]:
+def resolve_models(
+    ws, specs: Sequence[str], base_model: str | None = None, notes: list[str] | None = None
+) -> list[RunCheck]:
     """The models named on the command line ('base', run ids or names), in the order given.
 
     The base is `base_model`, else the first run's; every run must be on it. A checkpoint
     ('RUN@checkpoint-N') answers as the run registered with its folder (registered now if none
-    is). Refused (InvalidInput) when more than MAX_SIDES, when one is unknown, cannot answer or
+    is, said in `notes`). Refused (InvalidInput) when more than MAX_SIDES, when one is unknown, cannot answer or
     is on another base.
     """
     specs = [s.strip() for s in specs if s.strip()]
@@ -237,7 +245,7 @@ def resolve_models(ws, specs: Sequence[str], base_model: str | None = None) -> l
     if len(specs) > MAX_SIDES:
         raise InvalidInput(f"{len(specs)} models given: compare at most {MAX_SIDES} at once.")
     runs = {
-        s: checkpoint_run(ws, s) if is_checkpoint_key(s) else _run_by_spec(ws, s)
+        s: checkpoint_run(ws, s, notes) if is_checkpoint_key(s) else _run_by_spec(ws, s)
         for s in specs
         if s != BASE
     }

@@ -6,6 +6,7 @@ can answer, and if not, why and what fixes it. It holds the adapter's validation
 """
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,30 @@ STATUS_PHRASES = {
 }
 CANNOT_ANSWER = "✗"
 LABEL_REASON_CHARS = 70
+# A trainer's checkpoint folder (HF Trainer, TRL, Unsloth, Axolotl): `checkpoint-<step>`.
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass(frozen=True)
+class CheckpointOf:
+    """A run that is one checkpoint of a training run (registered from a sweep or Compare)."""
+
+    name: str  # 'checkpoint-50'
+    parent_id: int | None  # the training run it came from; None when registered by hand
+
+
+def checkpoint_of(run) -> CheckpointOf | None:
+    """What marks a checkpoint run: `params.checkpoint_of` (set by
+    ff_lib.sweep.register_checkpoint) or an adapter folder named `checkpoint-N`. None for a
+    training run: the one test the sweep, "Use latest completed run" and Home's counts share."""
+    params = getattr(run, "params", None) or {}
+    parent = params.get("checkpoint_of")
+    folder = Path(str(run.adapter_path)).name if getattr(run, "adapter_path", None) else ""
+    if not CHECKPOINT.match(folder) and not isinstance(parent, int):
+        return None
+    step = params.get("step")
+    name = folder if CHECKPOINT.match(folder) else f"checkpoint-{step}"
+    return CheckpointOf(name, parent if isinstance(parent, int) else None)
 
 
 @dataclass(frozen=True)
@@ -152,10 +177,16 @@ def runs_for_choice(runs: Iterable) -> list:
     ]
 
 
-def latest_usable_run(runs: Iterable, validate: Callable = validate_adapter):
-    """The most recent completed run that can answer (adapter valid, base here), or None."""
+def latest_usable_run(
+    runs: Iterable, validate: Callable = validate_adapter, checkpoints: bool = False
+):
+    """The most recent completed training run that can answer (adapter valid, base here), or
+    None; a checkpoint registered as a run is not a training run and is skipped (with
+    `checkpoints`, only checkpoint runs are looked at: what to name when no training run can)."""
     for run in runs:
-        if run.status == "completed" and check_run(run, None, validate).ok:
+        if run.status != "completed" or (checkpoint_of(run) is not None) != checkpoints:
+            continue
+        if check_run(run, None, validate).ok:
             return run
     return None
 

@@ -7,17 +7,15 @@ them), each with the adapter files and a `trainer_state.json` (transformers' Tra
 """
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ff_lib.errors import InvalidInput
+from ff_lib.errors import InvalidInput, NotFound
 from ff_lib.evaluation import DEFAULT_SCORE_ROWS, MAX_SCORE_ROWS, SCORE_PRESET, score_settings
 from ff_lib.inference.adapters import CONFIG_FILE
-from ff_lib.runs import usable_run
+from ff_lib.runs import CHECKPOINT, checkpoint_of, usable_run
 from ff_lib.scoring import mean_scores, score_answer
 
-CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
 FINAL = "final"  # the name of the run's own (final) adapter among the points
 
@@ -103,6 +101,31 @@ def find_checkpoints(folder: Path) -> list[SweepPoint]:
     return sorted(points, key=lambda p: p.step)
 
 
+def checkpoint_refusal(ws, run) -> str | None:
+    """Why `run` cannot be swept when it is itself a checkpoint (its sibling checkpoint-N folders
+    belong to the training run it came from), naming that run; None for a training run."""
+    mark = checkpoint_of(run)
+    if mark is None:
+        return None
+    parent = None
+    if mark.parent_id is not None:
+        try:
+            parent = ws.get_run(mark.parent_id)
+        except NotFound:
+            parent = None
+    head = f"Run '{run.name}' (id {run.id}) is {mark.name}"
+    if parent is None:
+        return (
+            f"{head}, registered as a run: a checkpoint has no checkpoints of its own. "
+            "Sweep the training run that saved it instead."
+        )
+    return (
+        f"{head} of run '{parent.name}' (id {parent.id}): a checkpoint has no checkpoints of "
+        f"its own. Sweep run '{parent.name}' instead (python -m ff_lib sweep --run {parent.id} "
+        "--dataset ID)."
+    )
+
+
 def sweep_points(run, adapter_dir: str | Path) -> list[SweepPoint]:
     """The run's checkpoints then its final adapter (the one `adapter_dir` names), by step.
 
@@ -135,6 +158,9 @@ def sweep_run(host, ws, run_id: int, dataset_id: int, *, n: int = DEFAULT_SCORE_
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SCORE_ROWS:
         raise InvalidInput(f"Rows to sweep must be between 1 and {MAX_SCORE_ROWS} (got {n!r}).")
     main = usable_run(ws, run_id, None)
+    refusal = checkpoint_refusal(ws, main.run)
+    if refusal:
+        raise InvalidInput(refusal)
     points = sweep_points(main.run, main.adapter_dir)
     dataset = ws.get_dataset(dataset_id)
     pairs = ws.dataset_pairs(dataset_id, limit=n)
@@ -238,14 +264,15 @@ def score_series(doc: dict) -> list[dict]:
     ]
 
 
-def register_checkpoint(ws, run, point: dict):
+def register_checkpoint(ws, run, point: dict, notes: list[str] | None = None):
     """The run whose adapter is this point's folder: an existing one, else a new completed run
-    named after the run and the checkpoint (made unique by the workspace)."""
+    named after the run and the checkpoint (made unique by the workspace); a new one is said
+    out loud in `notes` (registration_note)."""
     folder = Path(point["adapter_dir"]).resolve()
     for other in ws.list_runs():
         if other.adapter_path and Path(other.adapter_path).resolve() == folder:
             return other
-    return ws.add_run(
+    new = ws.add_run(
         f"{run.name}-{point['name']}",
         run.base_model,
         str(folder),
@@ -253,3 +280,11 @@ def register_checkpoint(ws, run, point: dict):
         dataset_id=run.dataset_id,
         params={**(run.params or {}), "checkpoint_of": run.id, "step": point["step"]},
     )
+    if notes is not None:
+        notes.append(registration_note(run, point["name"], new))
+    return new
+
+
+def registration_note(parent, name: str, new) -> str:
+    """What a page or the CLI says when a checkpoint is first registered as a run."""
+    return f"registered {name} of {parent.name} as run '{new.name}' (id {new.id})"

@@ -121,5 +121,9 @@ def test_a_checkpoint_answers_in_its_own_column_named_after_it(ws_env):
     ]
     assert Path(sides[1]["adapter"]).name == "checkpoint-100" and sides[1]["status"] == "complete"
     assert f"**{GOOD_RUN}-checkpoint-100**" in page_text(at)  # the column says which checkpoint
+    note = (
+        f"registered checkpoint-100 of {GOOD_RUN} as run '{registered.name}' (id {registered.id})"
+    )
+    assert [t.value for t in at.toast if t.value.startswith("registered ")] == [note]
     assert compare_box(at).value == ["base", key]  # still chosen, not offered twice
     assert not any(f"(run {registered.id})" in o for o in compare_box(at).options)

@@ -5,6 +5,7 @@ import datetime as dt
 import duckdb
 import pytest
 
+from ff_lib.compare import checkpoint_run
 from ff_lib.data import Workspace
 from ff_lib.ui import state
 from tests.apptest_helpers import INFERENCE, READY, by_label, page_text, private_copy, start
@@ -125,3 +126,52 @@ def test_home_removes_a_run_only_after_confirmation(ws_env):
     assert "lost-base" not in list(at.dataframe[0].value["Name"])
     assert [m.content for m in ws.messages(chat.id)] == ["an old answer"]
     assert "**lost-base (removed)**" in [m.value for m in at.markdown]  # its scorecard stays
+
+
+def test_a_registered_checkpoint_is_not_the_latest_run_nor_counted_as_one(
+    demo_workspace,  # noqa: F811
+    tmp_path_factory,
+    monkeypatch,
+):
+    """`compare ... capitals-lora@checkpoint-50` registers a run: "Use latest completed run"
+    must not pick it, and Home counts it apart from the training runs."""
+    folder = private_copy(demo_workspace, tmp_path_factory, "ckpt-runs")
+    monkeypatch.setenv("FF_WORKSPACE", str(folder))
+    home = start()
+    before = {m.label: m.value for m in home.metric}["Runs completed"]
+    at = start(INFERENCE)
+    by_label(at.button, "Use latest completed run").click().run()
+    latest = at.session_state[state.INF_RUN]
+
+    ckpt = checkpoint_run(Workspace.open(folder), "capitals-lora@checkpoint-50")
+    at = start(INFERENCE)
+    by_label(at.button, "Use latest completed run").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state[state.INF_RUN] == latest != ckpt.id
+
+    home = start()
+    assert {m.label: m.value for m in home.metric}["Runs completed"] == before
+    assert ("Runs count training runs only: 1 checkpoint registered as a run is listed below "
+            "but not counted.") in page_text(home)  # fmt: skip
+    assert ckpt.name in list(home.dataframe[0].value["Name"])
+
+
+def test_use_latest_names_the_checkpoint_when_no_training_run_can_answer(
+    demo_workspace,  # noqa: F811
+    tmp_path_factory,
+    monkeypatch,
+):
+    folder = private_copy(demo_workspace, tmp_path_factory, "ckpt-only")
+    monkeypatch.setenv("FF_WORKSPACE", str(folder))
+    ws = Workspace.open(folder)
+    ckpt = checkpoint_run(ws, "capitals-lora@checkpoint-50")
+    for run in ws.list_runs():
+        if run.id != ckpt.id:
+            ws.set_run_status(run.id, "failed")
+    at = start(INFERENCE)
+    by_label(at.button, "Use latest completed run").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state[state.INF_RUN] != ckpt.id  # not picked silently
+    assert f"choose it in Training run (the newest that can answer: '{ckpt.name}')" in (
+        page_text(at)
+    )

@@ -105,3 +105,10 @@ def test_cli_compare_json_names_the_checkpoint_that_answered(capsys, demo_copy):
     assert Path(answers[0]["adapter"]).name == "checkpoint-50"
     assert answers[1]["adapter"].endswith("adapter") and answers[2]["adapter"] is None
     assert all(a["stats"]["new_tokens"] > 0 for a in answers)
+    # The first use registered a run, and said so (on stderr: stdout stays one JSON document).
+    ckpt = run_named(demo_copy, f"{CAPITALS}-checkpoint-50")
+    assert (f"note: registered checkpoint-50 of {CAPITALS} as run '{ckpt.name}' (id {ckpt.id})"
+            in err)  # fmt: skip
+    notes: list[str] = []  # the second time the run is there already: nothing to say
+    sides = compare.resolve_models(Workspace.open(demo_copy), models.split(","), None, notes)
+    assert notes == [] and sides[0].run_id == ckpt.id

@@ -6,7 +6,9 @@ from types import SimpleNamespace
 
 from ff_lib.runs import (
     READY_MESSAGE,
+    CheckpointOf,
     check_run,
+    checkpoint_of,
     latest_usable_run,
     run_choices,
     runs_for_choice,
@@ -98,3 +100,20 @@ def test_labels_stay_unique_even_when_names_are_not():
     twins = [SimpleNamespace(**{**vars(run("twin")), "id": i}) for i in (2, 1)]
     labels = [c.label for c in run_choices(twins, validator())]
     assert labels == ["twin · completed (run 2)", "twin · completed (run 1)"]
+
+
+def test_a_checkpoint_run_is_marked_and_latest_usable_skips_it():
+    """A checkpoint registered as a run (params.checkpoint_of, or a checkpoint-N folder) is not
+    a training run: "Use latest completed run" never picks it, however recent."""
+    ckpt = run("lora-checkpoint-50", path="/out/checkpoint-50")
+    ckpt.params = {"lr": 1e-4, "checkpoint_of": 3, "step": 50}
+    by_hand = run("by-hand", path="/x/checkpoint-7")
+    trained = run("lora", path="/out/adapter")
+    trained.params = {"lr": 1e-4}
+    assert checkpoint_of(ckpt) == CheckpointOf("checkpoint-50", 3)
+    assert checkpoint_of(by_hand) == CheckpointOf("checkpoint-7", None)
+    assert checkpoint_of(trained) is None
+    valid = validator(ok_paths=("/out/checkpoint-50", "/x/checkpoint-7", "/out/adapter"))
+    assert latest_usable_run([ckpt, by_hand, trained], valid).name == "lora"
+    assert latest_usable_run([ckpt, by_hand], valid) is None
+    assert latest_usable_run([trained, by_hand, ckpt], valid, checkpoints=True).name == "by-hand"

@@ -167,3 +167,19 @@ def test_register_checkpoint_once_and_csv_export(sweep_demo):
     lines = sweep_csv(doc).splitlines()
     assert lines[0] == ",".join(CSV_COLUMNS) and len(lines) == 3
     assert lines[1].startswith("checkpoint-100,100,1.0,1.0,1.0,0.1,,True,")
+
+
+def test_cli_sweep_refuses_a_checkpoint_run_and_names_its_training_run(capsys, sweep_demo):
+    """A run registered from a checkpoint (Compare, "Chat with this checkpoint") has no
+    checkpoints: sweeping it must not sweep its later siblings as if they were its own."""
+    ws = Workspace.open(sweep_demo)
+    run = run_named(sweep_demo, "capitals-lora")
+    point = find_checkpoints(run_folder(run.adapter_path))[0]
+    ckpt = register_checkpoint(ws, run, {"name": point.name, "step": point.step,
+                                         "adapter_dir": str(point.adapter_dir)})  # fmt: skip
+    args = ("sweep", "--run", ckpt.id, "--dataset", run.dataset_id, "-n", 2)
+    code, out, err = cli(capsys, ws, *args)
+    assert code == 1 and out == ""
+    assert f"'{ckpt.name}' (id {ckpt.id}) is checkpoint-50 of run 'capitals-lora'" in err
+    assert f"sweep --run {run.id} " in err
+    assert ws.list_sweeps(ckpt.id) == []  # nothing stored under the checkpoint run

@@ -54,7 +54,10 @@ def compare_cmd(args: argparse.Namespace) -> int:
     if not args.prompt.strip():
         raise InvalidInput("The prompt is empty: give --prompt with some text.")
     specs = [s.strip() for s in args.models.split(",") if s.strip()]
-    sides = compare.resolve_models(_workspace(args), specs, args.base_model)
+    notes: list[str] = []
+    sides = compare.resolve_models(_workspace(args), specs, args.base_model, notes)
+    for note in notes:  # on stderr: --json keeps stdout one JSON document
+        print(f"note: {note}", file=sys.stderr)
     settings = PRESETS[args.preset]
     if args.max_new_tokens is not None:
         settings = dataclasses.replace(settings, max_new_tokens=args.max_new_tokens)

@@ -49,6 +49,7 @@ def sweep_cmd(args: argparse.Namespace) -> int:
     print_table(("checkpoint", "step", "exact", "token_f1", "rouge_l", "train_loss",
                  "eval_loss"), rows)  # fmt: skip
     print(
-        f"best: {best} (step {doc['best']['step']}) on {doc['n']} rows of {doc['dataset']['name']}"
+        f"best: {best} (step {doc['best']['step']}) of run {doc['run']['name']} on {doc['n']} "
+        f"rows of {doc['dataset']['name']}"
     )
     return 0

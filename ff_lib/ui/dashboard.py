@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from ff_lib.chat import export_bytes, from_record
 from ff_lib.data import RUN_STATUSES
-from ff_lib.runs import CANNOT_ANSWER, check_run
+from ff_lib.runs import CANNOT_ANSWER, check_run, checkpoint_of
 from ff_lib.ui import resources
 
 RECENT_RUNS = 15
@@ -21,11 +21,12 @@ STATUS_MARKS = {
 
 @dataclass(frozen=True)
 class Dashboard:
-    run_counts: dict  # status -> count, every status present
+    run_counts: dict  # status -> count of training runs, every status present
     run_rows: list  # dicts for the runs table, newest first
     datasets: list
     conversations: list
     runs: list = field(default_factory=list)  # every run, newest first
+    checkpoint_runs: int = 0  # checkpoints registered as runs (not counted in run_counts)
 
 
 def _when(value) -> str:
@@ -49,7 +50,8 @@ def load_dashboard(ws) -> Dashboard:
         runs = ws.list_runs()
         datasets = ws.list_datasets()
         conversations = ws.list_conversations(limit=RECENT_CONVERSATIONS)
-    counts = Counter(r.status for r in runs)
+    marks = [checkpoint_of(r) is not None for r in runs]
+    counts = Counter(r.status for r, mark in zip(runs, marks, strict=True) if not mark)
     rows = [
         {
             "Name": r.name,
@@ -66,6 +68,7 @@ def load_dashboard(ws) -> Dashboard:
         datasets=datasets,
         conversations=conversations,
         runs=runs,
+        checkpoint_runs=sum(marks),
     )
 
 

@@ -41,7 +41,11 @@ def _recheck(ws, compare_with: Sequence = ()):
     if not check.ok:
         selection.set_status("error", check.message)
         return None
-    return check, compare_sides(ws, check, list(compare_with), resources.check_adapter)
+    notes: list[str] = []  # a checkpoint compared for the first time is registered as a run
+    sides = compare_sides(ws, check, list(compare_with), resources.check_adapter, notes)
+    for note in notes:
+        st.toast(note, icon=":material/add_circle:")
+    return check, sides
 
 
 def _reply_area(chat: bool, labels: list[str]):

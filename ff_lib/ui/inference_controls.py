@@ -16,6 +16,10 @@ NO_USABLE_RUN = (
     "No completed run can answer (each is marked ✗ with its reason in Training run): "
     "train one, register it, or fix its base (see Home)."
 )
+NO_TRAINING_RUN = (
+    "No completed training run can answer; this button skips checkpoints registered as runs. "
+    "To use one, choose it in Training run (the newest that can answer: '{name}')."
+)
 
 
 def init_controls() -> None:
@@ -124,11 +128,16 @@ def on_refresh_runs() -> None:
 
 
 def on_use_latest(ws) -> None:
-    """Select the most recent completed run that can answer (runs marked ✗ are skipped)."""
+    """Select the most recent completed training run that can answer (runs marked ✗ and
+    checkpoints registered as runs are skipped)."""
     try:
-        run = latest_usable_run(ws.list_runs(), resources.check_adapter)
+        runs = ws.list_runs()
+        run = latest_usable_run(runs, resources.check_adapter)
         if run is None:
-            st.session_state[state.INF_MESSAGE] = NO_USABLE_RUN
+            ckpt = latest_usable_run(runs, resources.check_adapter, checkpoints=True)
+            st.session_state[state.INF_MESSAGE] = (
+                NO_USABLE_RUN if ckpt is None else NO_TRAINING_RUN.format(name=ckpt.name)
+            )
             return
         st.session_state[state.INF_RUN] = run.id
         _choose_run(ws, run.id)

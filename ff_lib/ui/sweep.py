@@ -13,6 +13,7 @@ from ff_lib.ui import resources, state
 
 SWEEP_DATASET = "sweep_dataset"
 SWEEP_ROWS = "sweep_rows"
+SWEEP_DATASET_RUN = "sweep_dataset_run"  # int: the run the Sweep dataset was defaulted for
 SWEEP_RESULT = "sweep_result"  # dict: the last sweep document shown on the Inference page
 LOSS_LABELS = {"loss": "train loss", "eval_loss": "eval loss"}
 METRIC_LABELS = {"exact_match": "exact match", "token_f1": "token F1", "rouge_l": "ROUGE-L"}
@@ -27,10 +28,18 @@ METRIC_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c"]  # Tableau 10: three hues tol
 
 
 def sweep_panel(ws, check, locked: bool) -> None:
-    """The expander, shown only for a run whose folder holds checkpoint-N folders."""
+    """The expander, shown only for a training run whose folder holds checkpoint-N folders; for
+    a checkpoint registered as a run, a line that says which run to sweep instead."""
     if check is None or check.run is None or not check.run.adapter_path:
         return
     if not sweep.has_checkpoints(sweep.run_folder(check.run.adapter_path)):
+        return
+    try:
+        refusal = sweep.checkpoint_refusal(ws, check.run)
+    except FFError as exc:
+        refusal = str(exc)
+    if refusal:
+        st.caption(f"Sweep checkpoints: {refusal}")
         return
     with st.expander("Sweep checkpoints on a dataset", key="sweep_panel",
                      icon=":material/timeline:"):  # fmt: skip
@@ -43,10 +52,8 @@ def sweep_panel(ws, check, locked: bool) -> None:
         if not datasets:
             st.caption("No datasets in the workspace: import one to sweep against.")
             return
+        _default_dataset([d.id for d in datasets], check.run)
         ids = [d.id for d in datasets]
-        if st.session_state.get(SWEEP_DATASET) not in ids:
-            own = check.run.dataset_id
-            st.session_state[SWEEP_DATASET] = own if own in ids else ids[0]
         labels = {d.id: f"{d.name} ({d.rows} rows)" for d in datasets}
         data_col, rows_col = st.columns([3, 1], vertical_alignment="bottom")
         data_col.selectbox("Sweep dataset", ids, format_func=labels.get, key=SWEEP_DATASET,
@@ -69,6 +76,15 @@ def sweep_panel(ws, check, locked: bool) -> None:
         doc = st.session_state.get(SWEEP_RESULT)
         if doc is not None and doc["run"]["id"] == check.run_id:
             sweep_result(ws, doc)
+
+
+def _default_dataset(ids: list[int], run) -> None:
+    """A newly chosen run starts on its own dataset (when the workspace has it), as Score does:
+    a dataset kept from the run chosen before would sweep this run on the wrong rows."""
+    ss = st.session_state
+    if ss.get(SWEEP_DATASET) not in ids or ss.get(SWEEP_DATASET_RUN) != run.id:
+        ss[SWEEP_DATASET] = run.dataset_id if run.dataset_id in ids else ids[0]
+        ss[SWEEP_DATASET_RUN] = run.id
 
 
 def _last_step(doc: dict) -> int:
@@ -132,9 +148,9 @@ def loss_chart(doc: dict) -> alt.Chart | None:
 
 def sweep_result(ws, doc: dict) -> None:
     best = doc["best"]
-    st.markdown(f"**Best: {best['name']}** (step {best['step']}) on {doc['n']} rows of "
-                f"{doc['dataset']['name']}; base exact match "
-                f"{doc['base']['scores']['exact_match']:.2f}.")  # fmt: skip
+    st.markdown(f"**Best: {best['name']}** (step {best['step']}) of run "
+                f"{doc['run']['name']} on {doc['n']} rows of {doc['dataset']['name']}; "
+                f"base exact match {doc['base']['scores']['exact_match']:.2f}.")  # fmt: skip
     # Two charts in columns, each as wide as its column (a concatenated chart is not resized
     # to the page and was cut off at its right edge).
     loss = loss_chart(doc)
@@ -158,7 +174,10 @@ def _chat_with_best(ws, doc: dict) -> None:
     """Register the best checkpoint as a run (when none has its folder) and select it."""
     try:
         point = next(p for p in doc["points"] if p["name"] == doc["best"]["name"])
-        run = sweep.register_checkpoint(ws, ws.get_run(doc["run"]["id"]), point)
+        notes: list[str] = []
+        run = sweep.register_checkpoint(ws, ws.get_run(doc["run"]["id"]), point, notes)
+        for note in notes:
+            st.toast(note, icon=":material/add_circle:")
         st.cache_data.clear()  # the run list and adapter checks
         st.session_state[state.INF_RUN] = run.id
         ctl.on_run_change(ws)
