@@ -122,3 +122,21 @@ def test_chat_keeps_history_until_clear(capsys, capitals_adapter, monkeypatch):
         "The capital of Norway is Oslo.",
     ]
     assert "(history cleared)" in err
+
+
+def test_run_is_named_by_id_or_name_and_an_unknown_one_is_one_line(capsys, tmp_path):
+    from ff_lib import cli
+    from ff_lib.data import Workspace
+
+    ws = Workspace.open(tmp_path / "ws")
+    (tmp_path / "adapter").mkdir()
+    run = ws.add_run("my-run", "base-model", tmp_path / "adapter")
+    args = ["--workspace", str(tmp_path / "ws")]
+    parser = cli.build_parser()
+    for ref in (str(run.id), "my-run"):
+        parsed = parser.parse_args([*args, "sweep", "--run", ref, "--dataset", "1"])
+        cli._resolve_run(parsed)
+        assert parsed.run == run.id
+    code = cli.main([*args, "sweep", "--run", "no-such-run", "--dataset", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Unknown run 'no-such-run'" in err and len(err.strip().splitlines()) == 1

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         from ff_lib.cli.prompt_input import check_arguments
 
         check_arguments(parser, args)
+        _resolve_run(args)
         return int(args.handler(args) or 0)
     except FFError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -63,3 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _resolve_run(args) -> None:
+    """`--run` names a run by its id or its unique name; the handlers get the id."""
+    if not isinstance(getattr(args, "run", None), str):
+        return
+    from ff_lib.data import Workspace
+    from ff_lib.runs import run_by_ref
+    from ff_lib.workspace_path import resolve_workspace
+
+    args.run = run_by_ref(Workspace.open(resolve_workspace(args.workspace)), args.run).id

@@ -21,7 +21,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         ),
     )
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--run", type=int, metavar="ID", help="a completed run (result stored)")
+    which.add_argument(
+        "--run", metavar="RUN", help="a completed run, by id or name (result stored)"
+    )
     which.add_argument("--adapter", metavar="PATH", help="an adapter folder")
     p.add_argument("--base-model", metavar="B", help="default: the run's base, else the adapter's")
     p.add_argument("--quantization", choices=QUANTIZATIONS, default="auto")
@@ -34,7 +36,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         help="score base vs run (vs other runs) on a dataset's rows, or resume a scorecard",
     )
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--run", type=int, metavar="ID")
+    what.add_argument("--run", metavar="RUN")
     what.add_argument(
         "--resume", type=int, metavar="SCORECARD_ID", help="answer only what it lacks"
     )
@@ -58,7 +60,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
         help="answer a saved conversation's user turns again with another run",
     )
     p.add_argument("conversation_id", metavar="CONVERSATION_ID")
-    p.add_argument("--run", type=int, metavar="ID", required=True)
+    p.add_argument("--run", metavar="RUN", required=True)
     p.add_argument("--quantization", choices=QUANTIZATIONS, default="auto")
     p.set_defaults(handler=replay_cmd)
 

@@ -60,7 +60,9 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--run", type=int, metavar="ID", help="a completed run of the workspace")
+    which.add_argument(
+        "--run", metavar="RUN", help="a completed run of the workspace, by id or name"
+    )
     which.add_argument("--adapter", metavar="PATH", help="an adapter folder")
     p.add_argument("--base-model", metavar="B", help="default: the run's base, else the adapter's")
     p.add_argument("--no-adapter", action="store_true", help="answer with the base model alone")

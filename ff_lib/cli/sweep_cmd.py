@@ -18,7 +18,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
             "the one with the highest exact match, then token F1."
         ),
     )
-    p.add_argument("--run", required=True, type=int, metavar="ID", help="the run's id")
+    p.add_argument("--run", required=True, metavar="RUN", help="the run's id or name")
     p.add_argument("--dataset", required=True, type=int, metavar="ID", help="the dataset's id")
     p.add_argument("-n", type=int, default=50, metavar="N", help="rows to answer (default 50)")
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="default: the preset's")
