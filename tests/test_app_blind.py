@@ -165,6 +165,7 @@ def test_checkpoint_against_checkpoint_reveals_which_checkpoint_answered(ws_env)
     assert f"{GOOD_RUN} · checkpoint-50" in first.options  # checkpoints after the runs
     first.select(f"{capitals}@checkpoint-50").run()
     assert not at.exception, at.exception
+    assert any("registered checkpoint-50" in t.value for t in at.toast)  # said out loud
     second = by_label(at.selectbox, "Second model")
     assert f"{GOOD_RUN} · checkpoint-150" in second.options
     assert f"{GOOD_RUN} · checkpoint-50" not in second.options  # the first model itself

@@ -60,12 +60,19 @@ def first_model(ws):
                        placeholder="Choose a run", on_change=_forget_dataset)  # fmt: skip
     if key is None:
         return None
+    notes: list[str] = []  # a checkpoint chosen for the first time is registered as a run
     try:
-        run = checkpoint_run(ws, key) if is_checkpoint_key(key) else ws.get_run(key)
+        run = checkpoint_run(ws, key, notes) if is_checkpoint_key(key) else ws.get_run(key)
     except FFError as exc:
         st.error(str(exc))
         return None
+    _say(notes)
     return check_run(run, None, resources.check_adapter)
+
+
+def _say(notes: list[str]) -> None:
+    for note in notes:
+        st.toast(note, icon=":material/add_circle:")
 
 
 def _forget_dataset() -> None:
@@ -88,8 +95,11 @@ def second_model(ws, first) -> list:
         st.session_state[state.BLIND_SECOND] = BASE
     key = st.selectbox("Second model", list(labels), format_func=labels.get,
                        key=state.BLIND_SECOND)  # fmt: skip
+    notes: list[str] = []
     try:
-        return [first, *compare_sides(ws, first, [key], resources.check_adapter)]
+        sides = [first, *compare_sides(ws, first, [key], resources.check_adapter, notes)]
+        _say(notes)
+        return sides
     except FFError as exc:
         st.error(str(exc))
         return []
