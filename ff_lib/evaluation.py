@@ -37,6 +37,7 @@ from ff_lib.scorecards import (  # noqa: F401  (scorecards used to live here: sa
 )
 
 EFFECT_KEY = "effect"  # where a run's effect is stored in its metrics
+MEASURED_BY_KEY = "measured_by"  # in it: the engine that measured it ('vLLM at HOST:PORT')
 # progress(done, total, what): called before each answer and once at the end.
 Progress = Callable[[int, int, str], None]
 
@@ -90,8 +91,21 @@ def run_effect(
         effect_prompts(ws, target.run),
         quantization=quantization,
     )
-    ws.update_run_metrics(target.run_id, {EFFECT_KEY: effect.as_dict()})
+    stored = {**effect.as_dict(), MEASURED_BY_KEY: engine_label(host)}
+    ws.update_run_metrics(target.run_id, {EFFECT_KEY: stored})
     return effect
+
+
+def engine_label(host) -> str:
+    """'vLLM at HOST:PORT' for a remote engine, 'this machine' for the in-process one."""
+    where = getattr(host, "where", None)
+    return where.describe if where is not None else "this machine"
+
+
+def effect_measured_by(run) -> str | None:
+    """The engine that measured the run's stored effect; None when it was not recorded."""
+    data = (run.metrics or {}).get(EFFECT_KEY)
+    return data.get(MEASURED_BY_KEY) if isinstance(data, dict) else None
 
 
 _ADAPTER_EFFECTS: dict[tuple, AdapterEffect] = {}

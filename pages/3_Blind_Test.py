@@ -30,7 +30,10 @@ with first_col:
 with second_col:
     sides = blind.second_model(ws, first)
 blind.prompt_controls(ws, first)
-if st.button("Generate", type="primary", disabled=len(sides) != 2, icon=":material/shuffle:"):
+ready = blind.engine_ready()
+if st.button(
+    "Generate", type="primary", disabled=len(sides) != 2 or not ready, icon=":material/shuffle:"
+):
     blind.generate(sides)
 if message := st.session_state.get(state.BLIND_MESSAGE):
     st.warning(message)

@@ -6,7 +6,7 @@ import threading
 import httpx2
 import pytest
 
-from ff_lib.errors import GenerationError
+from ff_lib.errors import EngineUnreachable, GenerationError
 from ff_lib.inference import GenerationSettings
 from ff_lib.inference.remote import KindGate, RemoteHost
 
@@ -105,3 +105,24 @@ def test_a_missing_or_wrong_api_key_is_named_with_its_fix(tmp_path):
     keyed = mocked(RemoteHost("http://gpu-box:8000/v1", api_key=key), answer)
     assert keyed.availability(str(tmp_path)) is None
     assert keyed.info().base_model == "base" and keyed.info().describe == "vLLM at gpu-box:8000"
+
+
+def test_a_failed_request_invalidates_the_cached_health_check():
+    """The server dies after a health check said it answers: the next look (within HEALTH_TTL_S)
+    says it does not answer, not the cached 'ok'."""
+    alive = {"now": True}
+
+    def answer(request):
+        if not alive["now"]:
+            raise httpx2.ConnectError("Connection refused", request=request)
+        if request.url.path == "/health":
+            return httpx2.Response(200)
+        return httpx2.Response(200, json={"object": "list", "data": []})
+
+    host = mocked(RemoteHost("http://127.0.0.1:9/v1"), answer)
+    assert host.availability("") is None
+    alive["now"] = False
+    assert host.availability("") is None  # cached for HEALTH_TTL_S: nothing was asked since
+    with pytest.raises(EngineUnreachable):
+        host.client.checked("POST", "/v1/chat/completions", "the reply", json={})
+    assert "does not answer" in (host.availability("") or "")

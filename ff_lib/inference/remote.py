@@ -148,7 +148,7 @@ class RemoteHost(WholeReplies):
         self.gate = KindGate()
         self._tokenizers: dict[str, tuple] = {}
         self._lock = threading.Lock()
-        self._state: tuple[float, str | None, list] | None = None
+        self._state: tuple[float, str | None, list, int] | None = None
 
     @contextlib.contextmanager
     def request_slot(self, stop: threading.Event):
@@ -204,17 +204,18 @@ class RemoteHost(WholeReplies):
     def _served(self) -> tuple[str | None, list]:
         """(why a request would not be served now, the served models), asked at most every
         HEALTH_TTL_S: every rerun of a page asks. /health, then /v1/models (which also tells
-        a missing or wrong API key)."""
+        a missing or wrong API key). A request that failed since (client.failures) asks again."""
         now = time.monotonic()
         cached = self._state
-        if cached is None or now - cached[0] >= HEALTH_TTL_S:
+        stale = cached is None or now - cached[0] >= HEALTH_TTL_S
+        if stale or cached[3] != self.client.failures:
             reason, models = self.client.health(), []
             if reason is None:
                 try:
                     models = self.client.models()
                 except FFError as exc:
                     reason = str(exc)
-            cached = self._state = (now, reason, models)
+            cached = self._state = (now, reason, models, self.client.failures)
         return cached[1], cached[2]
 
     def availability(self, base_model: str, quantization: str = "auto") -> str | None:

@@ -33,6 +33,12 @@ class EngineURL:
     @classmethod
     def parse(cls, url: str) -> "EngineURL":
         text = (url or "").strip()
+        if not text:
+            raise InvalidInput(
+                "The vLLM server is chosen as the engine but needs its URL: give its address "
+                "(http://HOST:PORT/v1); nothing answers until one is given (or choose this "
+                "machine as the engine)."
+            )
         parts = urlsplit(text)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidInput(
@@ -115,8 +121,12 @@ class EngineClient:
         )
         self._adapter_lock = threading.Lock()  # one runtime load per adapter at a time
         self.runtime_loads = 0
+        # Requests that found the server dead or failing: RemoteHost's cached health check is
+        # stale once this changes, so the next look says "does not answer" (not a cached "ok").
+        self.failures = 0
 
     def unreachable(self, exc: Exception) -> EngineUnreachable:
+        self.failures += 1
         return EngineUnreachable(
             f"The vLLM server at {self.where.label} ({self.where.url}) does not answer: "
             f"{exc or type(exc).__name__}. Start it ({README_HINT}) or choose this machine "
@@ -134,6 +144,7 @@ class EngineClient:
 
     def refusal(self, response, what: str) -> GenerationError:
         """The server's refusal of `what`, in its own words (and the fix for a missing key)."""
+        self.failures += 1
         hint = ""
         if response.status_code == 401:
             hint = (

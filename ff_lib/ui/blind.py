@@ -143,6 +143,15 @@ def prompt_controls(ws, first=None) -> None:
     tokens_col.slider("Max new tokens", 8, 1024, step=8, key=state.BLIND_MAX_NEW_TOKENS)
 
 
+def engine_ready() -> bool:
+    """Whether this session's engine answers now; when not, says so in red (Generate locks)."""
+    problem = resources.engine_problem(resources.host())
+    if problem is not None:
+        st.error(f"The engine is not reachable: nothing answers now. {problem}",
+                 icon=":material/cloud_off:")  # fmt: skip
+    return problem is None
+
+
 def generate(sides: list) -> None:
     """Both models answer the prompt in one batched pass; the pair shown is replaced."""
     ss = st.session_state

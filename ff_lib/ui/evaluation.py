@@ -43,16 +43,18 @@ def effect_line(ws, check) -> None:
     """
     if check is None or not check.ok:
         return
+    problem = resources.engine_problem(resources.host())
     with st.container(key="effect_line"):
         try:
             run = ws.get_run(check.run_id)
             effect = evaluation.stored_effect(run, Path(check.adapter_dir), check.base_model)
             asked = st.session_state.pop(EVAL_MEASURE, None) == check.run_id
-            if effect is None and (asked or _loaded_with(check.base_model)):
+            if effect is None and problem is None and (asked or _loaded_with(check.base_model)):
                 with st.spinner("Measuring the adapter's effect (adapter on vs off)..."):
                     effect = evaluation.run_effect(
                         resources.host(), ws, check.run_id, base_model=check.base_model
                     )
+                    run = ws.get_run(check.run_id)
         except FFError as exc:
             st.error(f"Adapter effect: {exc}", icon=":material/error:")
             return
@@ -65,11 +67,19 @@ def effect_line(ws, check) -> None:
                 on_click=_request_effect,
                 args=(check.run_id,),
                 icon=":material/compare_arrows:",
+                disabled=problem is not None,
             )
             return
-        st.caption(effect.summary())
+        st.caption(effect_caption(effect, evaluation.effect_measured_by(run)))
         if effect.warning:
             st.warning(effect.warning, icon=":material/warning:")
+
+
+def effect_caption(effect, measured_by: str | None) -> str:
+    """The effect's figures and the engine that measured them (which may not be this session's:
+    the figure belongs to the engine that computed it)."""
+    who = measured_by or "an engine that was not recorded (measured before engines were named)"
+    return f"{effect.summary()}, measured by {who}"
 
 
 # --- replay -----------------------------------------------------------------------------------

@@ -32,6 +32,9 @@ def current_settings() -> GenerationSettings:
 def _recheck(ws, compare_with: Sequence = ()):
     """Check the selected run again (its folder may have changed since it was chosen), and the
     models to compare it with; (check, sides) or None with the status saying why."""
+    if (problem := selection.engine_problem()) is not None:
+        selection.set_status("error", f"{selection.NOT_REACHABLE_MESSAGE} {problem}")
+        return None
     sel = selection.ready_selection()
     if sel is None:
         selection.set_status("error", NO_ADAPTER_MESSAGE)

@@ -9,7 +9,7 @@ import streamlit as st
 from ff_lib.data import Workspace
 from ff_lib.inference import ModelHost, get_host, validate_adapter
 from ff_lib.inference.host import new_host
-from ff_lib.inference.remote import check_for_remote
+from ff_lib.inference.remote import RemoteHost, check_for_remote
 from ff_lib.ui import state
 from ff_lib.workspace_path import resolve_workspace
 
@@ -28,8 +28,10 @@ def _local_host():
 
 @st.cache_resource(show_spinner=False)
 def _remote_host(url: str):
-    """One RemoteHost per vLLM address, shared by the sessions that choose it."""
-    return new_host(engine_url=url)
+    """One RemoteHost per vLLM address, shared by the sessions that choose it. An empty address
+    still gives a RemoteHost (new_host would give this machine's engine): it refuses every
+    request, saying that the server needs its URL."""
+    return RemoteHost(url, os.environ.get("FF_ENGINE_API_KEY") or None)
 
 
 def host():

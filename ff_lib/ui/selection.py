@@ -11,6 +11,7 @@ VALIDATING_MESSAGE = "Validating adapter..."
 LOADING_MESSAGE = "Loading fine-tuned model and generating response..."
 GENERATING_MESSAGE = "Generating response from fine-tuned model..."
 WAITING_MESSAGE = "Waiting for the model: another session is generating."
+NOT_REACHABLE_MESSAGE = "Adapter validated, but the engine is not reachable: nothing answers now."
 
 
 def init_selection() -> None:
@@ -27,10 +28,18 @@ def selection() -> RunCheck | None:
     return st.session_state.get(state.MODEL_SELECTION)
 
 
+def engine_problem() -> str | None:
+    """Why this session's engine (the sidebar's choice) cannot answer now; None when it can."""
+    return resources.engine_problem(resources.host())
+
+
 def ready_selection() -> RunCheck | None:
-    """The selection when it validated, else None: the chat controls unlock on this."""
+    """The selection when it validated and the session's engine answers, else None: the chat
+    controls unlock on this (a validated adapter is not ready while its engine does not answer)."""
     sel = selection()
-    return sel if sel is not None and sel.ok else None
+    if sel is None or not sel.ok or engine_problem() is not None:
+        return None
+    return sel
 
 
 def set_status(status: str, detail: str = "") -> None:
@@ -43,7 +52,10 @@ def set_status(status: str, detail: str = "") -> None:
 def status() -> tuple[str, str]:
     """(status, detail) for the status line."""
     ss = st.session_state
-    return ss.get(state.MODEL_STATUS, "idle"), ss.get(state.MODEL_STATUS_DETAIL, IDLE_MESSAGE)
+    status = ss.get(state.MODEL_STATUS, "idle")
+    if status == "ready" and (problem := engine_problem()) is not None:
+        return "error", f"{NOT_REACHABLE_MESSAGE} {problem}"
+    return status, ss.get(state.MODEL_STATUS_DETAIL, IDLE_MESSAGE)
 
 
 def reset_status() -> None:

@@ -80,5 +80,7 @@ BLIND_VOTE = "blind_vote"  # data.votes.Vote | None: the vote cast on the pair s
 BLIND_MESSAGE = "blind_message"  # str | None: a one-time warning (a refused choice, an error)
 
 # --- ff_lib/ui/engine.py: which engine answers this session (the sidebar's choice) ---
-ENGINE_CHOICE = "engine_choice"  # "this machine" | "vLLM server" (widget key)
-ENGINE_URL = "engine_url"  # str: the vLLM server's address, http://HOST:PORT/v1 (widget key)
+ENGINE_CHOICE = "engine_choice"  # "this machine" | "vLLM server": the session's (no widget's)
+ENGINE_URL = "engine_url"  # str: the vLLM server's address, http://HOST:PORT/v1 (no widget's)
+ENGINE_CHOICE_WIDGET = "engine_choice_widget"  # the sidebar radio, seeded from ENGINE_CHOICE
+ENGINE_URL_WIDGET = "engine_url_widget"  # the sidebar URL box, seeded from ENGINE_URL
