@@ -189,7 +189,7 @@ def sweep_step(page: Page) -> None:
     rows.press("Enter")
     settle(page)
     page.locator(".st-key-sweep_button").get_by_role("button").click()
-    best = page.get_by_text(re.compile(rf"Best: \S+ \(step \d+\) on {SWEEP_ROWS} rows"))
+    best = page.get_by_text(re.compile(rf"Best: \S+ \(step \d+\) of run \S+ on {SWEEP_ROWS} rows"))
     expect(best).to_be_visible(timeout=TIMEOUT_MS)
     best_name = re.search(r"Best: (\S+)", best.inner_text()).group(1)
     panel = page.locator(".st-key-sweep_panel")
