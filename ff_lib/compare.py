@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ff_lib.errors import InvalidInput, NotFound
+from ff_lib.errors import InvalidInput
 from ff_lib.inference.adapters import validate_adapter
 from ff_lib.inference.base_identity import same_base
 from ff_lib.runs import (
@@ -23,6 +23,7 @@ from ff_lib.runs import (
     check_base_only,
     check_run,
     checkpoint_of,
+    find_run,
     run_choices,
     runs_for_choice,
 )
@@ -214,19 +215,13 @@ def side_provenance(check: RunCheck) -> dict:
 # --- the command line ------------------------------------------------------------------------
 def _run_by_spec(ws, spec: str):
     """A run by its id or its (unique) name; InvalidInput when there is none."""
-    runs = ws.list_runs()
-    if spec.isdigit():
-        try:
-            return ws.get_run(int(spec))
-        except NotFound:
-            pass
-    named = [r for r in runs if r.name == spec]
-    if len(named) == 1:
-        return named[0]
-    raise InvalidInput(
-        f"Unknown model {spec!r}: give 'base', a run's id or a run's name "
-        "(python -m ff_lib runs list)."
-    )
+    run = find_run(ws, spec)
+    if run is None:
+        raise InvalidInput(
+            f"Unknown model {spec!r}: give 'base', a run's id or a run's name "
+            "(python -m ff_lib runs list)."
+        )
+    return run
 
 
 def resolve_models(

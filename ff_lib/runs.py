@@ -238,17 +238,23 @@ def missing_bases(runs: Iterable) -> dict[str, list[int]]:
     return missing
 
 
-def run_by_ref(ws, ref: str):
-    """A run by its id or its (unique) name, as the CLI and the API name runs; InvalidInput
-    naming what to give when there is none."""
+def find_run(ws, ref: str):
+    """A run by its id or its (unique) name; None when there is none."""
     ref = str(ref).strip()
+    runs = ws.list_runs()
     if ref.isdigit():
-        found = [r for r in ws.list_runs() if r.id == int(ref)]
-        if found:
-            return found[0]
-    named = [r for r in ws.list_runs() if r.name == ref]
-    if len(named) == 1:
-        return named[0]
-    raise InvalidInput(
-        f"Unknown run {ref!r}: give a run's id or its name (python -m ff_lib runs list)."
-    )
+        by_id = [r for r in runs if r.id == int(ref)]
+        if by_id:
+            return by_id[0]
+    named = [r for r in runs if r.name == ref]
+    return named[0] if len(named) == 1 else None
+
+
+def run_by_ref(ws, ref: str):
+    """find_run for the CLI's --run; InvalidInput naming what to give when there is none."""
+    run = find_run(ws, ref)
+    if run is None:
+        raise InvalidInput(
+            f"Unknown run {ref!r}: give a run's id or its name (python -m ff_lib runs list)."
+        )
+    return run
