@@ -18,6 +18,7 @@ from ff_lib.errors import FFError, InvalidInput
 from ff_lib.inference import DEFAULT_PRESET, PRESETS
 from ff_lib.runs import check_run
 from ff_lib.ui import resources, state
+from ff_lib.ui.widgets import say_notes
 from ff_lib.votes import (
     TALLY_RULE,
     VERDICT_LABELS,
@@ -66,13 +67,8 @@ def first_model(ws):
     except FFError as exc:
         st.error(str(exc))
         return None
-    _say(notes)
+    say_notes(notes)
     return check_run(run, None, resources.check_adapter)
-
-
-def _say(notes: list[str]) -> None:
-    for note in notes:
-        st.toast(note, icon=":material/add_circle:")
 
 
 def _forget_dataset() -> None:
@@ -98,7 +94,7 @@ def second_model(ws, first) -> list:
     notes: list[str] = []
     try:
         sides = [first, *compare_sides(ws, first, [key], resources.check_adapter, notes)]
-        _say(notes)
+        say_notes(notes)
         return sides
     except FFError as exc:
         st.error(str(exc))

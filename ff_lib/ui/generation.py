@@ -18,7 +18,13 @@ from ff_lib.inference import DEFAULT_PRESET, PRESETS, GenerationSettings
 from ff_lib.runs import check_run
 from ff_lib.ui import conversation, resources, selection, state
 from ff_lib.ui.explain import why_control
-from ff_lib.ui.widgets import figures_caption, prompt_view, side_figures_caption, status_line
+from ff_lib.ui.widgets import (
+    figures_caption,
+    prompt_view,
+    say_notes,
+    side_figures_caption,
+    status_line,
+)
 
 NO_ADAPTER_MESSAGE = "No validated adapter: choose a completed training run on the Inference page."
 
@@ -46,8 +52,7 @@ def _recheck(ws, compare_with: Sequence = ()):
         return None
     notes: list[str] = []  # a checkpoint compared for the first time is registered as a run
     sides = compare_sides(ws, check, list(compare_with), resources.check_adapter, notes)
-    for note in notes:
-        st.toast(note, icon=":material/add_circle:")
+    say_notes(notes)
     return check, sides
 
 

@@ -10,6 +10,7 @@ from ff_lib import sweep
 from ff_lib.errors import FFError
 from ff_lib.ui import inference_controls as ctl
 from ff_lib.ui import resources, state
+from ff_lib.ui.widgets import say_notes
 
 SWEEP_DATASET = "sweep_dataset"
 SWEEP_ROWS = "sweep_rows"
@@ -176,8 +177,7 @@ def _chat_with_best(ws, doc: dict) -> None:
         point = next(p for p in doc["points"] if p["name"] == doc["best"]["name"])
         notes: list[str] = []
         run = sweep.register_checkpoint(ws, ws.get_run(doc["run"]["id"]), point, notes)
-        for note in notes:
-            st.toast(note, icon=":material/add_circle:")
+        say_notes(notes)
         st.cache_data.clear()  # the run list and adapter checks
         st.session_state[state.INF_RUN] = run.id
         ctl.on_run_change(ws)

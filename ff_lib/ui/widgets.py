@@ -256,3 +256,9 @@ def export_controls(messages: list[ChatMessage], conversation_id: str | None, ke
             key=f"{key}_download",
             icon=":material/download:",
         )
+
+
+def say_notes(notes: list[str]) -> None:
+    """What was done on the way, out loud (e.g. a checkpoint registered as a run): a toast each."""
+    for note in notes:
+        st.toast(note, icon=":material/add_circle:")
