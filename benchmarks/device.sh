@@ -10,7 +10,8 @@
 # (build the random 8B-shape base and 4 rank-16 adapters into $M), bf16 | nf4 | nf4-bf16 |
 # none | auto (the bench of that quantization on $BENCH_MODEL), appcheck (one reply through
 # get_host().stream_reply as the Inference page calls it, to cross-check the bench's batch 1),
-# explain (the token view of a 256-token reply), scorecard (200 rows x 4 models vs one by one).
+# explain (the token view of a 256-token reply), scorecard (200 rows x 4 models vs one by one),
+# profile (benchmarks/step_profile.py: a decode step's kernels and graph times, a diagnostic).
 # A dry run on a CPU: WHEELS=none PYTHON=.venv/bin/python BENCH_MODEL=demo \
 #   BENCH_ARGS="--switches 50" bash benchmarks/device.sh models none appcheck
 set -u
@@ -73,6 +74,10 @@ transformers.__version__, peft.__version__, b.__version__, d.__version__)"
       timeout 400 $PY benchmarks/scorecard_speed.py --model "$MODEL" --models-dir "$M" -n 200 \
         --sequential-n 20 --max-new-tokens 64 --repeats 1 --json "$OUT/scorecard.json" 2>&1 \
         | quiet | tee "$OUT/scorecard.log" | tail -12
+      status=$((status | PIPESTATUS[0])) ;;
+    profile)  # where a decode step's time goes (graph step times, kernels, GEMV bandwidth)
+      timeout 400 $PY benchmarks/step_profile.py --json "$OUT/profile.json" 2>&1 \
+        | tee "$OUT/profile.log"
       status=$((status | PIPESTATUS[0])) ;;
     firsttext)  # first text after a fresh load, twice: cold, then warm compile cache
       [ -f "$M/$MODEL/base/ff_bench.json" ] || build_models

@@ -240,3 +240,17 @@ def test_an_adapter_with_dora_is_refused_by_name(host, tiny_base, capitals_adapt
     (folder / "adapter_config.json").write_text(json.dumps(config))
     with pytest.raises(AdapterInvalid, match="DoRA"):
         host.generate(**_job(tiny_base, QUESTIONS[0], Path(folder)))
+
+
+def test_an_adapter_slot_holds_only_the_adapters_own_factors(tiny_base, capitals_adapter):
+    """B is stored per module, not block-diagonal: a rank-16 slot is A and B of every module."""
+    host = ModelHost(max_adapters=2)
+    engine = host.load_base(str(tiny_base))
+    slots = engine.batched.slots
+    slots.ensure(str(capitals_adapter), set())
+    assert slots.rank == 16
+    per_layer = sum(
+        slots.rank * (fan_in + out) for fan_in, outs in slots.dims.values() for out in outs
+    )
+    size = slots.B[0]["o"].element_size()
+    assert slots.bytes_per_adapter() == per_layer * slots.n_layers * size

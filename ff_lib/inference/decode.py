@@ -1,11 +1,13 @@
 """The forward passes of a Llama-family model over many rows: prefill, decode step, scoring.
 
 Each row of a batch has its own KV-cache row, position and adapter slot. The base's own modules
-do the base arithmetic (so NF4 layers work as they are); q/k/v and gate/up of a bf16/fp32 base
-are concatenated once into one weight each (the modules keep views of it, nothing is rewritten),
-so a layer costs four base GEMMs. LoRA comes from AdapterSlots: x @ A_all, a per-row 0/1 mask,
-one addmm with B_all into the base output. On CUDA the decode step is captured as a graph per
-(rows, KV length) bucket, so attention reads what the sequences need, not the whole cache.
+do the base arithmetic (so NF4 layers work as they are); the weights of a bf16/fp32 base are
+copied once per group (q/k/v and gate/up concatenated) into one tensor with AdapterSlots' A_all
+rows after them (the modules keep views of the base rows, which are never written), so one GEMM
+gives a group's base output and every slot's x @ A. Each row then adds its own slot's B (dense
+ops with a 0/1 mask, or the lora_expand kernel in the CUDA decode step). On CUDA the decode step
+is captured as a graph per (rows, KV length) bucket, with Triton kernels for rotary + cache write
+and split-KV attention (ff_lib/inference/kernels.py), so attention reads what each row needs.
 """
 
 import threading
@@ -14,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ff_lib.errors import GenerationError
+from ff_lib.inference import kernels
 from ff_lib.inference.ops import EAGER_OPS, compiled_ops
 from ff_lib.inference.slots import GROUPS, AdapterSlots
 
@@ -90,7 +93,19 @@ class BatchedLM:
         self.vocab = int(lm.get_output_embeddings().weight.shape[0])
         self._fuse_base()
         self.slots = AdapterSlots(
-            self._group_dims(), len(self.layers), self.dtype, self.device, max_slots
+            self._group_dims(),
+            len(self.layers),
+            self.dtype,
+            self.device,
+            max_slots,
+            a_storage=self._a_rows,
+        )
+        group = self.n_heads // self.n_kv
+        self.kernels = (
+            use_graphs
+            and kernels.available(self.device)
+            and self.dtype in (torch.bfloat16, torch.float16)
+            and kernels.attention_supported(self.head_dim, group)
         )
         shape = (max_rows, self.n_kv, max_len, self.head_dim)
         self.k_cache = [
@@ -108,16 +123,14 @@ class BatchedLM:
 
     # --- setup ---------------------------------------------------------------------------------
     def _fuse_base(self) -> None:
-        """q/k/v and gate/up weights concatenated once; the modules keep views (same values)."""
-        self.fused: list[dict] = []
-        for layer in self.layers:
-            fused = {}
-            for group, owner in (("qkv", layer.self_attn), ("gate_up", layer.mlp)):
-                mods = [getattr(owner, n) for n in GROUPS[group]]
-                if not all(type(m) is torch.nn.Linear for m in mods):
-                    continue  # quantized (NF4) layers answer module by module
-                with torch.no_grad():
-                    weight = torch.cat([m.weight for m in mods])
+        """Each group's plain Linear weights copied once into one tensor (see _a_rows)."""
+        self.fused: list[dict] = []  # per layer: group -> (weight + A rows, bias or None, n)
+        for i, layer in enumerate(self.layers):
+            self.fused.append({})
+            for group in GROUPS:
+                mods = self._modules(layer, group)
+                if all(type(m) is torch.nn.Linear for m in mods):  # NF4 layers answer alone
+                    weight = torch.cat([m.weight.detach() for m in mods])
                     bias = None
                     if any(m.bias is not None for m in mods):
                         bias = torch.cat(
@@ -126,15 +139,43 @@ class BatchedLM:
                                 for m in mods
                             ]
                         )
-                    start = 0
-                    for m in mods:
-                        end = start + m.out_features
-                        m.weight = torch.nn.Parameter(weight[start:end], requires_grad=False)
-                        if m.bias is not None:
-                            m.bias = torch.nn.Parameter(bias[start:end], requires_grad=False)
-                        start = end
-                fused[group] = (weight, bias)
-            self.fused.append(fused)
+                    self._bind(i, group, weight, bias, weight.shape[0])
+
+    @staticmethod
+    def _modules(layer, group: str) -> list:
+        owner = layer.self_attn if group in ("qkv", "o") else layer.mlp
+        return [getattr(owner, n) for n in GROUPS[group]]
+
+    def _bind(self, i: int, group: str, weight, bias, n: int) -> None:
+        """Make `weight` (n base rows, then A rows) the group's one tensor; the modules take
+        views of their base rows (the same values: nothing of the base is rewritten)."""
+        start = 0
+        with torch.no_grad():
+            for m in self._modules(self.layers[i], group):
+                end = start + m.out_features
+                m.weight = torch.nn.Parameter(weight[start:end], requires_grad=False)
+                if m.bias is not None:
+                    m.bias = torch.nn.Parameter(bias[start:end], requires_grad=False)
+                start = end
+        self.fused[i][group] = (weight, bias, n)
+
+    def _a_rows(self, i: int, group: str, k: int) -> torch.Tensor:
+        """Storage for AdapterSlots' A_all of layer i's group: k zeroed rows appended to the
+        group's base tensor (a new tensor; the base rows copied bit for bit), so one GEMM
+        gives the base output and x @ A_all. Quantized groups get a tensor of their own."""
+        found = self.fused[i].get(group)
+        if found is None:
+            fan_in = self._modules(self.layers[i], group)[0].in_features
+            return torch.zeros(k, fan_in, dtype=self.dtype, device=self.device)
+        old, old_bias, n = found
+        weight = torch.zeros(n + k, old.shape[1], dtype=old.dtype, device=old.device)
+        weight[:n] = old[:n]
+        bias = None
+        if old_bias is not None:
+            bias = torch.zeros(n + k, dtype=old_bias.dtype, device=old_bias.device)
+            bias[:n] = old_bias[:n]
+        self._bind(i, group, weight, bias, n)
+        return weight[n:]
 
     def _group_dims(self) -> dict:
         layer = self.layers[0]
@@ -155,63 +196,93 @@ class BatchedLM:
         return cos[0], sin[0]
 
     # --- one layer -----------------------------------------------------------------------------
-    def _project(self, i: int, group: str, x: torch.Tensor, mask_rows) -> torch.Tensor:
-        """Base output of a projection group (concatenated) plus each row's LoRA."""
+    def _project(self, i: int, group: str, x: torch.Tensor, lora) -> torch.Tensor:
+        """Base output of a projection group (concatenated) plus each row's LoRA; `lora` is
+        None (no row has an adapter) or (slot ids, masks or None for the CUDA kernel)."""
         fused = self.fused[i].get(group)
         if fused is not None:
-            out = F.linear(x, *fused)
+            weight, bias, n = fused
+            if lora is None:
+                return F.linear(x, weight[:n], None if bias is None else bias[:n])
+            full = F.linear(x, weight, bias)
+            out, xa = full[:, :n], full[:, n:]
         else:
-            owner = self.layers[i].self_attn if group in ("qkv", "o") else self.layers[i].mlp
-            outs = [getattr(owner, n)(x) for n in GROUPS[group]]
+            outs = [m(x) for m in self._modules(self.layers[i], group)]
             out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
-        if mask_rows is None:
-            return out
-        xa = F.linear(x, self.slots.A[i][group]) * mask_rows[len(GROUPS[group])]
-        return torch.addmm(out, xa, self.slots.B[i][group])
+            if lora is None:
+                return out
+            xa = F.linear(x, self.slots.A[i][group])
+        return self._add_lora(i, group, out, xa, lora)
 
-    def _layer(self, i: int, x, h, cos, sin, mask_rows, attend, ops):
-        """One decoder layer; `h` is x already normed by this layer's input norm. Returns
-        (x after the layer, x normed by the next layer's input norm or the final norm)."""
-        layer = self.layers[i]
-        attn = layer.self_attn
-        qkv = self._project(i, "qkv", h, mask_rows)
+    def _add_lora(self, i: int, group: str, out, xa, lora) -> torch.Tensor:
+        """out + each row's own slot's (x @ A) @ B, module by module."""
+        slot_ids, masks = lora
+        b = self.slots.B[i][group]  # (slots, rank, out), pre-scaled
+        widths = self.slots.dims[group][1]
+        if masks is None:  # CUDA decode: the kernel reads only the row's slot, in place
+            kernels.lora_expand(out, xa, b, slot_ids, self.slots.none_slot, widths)
+            return out
+        xa = xa * masks[len(widths)]
+        per_module = self.slots.capacity * self.slots.rank
+        parts, start = [], 0
+        for m, width in enumerate(widths):
+            block = b[:, :, start : start + width].reshape(per_module, width)
+            rows = xa[:, m * per_module : (m + 1) * per_module]
+            parts.append(torch.addmm(out[:, start : start + width], rows, block))
+            start += width
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def _rotated(self, i: int, qkv, cos, sin, ops):
+        """q, k, v (tokens, heads, head_dim) of a qkv output: q/k normed (Qwen3), rotated."""
+        attn = self.layers[i].self_attn
         nq, nk = self.n_heads * self.head_dim, self.n_kv * self.head_dim
-        tokens = x.shape[0]
+        tokens = qkv.shape[0]
         q = qkv[:, :nq].view(tokens, self.n_heads, self.head_dim)
         k = qkv[:, nq : nq + nk].view(tokens, self.n_kv, self.head_dim)
-        v = qkv[:, nq + nk :].view(tokens, self.n_kv, self.head_dim)
+        v = qkv[:, nq + nk : nq + 2 * nk].view(tokens, self.n_kv, self.head_dim)
         if hasattr(attn, "q_norm"):  # Qwen3: per-head norms before the rotation
             q = ops["norm"](q, attn.q_norm.weight, attn.q_norm.variance_epsilon)
             k = ops["norm"](k, attn.k_norm.weight, attn.k_norm.variance_epsilon)
         q, k = ops["rope"](q, k, cos[:, None], sin[:, None])
-        out = attend(i, q, k, v)  # (tokens, heads * head_dim)
+        return q, k, v
+
+    def _layer(self, i: int, x, h, lora, attend, ops):
+        """One decoder layer; `h` is x already normed by this layer's input norm; `attend(i,
+        qkv)` gives the attention output (tokens, heads * head_dim). Returns (x after the
+        layer, x normed by the next layer's input norm or the final norm)."""
+        layer = self.layers[i]
+        out = attend(i, self._project(i, "qkv", h, lora))
         norm = layer.post_attention_layernorm
         x, h = ops["add_norm"](
-            x, self._project(i, "o", out, mask_rows), norm.weight, norm.variance_epsilon
+            x, self._project(i, "o", out, lora), norm.weight, norm.variance_epsilon
         )
-        act = ops["silu_mul"](self._project(i, "gate_up", h, mask_rows))
+        act = ops["silu_mul"](self._project(i, "gate_up", h, lora))
         following = self.layers[i + 1].input_layernorm if i + 1 < len(self.layers) else None
         norm = following or self.lm.model.norm
         return ops["add_norm"](
-            x, self._project(i, "down", act, mask_rows), norm.weight, norm.variance_epsilon
+            x, self._project(i, "down", act, lora), norm.weight, norm.variance_epsilon
         )
 
-    def _layers_forward(self, x, cos, sin, masks, attend, ops=EAGER_OPS) -> torch.Tensor:
+    def _layers_forward(self, x, lora, attend, ops=EAGER_OPS) -> torch.Tensor:
         """All layers; the final-normed hidden states. Prefill and scoring run eager ops (their
         cost is the GEMMs, and varying lengths would recompile); the decode step compiled."""
         norm = self.layers[0].input_layernorm
         h = ops["norm"](x, norm.weight, norm.variance_epsilon)
         for i in range(len(self.layers)):
-            x, h = self._layer(i, x, h, cos, sin, masks, attend, ops)
+            x, h = self._layer(i, x, h, lora, attend, ops)
         return h
 
     def _head(self, h: torch.Tensor) -> torch.Tensor:
         return self.lm.get_output_embeddings()(h)
 
-    def _masks(self, slot_ids: torch.Tensor):
+    def _lora(self, slot_ids: torch.Tensor, kernel: bool = False):
+        """What _project needs to add each row's adapter: (slot ids, their 0/1 masks, or None
+        when the CUDA kernel reads the slot ids itself); None when no slot exists."""
         if not self.slots.capacity:
             return None
-        return {n: m.index_select(0, slot_ids) for n, m in self.slots.masks.items()}
+        if kernel:
+            return slot_ids, None
+        return slot_ids, {n: m.index_select(0, slot_ids) for n, m in self.slots.masks.items()}
 
     # --- prefill -------------------------------------------------------------------------------
     def prefill(self, row: int, ids: list[int], slot: int, start: int = 0) -> torch.Tensor:
@@ -235,16 +306,17 @@ class BatchedLM:
         tok = torch.tensor(ids, dtype=torch.long, device=self.device)
         x = F.embedding(tok, self.lm.model.embed_tokens.weight)
         cos, sin = self.cos[start:end], self.sin[start:end]
-        masks = None
+        lora = None
         if slot != self.slots.none_slot:
-            masks = self._masks(torch.full((1,), slot, dtype=torch.long, device=self.device))
+            lora = self._lora(torch.full((1,), slot, dtype=torch.long, device=self.device))
         if start:
             allowed = (
                 self.key_pos[None, :end] <= torch.arange(start, end, device=self.device)[:, None]
             )
             attn_mask = torch.where(allowed, 0.0, self._neg).to(self.dtype)[None, None]
 
-        def attend(i, q, k, v):
+        def attend(i, qkv):
+            q, k, v = self._rotated(i, qkv, cos, sin, EAGER_OPS)
             self.k_cache[i][row, :, start:end] = k.transpose(0, 1)
             self.v_cache[i][row, :, start:end] = v.transpose(0, 1)
             keys = self.k_cache[i][row : row + 1, :, :end]
@@ -264,7 +336,7 @@ class BatchedLM:
                 )
             return out[0].transpose(0, 1).reshape(n, -1)
 
-        return self._head(self._layers_forward(x, cos, sin, masks, attend)[-1:]).float()[0]
+        return self._head(self._layers_forward(x, lora, attend)[-1:]).float()[0]
 
     def prefill_many(self, first_row: int, prompts: list[list[int]], slots: list[int]):
         """Fresh prompts (positions 0..) into cache rows first_row.. in one padded forward;
@@ -284,14 +356,15 @@ class BatchedLM:
             cos, sin = self.cos[:longest].repeat(n, 1), self.sin[:longest].repeat(n, 1)
             slot_ids = torch.tensor(slots, dtype=torch.long, device=self.device)
             lora = any(s != self.slots.none_slot for s in slots)
-            masks = self._masks(slot_ids.repeat_interleave(longest)) if lora else None
+            lora = self._lora(slot_ids.repeat_interleave(longest)) if lora else None
             rows = slice(first_row, first_row + n)
             group = self.n_heads // self.n_kv
 
-            def attend(i, q, k, v):
+            def attend(i, qkv):
                 def heads(t):
-                    return t.view(n, longest, -1, self.head_dim).transpose(1, 2)
+                    return t.reshape(n, longest, -1, self.head_dim).transpose(1, 2)
 
+                q, k, v = self._rotated(i, qkv, cos, sin, EAGER_OPS)
                 keys, values = heads(k), heads(v)
                 self.k_cache[i][rows, :, :longest] = keys
                 self.v_cache[i][rows, :, :longest] = values
@@ -303,7 +376,7 @@ class BatchedLM:
                 )
                 return out.transpose(1, 2).reshape(n * longest, -1)
 
-            h = self._layers_forward(x, cos, sin, masks, attend)
+            h = self._layers_forward(x, lora, attend)
             last = torch.tensor(
                 [j * longest + len(p) - 1 for j, p in enumerate(prompts)], device=self.device
             )
@@ -311,7 +384,8 @@ class BatchedLM:
 
     # --- decode --------------------------------------------------------------------------------
     def decode(self, tokens: list[int], positions: list[int], slots: list[int]) -> torch.Tensor:
-        """One step for rows 0..len(tokens)-1: float32 logits (rows, vocab)."""
+        """One step for rows 0..len(tokens)-1: float32 logits (rows, vocab). On CUDA they are
+        the graph's output buffer: read them before the next step."""
         n = len(tokens)
         kv = max(positions) + 1
         # A batch where no row uses an adapter skips the LoRA kernels altogether.
@@ -319,55 +393,90 @@ class BatchedLM:
         with self.lock, torch.inference_mode():
             if not self.use_graphs:
                 inputs = self._inputs(n, tokens, positions, slots)
-                return self._decode_step(*inputs, kv, lora).float()
+                return self._decode_step(*inputs, kv, lora)
             rows = next(b for b in ROW_BUCKETS if b >= n)
             kv = next(b for b in kv_buckets(self.max_len) if b >= kv)
-            graph, inputs, logits = self._graph(rows, kv, lora)
-            pad = rows - n
-            tok, pos, slot = inputs
-            tok.copy_(torch.tensor(tokens + [0] * pad, device="cpu"), non_blocking=False)
-            pos.copy_(torch.tensor(positions + [0] * pad, device="cpu"))
-            slot.copy_(torch.tensor(slots + [self.slots.none_slot] * pad, device="cpu"))
+            graph, ids, logits = self._graph(rows, kv, lora)
+            pad = [0] * (rows - n)
+            none = [self.slots.none_slot] * (rows - n)
+            # One copy for tokens, positions and slots (the graph reads views of `ids`).
+            ids.copy_(torch.tensor([tokens + pad, positions + pad, slots + none]))
             graph.replay()
-            return logits[:n].float()
+            return logits[:n]
 
     def _inputs(self, n, tokens, positions, slots):
-        return (
-            torch.tensor(tokens, dtype=torch.long, device=self.device),
-            torch.tensor(positions, dtype=torch.long, device=self.device),
-            torch.tensor(slots, dtype=torch.long, device=self.device),
+        return tuple(
+            torch.tensor(values, dtype=torch.long, device=self.device)
+            for values in (tokens, positions, slots)
         )
 
     def _decode_step(self, tok, pos, slot, kv: int, lora: bool) -> torch.Tensor:
-        # Device-side only (no .item(), no branch on values): safe to capture.
-        n = tok.shape[0]
+        """float32 logits of one step. Device-side only (no .item(), no branch on values):
+        safe to capture."""
         x = F.embedding(tok, self.lm.model.embed_tokens.weight)
-        cos, sin = self.cos.index_select(0, pos), self.sin.index_select(0, pos)
-        masks = self._masks(slot) if lora else None
-        allowed = self.key_pos[None, :kv] <= pos[:, None]
-        attn_mask = torch.where(allowed, 0.0, self._neg).to(self.dtype)[:, None, None, :]
-        group = self.n_heads // self.n_kv
-        # Index tensors that place each row's new key/value at (row, every kv head, its pos).
-        at = (
+        lora = self._lora(slot, kernel=self.kernels) if lora else None
+        attend = (self._kernel_attend if self.kernels else self._torch_attend)(pos, kv)
+        return self._head(self._layers_forward(x, lora, attend, self.ops)).float()
+
+    def _kernel_attend(self, pos, kv: int):
+        """Decode attention with the Triton kernels: rotary and the cache write in one launch
+        (Qwen3's q/k norms first, then torch's rotary and a cache write), split-KV attention
+        over each row's own length."""
+        lengths = pos + 1
+        fused_rope = not hasattr(self.layers[0].self_attn, "q_norm")
+        cos = sin = at = None
+        if not fused_rope:
+            cos, sin = self.cos.index_select(0, pos), self.sin.index_select(0, pos)
+            at = self._cache_index(pos)
+
+        def attend(i, qkv):
+            kc, vc = self.k_cache[i], self.v_cache[i]
+            if fused_rope:
+                q = kernels.rope_cache_write(
+                    qkv, self.cos, self.sin, pos, kc, vc, self.n_heads, self.n_kv
+                )
+            else:
+                q, k, v = self._rotated(i, qkv, cos, sin, self.ops)
+                kc.index_put_(at, k)
+                vc.index_put_(at, v)
+                q = q.contiguous()
+            return kernels.decode_attention(q, kc, vc, lengths, kv)
+
+        return attend
+
+    def _cache_index(self, pos):
+        """Index tensors that place each row's new key/value at (row, every kv head, pos)."""
+        n = pos.shape[0]
+        return (
             torch.arange(n, device=self.device)[:, None],
             torch.arange(self.n_kv, device=self.device)[None, :],
             pos[:, None],
         )
 
-        def attend(i, q, k, v):
+    def _torch_attend(self, pos, kv: int):
+        """Decode attention with torch's SDPA (CPU, and models the kernels do not cover)."""
+        n = pos.shape[0]
+        cos, sin = self.cos.index_select(0, pos), self.sin.index_select(0, pos)
+        allowed = self.key_pos[None, :kv] <= pos[:, None]
+        attn_mask = torch.where(allowed, 0.0, self._neg).to(self.dtype)[:, None, None, :]
+        group = self.n_heads // self.n_kv
+        at = self._cache_index(pos)
+
+        def attend(i, qkv):
+            q, k, v = self._rotated(i, qkv, cos, sin, self.ops)
             self.k_cache[i].index_put_(at, k)
             self.v_cache[i].index_put_(at, v)
             # The query heads sharing a KV head act as that head's query positions: no K/V
             # is repeated, and one mask (per row) covers them all.
             out = F.scaled_dot_product_attention(
-                q.view(n, self.n_kv, group, self.head_dim),
+                q.reshape(n, self.n_kv, group, self.head_dim),
                 self.k_cache[i][:n, :, :kv],
                 self.v_cache[i][:n, :, :kv],
                 attn_mask=attn_mask,
             )
             return out.reshape(n, -1)
 
-        return self._head(self._layers_forward(x, cos, sin, masks, attend, self.ops))
+        return attend
 
     def _graph(self, rows: int, kv: int, lora: bool):
         key = (rows, kv, self.slots.version, lora and bool(self.slots.capacity))
@@ -376,11 +485,9 @@ class BatchedLM:
         return self._graphs[key]
 
     def _capture(self, rows: int, kv: int, version: int, lora: bool) -> None:
-        inputs = (
-            torch.zeros(rows, dtype=torch.long, device=self.device),
-            torch.zeros(rows, dtype=torch.long, device=self.device),
-            torch.full((rows,), self.slots.none_slot, dtype=torch.long, device=self.device),
-        )
+        ids = torch.zeros(3, rows, dtype=torch.long, device=self.device)
+        ids[2] = self.slots.none_slot
+        inputs = (ids[0], ids[1], ids[2])  # tokens, positions, slots
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
@@ -391,7 +498,7 @@ class BatchedLM:
         with torch.cuda.graph(graph, pool=self._pool):
             logits = self._decode_step(*inputs, kv, lora)
         self._pool = graph.pool()  # graphs share one memory pool (they never run at once)
-        self._graphs[(rows, kv, version, lora)] = (graph, inputs, logits)
+        self._graphs[(rows, kv, version, lora)] = (graph, ids, logits)
         self.captures += 1
 
     def drop_stale_graphs(self) -> None:
@@ -449,16 +556,17 @@ class BatchedLM:
             x = F.embedding(tok, self.lm.model.embed_tokens.weight)
             cos, sin = self.cos[:n].repeat(rows, 1), self.sin[:n].repeat(rows, 1)
             slot_ids = torch.tensor(slots, dtype=torch.long, device=self.device)
-            masks = self._masks(slot_ids.repeat_interleave(n))
+            lora = self._lora(slot_ids.repeat_interleave(n))
 
-            def attend(i, q, k, v):
+            def attend(i, qkv):
                 def heads(t):
-                    return t.view(rows, n, -1, self.head_dim).transpose(1, 2)
+                    return t.reshape(rows, n, -1, self.head_dim).transpose(1, 2)
 
+                q, k, v = self._rotated(i, qkv, cos, sin, EAGER_OPS)
                 out = F.scaled_dot_product_attention(
                     heads(q), heads(k), heads(v), is_causal=True, enable_gqa=True
                 )
                 return out.transpose(1, 2).reshape(rows * n, -1)
 
-            h = self._layers_forward(x, cos, sin, masks, attend)
+            h = self._layers_forward(x, lora, attend)
             return self._head(h).float().view(rows, n, -1)

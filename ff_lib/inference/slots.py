@@ -2,9 +2,12 @@
 
 The base weights are never written, so the base stays bit-exact however often adapters are
 switched. Per layer and group (qkv, o, gate_up, down) the slots live in two tensors:
-A_all (K, in) and B_all (K, out), K = modules x slots x rank, B block-diagonal by module and
-already multiplied by the adapter's scaling. A row of a batch picks its slot with a 0/1 mask
-over K, so the other slots contribute exact zeros (the S-LoRA/Punica idea with dense ops).
+A_all (K, in), K = modules x slots x rank, and B (slots, rank, out): each module's B in its own
+block of output columns, already multiplied by the adapter's scaling. `x @ A_all.T` gives every
+slot's down-projection at once; a row then adds its own slot's up-projection (a 0/1 mask over K
+and one matmul per module with dense ops, or the `lora_expand` kernel on CUDA), so the other
+slots contribute nothing (the S-LoRA/Punica idea). The decoder may hand out A_all's storage
+(`a_storage`): rows appended to the base's own weight, so one GEMM gives base and x @ A_all.
 """
 
 import json
@@ -150,8 +153,12 @@ class AdapterSlots:
     slot only copies into fixed addresses.
     """
 
-    def __init__(self, dims: dict, n_layers: int, dtype, device, max_slots: int = 8):
+    def __init__(
+        self, dims: dict, n_layers: int, dtype, device, max_slots: int = 8, a_storage=None
+    ):
         self.dims = dims  # group -> (in_features, [out_features per module])
+        # (layer, group, K) -> a zeroed (K, in) tensor for A_all; None: plain tensors
+        self.a_storage = a_storage
         self.n_layers = n_layers
         self.dtype, self.device = dtype, device
         self.max_slots = max_slots
@@ -242,11 +249,11 @@ class AdapterSlots:
         self.folders.pop(name, None)
         with torch.no_grad():
             for layer in self.B:  # zero B: the slot contributes nothing until rewritten
-                for group, b in layer.items():
-                    self._slot_cols(b, group, slot).zero_()
+                for b in layer.values():
+                    b[slot].zero_()
 
     def _slot_cols(self, t: torch.Tensor, group: str, slot: int) -> torch.Tensor:
-        """View of `t` (K, n) at the rows of `slot` for every module of `group`: (mods, R, n)."""
+        """View of A_all (K, in) at the rows of `slot` for every module of `group`: (mods, R, in)."""
         mods = len(GROUPS[group])
         return t.view(mods, self.capacity, self.rank, -1)[:, slot]
 
@@ -262,17 +269,20 @@ class AdapterSlots:
             a_layer, b_layer = {}, {}
             for group, (fan_in, outs) in self.dims.items():
                 k = len(outs) * capacity * rank
-                a = torch.zeros(k, fan_in, dtype=self.dtype, device=self.device)
-                b = torch.zeros(k, sum(outs), dtype=self.dtype, device=self.device)
+                if self.a_storage is not None:
+                    a = self.a_storage(layer, group, k)
+                else:
+                    a = torch.zeros(k, fan_in, dtype=self.dtype, device=self.device)
+                b = torch.zeros(capacity, rank, sum(outs), dtype=self.dtype, device=self.device)
                 if old_cap:
                     mods = len(outs)
                     a.view(mods, capacity, rank, -1)[:, :old_cap, :old_rank] = old_A[layer][
                         group
                     ].view(mods, old_cap, old_rank, -1)
-                    b.view(mods, capacity, rank, -1)[:, :old_cap, :old_rank] = old_B[layer][
-                        group
-                    ].view(mods, old_cap, old_rank, -1)
+                    b[:old_cap, :old_rank] = old_B[layer][group]
                 a_layer[group], b_layer[group] = a, b
+            if old_cap:  # the old tensors go now, not after every layer was copied
+                old_A[layer] = old_B[layer] = None
             self.A.append(a_layer)
             self.B.append(b_layer)
         self.masks = {}
@@ -288,7 +298,7 @@ class AdapterSlots:
             for layer in range(self.n_layers):
                 for group, mods in GROUPS.items():
                     a_view = self._slot_cols(self.A[layer][group], group, slot)
-                    b_view = self._slot_cols(self.B[layer][group], group, slot)
+                    b_view = self.B[layer][group][slot]  # (rank, out of every module)
                     a_view.zero_()
                     b_view.zero_()
                     offset = 0
@@ -302,5 +312,5 @@ class AdapterSlots:
                             # B is stored transposed (rank, out) and pre-scaled, in its
                             # module's block of output columns.
                             scaled = (b.to(self.device, torch.float32) * scale).T
-                            b_view[i, :r, offset : offset + width] = scaled.to(self.dtype)
+                            b_view[:r, offset : offset + width] = scaled.to(self.dtype)
                         offset += width

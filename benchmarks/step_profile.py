@@ -1,0 +1,177 @@
+"""Where a decode step's time goes on CUDA (a diagnostic, not the product's figure: the bench is).
+
+Builds Llama-3.1-8B's shape with random bf16 weights on the GPU (no files), wraps it in the
+engine's BatchedLM with one random rank-16 adapter in a slot, and prints for a few (rows, KV
+length, adapter) buckets: the captured graph's step time, and the kernels of one eager step
+(torch.profiler: GPU time per kernel name, summed). Also the bandwidth cuBLAS reaches on each
+base GEMM at one row, which bounds what any step can do.
+
+    python benchmarks/step_profile.py [--layers 32] [--json out.json]
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ff_lib.inference.benchmodels import LLAMA_8B_SHAPE  # noqa: E402
+from ff_lib.inference.decode import BatchedLM  # noqa: E402
+from ff_lib.inference.slots import GROUPS, LoraFactors  # noqa: E402
+
+
+def build(layers: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(**{**LLAMA_8B_SHAPE, "num_hidden_layers": layers})
+    with torch.device("cuda"):
+        torch.manual_seed(0)
+        lm = LlamaForCausalLM(cfg).to(torch.bfloat16).eval()
+    return lm
+
+
+def random_adapter(engine: BatchedLM, rank: int = 16) -> LoraFactors:
+    factors = {}
+    for layer in range(len(engine.layers)):
+        for group, mods in GROUPS.items():
+            fan_in, outs = engine.slots.dims[group]
+            for module, out in zip(mods, outs, strict=True):
+                a = torch.randn(rank, fan_in) * 0.01
+                b = torch.randn(out, rank) * 0.01
+                factors[(layer, module)] = (a, b, 2.0)
+    return LoraFactors("probe", "/nonexistent/probe", factors, rank)
+
+
+def graph_step_ms(engine: BatchedLM, rows: int, kv: int, slot: int, steps: int = 50) -> float:
+    tokens, positions = [1] * rows, [kv - 2] * rows
+    engine.decode(tokens, positions, [slot] * rows)  # capture
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(steps):
+        engine.decode(tokens, positions, [slot] * rows)
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / steps
+
+
+def kernel_table(engine: BatchedLM, rows: int, kv: int, slot: int, top: int = 25) -> dict:
+    from torch.profiler import ProfilerActivity, profile
+
+    inputs = engine._inputs(rows, [1] * rows, [kv - 2] * rows, [slot] * rows)
+    lora = slot != engine.slots.none_slot
+    with torch.inference_mode():
+        for _ in range(3):
+            engine._decode_step(*inputs, kv, lora)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            engine._decode_step(*inputs, kv, lora)
+            torch.cuda.synchronize()
+    kernels: dict[str, list[float]] = {}
+    for event in prof.events():
+        if event.device_type.name == "CUDA":
+            entry = kernels.setdefault(event.name[:90], [0, 0.0])
+            entry[0] += 1
+            entry[1] += event.device_time_total / 1000
+    ordered = sorted(kernels.items(), key=lambda kv_: -kv_[1][1])
+    total = sum(v[1] for v in kernels.values())
+    count = sum(v[0] for v in kernels.values())
+    print(f"  eager step: {count} kernels, {total:.3f} ms of GPU time")
+    for name, (n, ms) in ordered[:top]:
+        print(f"    {ms:7.3f} ms {n:5d}x  {name}")
+    return {"kernels": count, "gpu_ms": total, "top": ordered[:top]}
+
+
+def gemv_bandwidth(engine: BatchedLM) -> dict:
+    results = {}
+    x = torch.randn(1, 4096, dtype=torch.bfloat16, device="cuda")
+    fused = engine.fused[0]
+    layer = engine.layers[0]
+    weights = {
+        "qkv": fused["qkv"][0],
+        "o": layer.self_attn.o_proj.weight,
+        "gate_up": fused["gate_up"][0],
+        "down": layer.mlp.down_proj.weight,
+        "lm_head": engine.lm.lm_head.weight,
+    }
+    for name, w in weights.items():
+        inp = x if w.shape[1] == 4096 else torch.randn(1, w.shape[1], dtype=x.dtype, device="cuda")
+        graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode():
+            torch.nn.functional.linear(inp, w)
+            torch.cuda.synchronize()
+            with torch.cuda.graph(graph):
+                for _ in range(20):
+                    torch.nn.functional.linear(inp, w)
+        graph.replay()
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(10):
+            graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        us = start.elapsed_time(end) * 1000 / 200
+        gbs = w.numel() * w.element_size() / us / 1e3
+        results[name] = {"us": us, "GB/s": gbs, "shape": list(w.shape)}
+        print(f"  GEMV {name:8s} {tuple(w.shape)}: {us:7.1f} us, {gbs:6.0f} GB/s")
+    return results
+
+
+def check_kernels(engine: BatchedLM) -> list:
+    """The kernel step's logits against the torch step's (SDPA, dense LoRA) on the same cache:
+    rows on the adapter and on none, short and long positions."""
+    results = []
+    for rows, kv in ((1, 512), (4, 4096)):
+        slots = [0, engine.slots.none_slot] * (rows // 2) or [0]
+        positions = [kv - 2 - 37 * r for r in range(rows)]
+        inputs = engine._inputs(rows, [7 + r for r in range(rows)], positions, slots)
+        with torch.inference_mode():
+            engine.kernels = False
+            ref = engine._decode_step(*inputs, kv, True)
+            engine.kernels = True
+            got = engine._decode_step(*inputs, kv, True)
+        diff = (got - ref).abs().max().item()
+        same = bool(torch.equal(got.argmax(-1), ref.argmax(-1)))
+        scale = ref.abs().max().item()
+        print(
+            f"  kernels vs torch, rows {rows} kv {kv}: max |diff| {diff:.4f} "
+            f"(logits up to {scale:.2f}), same argmax {same}"
+        )
+        results.append({"rows": rows, "kv": kv, "max_diff": diff, "scale": scale, "same": same})
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--layers", type=int, default=32)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    lm = build(args.layers)
+    engine = BatchedLM(lm, max_rows=16, max_len=8192, max_slots=4, use_graphs=True)
+    engine.slots.reserve(4, 16)
+    engine.slots._write(0, random_adapter(engine))
+    engine.slots.names["probe"] = 0
+    out = {"gemv": gemv_bandwidth(engine), "buckets": [], "kernels": engine.kernels}
+    print(f"kernels in use: {engine.kernels}")
+    if engine.kernels:
+        out["check"] = check_kernels(engine)
+    for rows, kv, lora in ((1, 512, True), (1, 512, False), (1, 4096, True), (8, 512, True)):
+        slot = 0 if lora else engine.slots.none_slot
+        ms = graph_step_ms(engine, rows, kv, slot)
+        print(
+            f"rows {rows} kv {kv} adapter {lora}: graph step {ms:.3f} ms "
+            f"({rows * 1000 / ms:.1f} tok/s)"
+        )
+        table = kernel_table(engine, rows, kv, slot)
+        out["buckets"].append({"rows": rows, "kv": kv, "lora": lora, "graph_ms": ms, **table})
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

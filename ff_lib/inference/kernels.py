@@ -1,0 +1,216 @@
+"""Triton kernels of the CUDA decode step: fewer, fused launches where torch's ops take many.
+
+- `rope_cache_write`: rotary on q and k of every row plus the new key/value written into the
+  KV cache at the row's position (one launch instead of rotary, two index_puts, index_selects).
+- `decode_attention`: split-KV attention of one new query per row against its cache row, GQA
+  heads sharing their KV head's reads (flash-decoding: the key range is cut into splits that run
+  in parallel, then combined by log-sum-exp), reading only the positions the row has.
+- `lora_expand`: each row's LoRA up-projection added into the base output, from the row's own
+  slot only (Punica's "expand"): B is stored per module, not block-diagonal.
+
+Each runs on CUDA tensors; the tests run them through Triton's interpreter on CPU
+(TRITON_INTERPRET=1, tests/test_kernels.py) against the torch arithmetic they replace.
+`available()` says whether the engine uses them on a device (CUDA only).
+"""
+
+import math
+import os
+
+import torch
+
+try:  # Triton ships with torch's CUDA builds; the CPU builds have none (eager ops then)
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised on machines without Triton
+    triton = None
+
+SPLIT_BLOCK = 64  # keys per iteration of the attention kernel
+TARGET_PROGRAMS = 264  # about two programs per SM on an H100/H200
+
+
+def available(device) -> bool:
+    """Whether the decode step uses these kernels on `device` (FF_KERNELS=0: never)."""
+    flag = os.environ.get("FF_KERNELS", "1").strip().lower()
+    if flag in ("0", "false", "no", "off") or triton is None:
+        return False
+    return torch.device(device).type == "cuda"
+
+
+def attention_supported(head_dim: int, group: int) -> bool:
+    """Head sizes the attention kernel is written for (powers of two, up to 16 query heads per
+    KV head); other models use torch's attention."""
+    return head_dim in (64, 128, 256) and group <= 16
+
+
+if triton is not None:
+
+    @triton.jit
+    def _rope_cache_kernel(
+        qkv, qkv_stride, cos, sin, pos_ptr, q_out, k_cache, v_cache,
+        cache_row, cache_head, n_heads, n_kv, D: tl.constexpr,
+    ):  # fmt: skip
+        row = tl.program_id(0)
+        head = tl.program_id(1)
+        pos = tl.load(pos_ptr + row)
+        d = tl.arange(0, D)
+        half = D // 2
+        partner = tl.where(d < half, d + half, d - half)
+        sign = tl.where(d < half, -1.0, 1.0)
+        c = tl.load(cos + pos * D + d).to(tl.float32)
+        s = tl.load(sin + pos * D + d).to(tl.float32)
+        base = qkv + row * qkv_stride + head * D  # q heads, then k heads: consecutive columns
+        x = tl.load(base + d).to(tl.float32)
+        xp = tl.load(base + partner).to(tl.float32)
+        rotated = x * c + sign * xp * s
+        if head < n_heads:
+            tl.store(q_out + (row * n_heads + head) * D + d, rotated.to(q_out.dtype.element_ty))
+        else:
+            kh = head - n_heads
+            at = row * cache_row + kh * cache_head + pos * D + d
+            tl.store(k_cache + at, rotated.to(k_cache.dtype.element_ty))
+            v = tl.load(qkv + row * qkv_stride + (n_heads + n_kv + kh) * D + d)
+            tl.store(v_cache + at, v)
+
+    @triton.jit
+    def _attention_split_kernel(
+        q, k_cache, v_cache, lengths, part_acc, part_ml,
+        cache_row, cache_head, n_heads, n_kv, splits, split_len, scale_log2,
+        GROUP: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr,
+        PRECISION: tl.constexpr,
+    ):  # fmt: skip
+        # bf16/fp16 values are exact in tf32, so the dots read them unrounded in float32;
+        # float32 caches ask for IEEE float32 dots.
+        row = tl.program_id(0)
+        kvh = tl.program_id(1)
+        split = tl.program_id(2)
+        length = tl.load(lengths + row)
+        start = split * split_len
+        end = tl.minimum(start + split_len, length)
+        h = tl.arange(0, BLOCK_H)
+        d = tl.arange(0, D)
+        n = tl.arange(0, BLOCK_N)
+        heads = kvh * GROUP + h
+        hmask = h < GROUP
+        q_at = q + (row * n_heads + heads[:, None]) * D + d[None, :]
+        qb = tl.load(q_at, mask=hmask[:, None], other=0.0).to(tl.float32)
+        m = tl.full([BLOCK_H], -1.0e30, tl.float32)
+        lsum = tl.zeros([BLOCK_H], tl.float32)
+        acc = tl.zeros([BLOCK_H, D], tl.float32)
+        kv_base = row * cache_row + kvh * cache_head
+        for first in range(start, end, BLOCK_N):
+            keys = first + n
+            kmask = keys < end
+            at = kv_base + keys[:, None] * D + d[None, :]
+            kb = tl.load(k_cache + at, mask=kmask[:, None], other=0.0).to(tl.float32)
+            scores = tl.dot(qb, tl.trans(kb), input_precision=PRECISION) * scale_log2
+            scores = tl.where(kmask[None, :], scores, -1.0e30)
+            m_new = tl.maximum(m, tl.max(scores, 1))
+            alpha = tl.exp2(m - m_new)
+            p = tl.exp2(scores - m_new[:, None])
+            lsum = lsum * alpha + tl.sum(p, 1)
+            vb = tl.load(v_cache + at, mask=kmask[:, None], other=0.0).to(tl.float32)
+            acc = acc * alpha[:, None] + tl.dot(p, vb, input_precision=PRECISION)
+            m = m_new
+        out = ((row * n_heads + heads) * splits + split)[:, None]
+        tl.store(part_acc + out * D + d[None, :], acc, mask=hmask[:, None])
+        ml = ((row * n_heads + heads) * splits + split) * 2
+        tl.store(part_ml + ml, m, mask=hmask)
+        tl.store(part_ml + ml + 1, lsum, mask=hmask)
+
+    @triton.jit
+    def _attention_combine_kernel(
+        part_acc, part_ml, out, splits, n_heads, SPLITS: tl.constexpr, D: tl.constexpr
+    ):
+        row = tl.program_id(0)
+        head = tl.program_id(1)
+        s = tl.arange(0, SPLITS)
+        d = tl.arange(0, D)
+        smask = s < splits
+        base = (row * n_heads + head) * splits + s
+        m = tl.load(part_ml + base * 2, mask=smask, other=-1.0e30)
+        lsum = tl.load(part_ml + base * 2 + 1, mask=smask, other=0.0)
+        top = tl.max(m, 0)
+        w = tl.exp2(m - top)
+        acc = tl.load(part_acc + base[:, None] * D + d[None, :], mask=smask[:, None], other=0.0)
+        total = tl.sum(acc * w[:, None], 0) / tl.sum(lsum * w, 0)
+        tl.store(out + (row * n_heads + head) * D + d, total.to(out.dtype.element_ty))
+
+    @triton.jit
+    def _lora_expand_kernel(
+        out, out_stride, xa, xa_stride, b, slot_ids, none_slot, n_cols, capacity,
+        bound1, bound2, rank, R: tl.constexpr, BLOCK_N: tl.constexpr,
+    ):  # fmt: skip
+        row = tl.program_id(1)
+        slot = tl.load(slot_ids + row)
+        if slot != none_slot:
+            cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+            cmask = cols < n_cols
+            module = (cols >= bound1).to(tl.int32) + (cols >= bound2).to(tl.int32)
+            j = tl.arange(0, R)
+            both = (j[:, None] < rank) & cmask[None, :]
+            xa_at = xa + row * xa_stride + (module[None, :] * capacity + slot) * rank + j[:, None]
+            xav = tl.load(xa_at, mask=both, other=0.0).to(tl.float32)
+            bv = tl.load(b + (slot * rank + j[:, None]) * n_cols + cols[None, :], mask=both)
+            delta = tl.sum(xav * bv.to(tl.float32), 0)
+            at = out + row * out_stride + cols
+            base = tl.load(at, mask=cmask).to(tl.float32)
+            tl.store(at, (base + delta).to(out.dtype.element_ty), mask=cmask)
+
+
+def rope_cache_write(qkv, cos, sin, pos, k_cache, v_cache, n_heads: int, n_kv: int):
+    """Rotate q and k of each row (position `pos[row]`, tables `cos`/`sin` (max_len, D)), write
+    the rotated k and the v into the caches at (row, kv head, pos); the rotated q (rows, heads, D).
+    `qkv` (rows, >= (n_heads + 2 n_kv) D) may be a strided view of a wider output."""
+    rows = qkv.shape[0]
+    d = k_cache.shape[-1]
+    q = torch.empty(rows, n_heads, d, dtype=qkv.dtype, device=qkv.device)
+    _rope_cache_kernel[(rows, n_heads + n_kv)](
+        qkv, qkv.stride(0), cos, sin, pos, q, k_cache, v_cache,
+        k_cache.stride(0), k_cache.stride(1), n_heads, n_kv, D=d,
+    )  # fmt: skip
+    return q
+
+
+def attention_splits(rows: int, n_kv: int, kv: int) -> tuple[int, int]:
+    """(splits, keys per split) for a KV bucket: about TARGET_PROGRAMS programs in all."""
+    blocks = -(-kv // SPLIT_BLOCK)
+    wanted = max(1, min(blocks, -(-TARGET_PROGRAMS // (rows * n_kv))))
+    split_len = -(-blocks // wanted) * SPLIT_BLOCK
+    return -(-kv // split_len), split_len
+
+
+def decode_attention(q, k_cache, v_cache, lengths, kv: int):
+    """Attention of each row's query (rows, heads, D) over its first `lengths[row]` cached keys
+    (at most `kv`): (rows, heads * D). Softmax scaled by 1/sqrt(D)."""
+    rows, n_heads, d = q.shape
+    n_kv = k_cache.shape[1]
+    group = n_heads // n_kv
+    splits, split_len = attention_splits(rows, n_kv, kv)
+    part_acc = torch.empty(rows, n_heads, splits, d, dtype=torch.float32, device=q.device)
+    part_ml = torch.empty(rows, n_heads, splits, 2, dtype=torch.float32, device=q.device)
+    scale_log2 = (1.0 / math.sqrt(d)) * 1.4426950408889634
+    _attention_split_kernel[(rows, n_kv, splits)](
+        q, k_cache, v_cache, lengths, part_acc, part_ml, k_cache.stride(0), k_cache.stride(1),
+        n_heads, n_kv, splits, split_len, scale_log2,
+        GROUP=group, BLOCK_H=max(16, triton.next_power_of_2(group)), BLOCK_N=SPLIT_BLOCK, D=d,
+        PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+    )  # fmt: skip
+    out = torch.empty(rows, n_heads * d, dtype=q.dtype, device=q.device)
+    _attention_combine_kernel[(rows, n_heads)](
+        part_acc, part_ml, out, splits, n_heads, SPLITS=triton.next_power_of_2(splits), D=d
+    )
+    return out
+
+
+def lora_expand(out, xa, b, slot_ids, none_slot: int, widths: list[int]) -> None:
+    """out[row] += xa[row, module's slot block] @ b[slot] per module, in place, for each row
+    whose slot is not `none_slot`. xa (rows, modules x capacity x R); b (capacity, R, sum of
+    widths), pre-scaled; `widths` the modules' output widths (at most three)."""
+    rows, n_cols = out.shape
+    capacity, rank = b.shape[0], b.shape[1]
+    bounds = [sum(widths[: i + 1]) for i in range(len(widths) - 1)] + [n_cols, n_cols]
+    block = 128
+    _lora_expand_kernel[(triton.cdiv(n_cols, block), rows)](
+        out, out.stride(0), xa, xa.stride(0), b, slot_ids, none_slot, n_cols, capacity,
+        bounds[0], bounds[1], rank, R=max(16, triton.next_power_of_2(rank)), BLOCK_N=block,
+    )  # fmt: skip

@@ -1,0 +1,106 @@
+"""The CUDA decode step's Triton kernels equal the torch arithmetic they replace. Run on CPU
+through Triton's interpreter (TRITON_INTERPRET=1, set in conftest before Triton is imported);
+on the GPU the bench and benchmarks/step_profile.py exercise them compiled."""
+
+import math
+
+import pytest
+import torch
+
+from ff_lib.inference import kernels
+from ff_lib.inference.ops import _rope_qk
+
+N_HEADS, N_KV, D = 8, 2, 64
+
+
+def _attention_reference(q, k_cache, v_cache, lengths):
+    out = []
+    for row, length in enumerate(lengths.tolist()):
+        qq = q[row].float().view(N_KV, N_HEADS // N_KV, D)
+        keys, values = k_cache[row, :, :length].float(), v_cache[row, :, :length].float()
+        weights = (qq @ keys.transpose(1, 2) / math.sqrt(D)).softmax(-1)
+        out.append((weights @ values).reshape(-1))
+    return torch.stack(out)
+
+
+def test_the_triton_interpreter_runs_these_tests():
+    assert kernels.triton is not None
+    assert not kernels.available("cpu")  # the engine itself never runs them on a CPU
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 0.0), (torch.bfloat16, 0.04)])
+def test_rotary_and_cache_write_equal_torch(dtype, tol):
+    torch.manual_seed(0)
+    rows, max_len = 3, 40
+    width = (N_HEADS + 2 * N_KV) * D
+    qkv = torch.randn(rows, width + 24, dtype=dtype)[:, :width]  # a view of a wider output
+    cos, sin = torch.randn(max_len, D, dtype=dtype), torch.randn(max_len, D, dtype=dtype)
+    pos = torch.tensor([5, 39, 0])
+    k_cache = torch.zeros(4, N_KV, max_len, D, dtype=dtype)
+    v_cache = torch.zeros_like(k_cache)
+    q = kernels.rope_cache_write(qkv, cos, sin, pos, k_cache, v_cache, N_HEADS, N_KV)
+    f = qkv.float()
+    q_ref, k_ref = _rope_qk(
+        f[:, : N_HEADS * D].view(rows, N_HEADS, D),
+        f[:, N_HEADS * D : (N_HEADS + N_KV) * D].view(rows, N_KV, D),
+        cos.float()[pos][:, None],
+        sin.float()[pos][:, None],
+    )
+    at = (torch.arange(rows), slice(None), pos)
+    assert (q.float() - q_ref).abs().max() <= tol
+    assert (k_cache[at].float() - k_ref).abs().max() <= tol
+    assert torch.equal(v_cache[at], qkv[:, (N_HEADS + N_KV) * D :].reshape(rows, N_KV, D))
+    written = torch.zeros(4, max_len, dtype=torch.bool)
+    written[torch.arange(rows), pos] = True
+    assert not k_cache.permute(0, 2, 1, 3)[~written].any()  # nothing else was touched
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_split_kv_attention_equals_softmax_attention(dtype, tol):
+    torch.manual_seed(1)
+    max_len, kv = 320, 300
+    q = torch.randn(4, N_HEADS, D, dtype=dtype)
+    k_cache = torch.randn(4, N_KV, max_len, D, dtype=dtype)
+    v_cache = torch.randn_like(k_cache)
+    lengths = torch.tensor([1, 300, 64, 65])  # one key, the whole bucket, block edges
+    splits, split_len = kernels.attention_splits(4, N_KV, kv)
+    assert splits > 1 and (splits - 1) * split_len < kv <= splits * split_len
+    out = kernels.decode_attention(q, k_cache, v_cache, lengths, kv)
+    ref = _attention_reference(q, k_cache, v_cache, lengths)
+    assert (out.float() - ref).abs().max() <= tol
+
+
+def test_keys_past_a_rows_length_are_never_read():
+    torch.manual_seed(2)
+    q = torch.randn(1, N_HEADS, D)
+    k_cache, v_cache = torch.randn(1, N_KV, 128, D), torch.randn(1, N_KV, 128, D)
+    lengths = torch.tensor([70])
+    before = kernels.decode_attention(q, k_cache, v_cache, lengths, 128)
+    k_cache[:, :, 70:] = float("nan")
+    v_cache[:, :, 70:] = float("nan")
+    assert torch.equal(kernels.decode_attention(q, k_cache, v_cache, lengths, 128), before)
+
+
+@pytest.mark.parametrize("rank", [16, 48])
+def test_lora_expand_adds_each_rows_own_slot_only(rank):
+    torch.manual_seed(3)
+    capacity, widths = 3, [96, 32, 32]
+    n = sum(widths)
+    full = torch.randn(4, n + len(widths) * capacity * rank)  # one GEMM: base, then x @ A_all
+    out, xa = full[:, :n], full[:, n:]
+    b = torch.randn(capacity, rank, n)
+    slots = torch.tensor([2, capacity, 0, 2])  # slot `capacity` = no adapter
+    expected = out.clone()
+    start = 0
+    for m, width in enumerate(widths):
+        for row, slot in enumerate(slots.tolist()):
+            if slot == capacity:
+                continue
+            cols = slice((m * capacity + slot) * rank, (m * capacity + slot + 1) * rank)
+            expected[row, start : start + width] += (
+                xa[row, cols] @ b[slot, :, start : start + width]
+            )
+        start += width
+    kernels.lora_expand(out, xa, b, slots, capacity, widths)
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert torch.equal(out[1], expected[1])  # the row without an adapter is untouched
