@@ -254,3 +254,30 @@ def test_an_adapter_slot_holds_only_the_adapters_own_factors(tiny_base, capitals
     )
     size = slots.B[0]["o"].element_size()
     assert slots.bytes_per_adapter() == per_layer * slots.n_layers * size
+
+
+def test_chained_greedy_steps_equal_steps_taken_one_at_a_time(
+    host, tiny_base, capitals_adapter, other_adapter
+):
+    """Greedy rows without log-probabilities run as a chain (tokens fed back on the device, the
+    repetition penalty applied there); asking for log-probabilities takes one step at a time on
+    the host. Both give the same tokens, with the default preset's repetition penalty."""
+    penalized = GenerationSettings(temperature=0.0, max_new_tokens=40, repetition_penalty=1.15)
+    jobs = [
+        {**job, "settings": penalized}
+        for job in _mixed_jobs(tiny_base, capitals_adapter, other_adapter)
+    ]
+    chained = host.generate_many([{**job, "logprobs": None} for job in jobs])
+    scheduler = host._engine.scheduler
+    assert scheduler.chained_steps >= 20
+    before = scheduler.chained_steps
+    stepped = host.generate_many(jobs)
+    assert scheduler.chained_steps == before  # log-probabilities: one step at a time
+    assert scheduler.max_batch_seen >= len(jobs)
+    for a, b in zip(chained, stepped, strict=True):
+        assert (a.text, a.stats.new_tokens, a.finish_reason) == (
+            b.text,
+            b.stats.new_tokens,
+            b.finish_reason,
+        )
+        assert b.stats.new_tokens == len(b.tokens)

@@ -223,7 +223,8 @@ def test_an_error_in_the_decoder_reaches_the_reader(tiny_base):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    engine.batched.decode = broken  # the step fails after the prompt's first token
+    # The step fails after the prompt's first token (one step at a time or chained).
+    engine.batched.decode = engine.batched.chain_step = broken
     stream = fresh.stream_reply(str(tiny_base), user("hi"), GREEDY, None)
     with pytest.raises(GenerationError, match="Generation failed: boom"):
         list(stream)

@@ -17,19 +17,11 @@ import torch.nn.functional as F
 
 from ff_lib.errors import GenerationError
 from ff_lib.inference import kernels
+from ff_lib.inference.decode_step import DecodeSteps
 from ff_lib.inference.ops import EAGER_OPS, compiled_ops
 from ff_lib.inference.slots import GROUPS, AdapterSlots
 
-ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 PREFILL_CHUNK = 2048
-
-
-def kv_buckets(max_len: int) -> list[int]:
-    """KV lengths the decode graphs are captured for: 256, 512, 1024, then every 1024."""
-    sizes = [256, 512, 1024]
-    while sizes[-1] < max_len:
-        sizes.append(sizes[-1] + 1024)
-    return sorted({min(s, max_len) for s in sizes})
 
 
 def unsupported_reason(lm) -> str | None:
@@ -59,7 +51,7 @@ def unsupported_reason(lm) -> str | None:
     return None
 
 
-class BatchedLM:
+class BatchedLM(DecodeSteps):
     """A loaded causal LM driven row by row: KV cache rows, slots, graphs per bucket.
 
     Called from one thread at a time (the scheduler's worker, or a caller holding `lock`).
@@ -381,161 +373,6 @@ class BatchedLM:
                 [j * longest + len(p) - 1 for j, p in enumerate(prompts)], device=self.device
             )
             return self._head(h.index_select(0, last)).float()
-
-    # --- decode --------------------------------------------------------------------------------
-    def decode(self, tokens: list[int], positions: list[int], slots: list[int]) -> torch.Tensor:
-        """One step for rows 0..len(tokens)-1: float32 logits (rows, vocab). On CUDA they are
-        the graph's output buffer: read them before the next step."""
-        n = len(tokens)
-        kv = max(positions) + 1
-        # A batch where no row uses an adapter skips the LoRA kernels altogether.
-        lora = any(s != self.slots.none_slot for s in slots)
-        with self.lock, torch.inference_mode():
-            if not self.use_graphs:
-                inputs = self._inputs(n, tokens, positions, slots)
-                return self._decode_step(*inputs, kv, lora)
-            rows = next(b for b in ROW_BUCKETS if b >= n)
-            kv = next(b for b in kv_buckets(self.max_len) if b >= kv)
-            graph, ids, logits = self._graph(rows, kv, lora)
-            pad = [0] * (rows - n)
-            none = [self.slots.none_slot] * (rows - n)
-            # One copy for tokens, positions and slots (the graph reads views of `ids`).
-            ids.copy_(torch.tensor([tokens + pad, positions + pad, slots + none]))
-            graph.replay()
-            return logits[:n]
-
-    def _inputs(self, n, tokens, positions, slots):
-        return tuple(
-            torch.tensor(values, dtype=torch.long, device=self.device)
-            for values in (tokens, positions, slots)
-        )
-
-    def _decode_step(self, tok, pos, slot, kv: int, lora: bool) -> torch.Tensor:
-        """float32 logits of one step. Device-side only (no .item(), no branch on values):
-        safe to capture."""
-        x = F.embedding(tok, self.lm.model.embed_tokens.weight)
-        lora = self._lora(slot, kernel=self.kernels) if lora else None
-        attend = (self._kernel_attend if self.kernels else self._torch_attend)(pos, kv)
-        return self._head(self._layers_forward(x, lora, attend, self.ops)).float()
-
-    def _kernel_attend(self, pos, kv: int):
-        """Decode attention with the Triton kernels: rotary and the cache write in one launch
-        (Qwen3's q/k norms first, then torch's rotary and a cache write), split-KV attention
-        over each row's own length."""
-        lengths = pos + 1
-        fused_rope = not hasattr(self.layers[0].self_attn, "q_norm")
-        cos = sin = at = None
-        if not fused_rope:
-            cos, sin = self.cos.index_select(0, pos), self.sin.index_select(0, pos)
-            at = self._cache_index(pos)
-
-        def attend(i, qkv):
-            kc, vc = self.k_cache[i], self.v_cache[i]
-            if fused_rope:
-                q = kernels.rope_cache_write(
-                    qkv, self.cos, self.sin, pos, kc, vc, self.n_heads, self.n_kv
-                )
-            else:
-                q, k, v = self._rotated(i, qkv, cos, sin, self.ops)
-                kc.index_put_(at, k)
-                vc.index_put_(at, v)
-                q = q.contiguous()
-            return kernels.decode_attention(q, kc, vc, lengths, kv)
-
-        return attend
-
-    def _cache_index(self, pos):
-        """Index tensors that place each row's new key/value at (row, every kv head, pos)."""
-        n = pos.shape[0]
-        return (
-            torch.arange(n, device=self.device)[:, None],
-            torch.arange(self.n_kv, device=self.device)[None, :],
-            pos[:, None],
-        )
-
-    def _torch_attend(self, pos, kv: int):
-        """Decode attention with torch's SDPA (CPU, and models the kernels do not cover)."""
-        n = pos.shape[0]
-        cos, sin = self.cos.index_select(0, pos), self.sin.index_select(0, pos)
-        allowed = self.key_pos[None, :kv] <= pos[:, None]
-        attn_mask = torch.where(allowed, 0.0, self._neg).to(self.dtype)[:, None, None, :]
-        group = self.n_heads // self.n_kv
-        at = self._cache_index(pos)
-
-        def attend(i, qkv):
-            q, k, v = self._rotated(i, qkv, cos, sin, self.ops)
-            self.k_cache[i].index_put_(at, k)
-            self.v_cache[i].index_put_(at, v)
-            # The query heads sharing a KV head act as that head's query positions: no K/V
-            # is repeated, and one mask (per row) covers them all.
-            out = F.scaled_dot_product_attention(
-                q.reshape(n, self.n_kv, group, self.head_dim),
-                self.k_cache[i][:n, :, :kv],
-                self.v_cache[i][:n, :, :kv],
-                attn_mask=attn_mask,
-            )
-            return out.reshape(n, -1)
-
-        return attend
-
-    def _graph(self, rows: int, kv: int, lora: bool):
-        key = (rows, kv, self.slots.version, lora and bool(self.slots.capacity))
-        if key not in self._graphs:
-            self._capture(*key)
-        return self._graphs[key]
-
-    def _capture(self, rows: int, kv: int, version: int, lora: bool) -> None:
-        ids = torch.zeros(3, rows, dtype=torch.long, device=self.device)
-        ids[2] = self.slots.none_slot
-        inputs = (ids[0], ids[1], ids[2])  # tokens, positions, slots
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(2):  # warm-up (and compile) outside the capture, as graphs require
-                self._decode_step(*inputs, kv, lora)
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
-            logits = self._decode_step(*inputs, kv, lora)
-        self._pool = graph.pool()  # graphs share one memory pool (they never run at once)
-        self._graphs[(rows, kv, version, lora)] = (graph, ids, logits)
-        self.captures += 1
-
-    def drop_stale_graphs(self) -> None:
-        """Forget graphs captured for an older slot layout (after the slots grew)."""
-        version = self.slots.version
-        self._graphs = {k: v for k, v in self._graphs.items() if k[2] == version}
-        if not self._graphs:
-            self._pool = None  # the shared pool went with the last graph using it
-
-    def warm_up(self, rows=(1,), kvs=(512, 1024)) -> None:
-        """Capture the decode graphs a first reply will use, with and without an adapter
-        (no-op without graphs). One slot of rank 16 is made first, so a first adapter of
-        that rank does not change the slot layout the graphs were captured for."""
-        with self.lock:
-            if not self.slots.capacity:
-                self.slots.reserve(1, 16)
-        if not self.use_graphs:
-            return
-        with self.lock, torch.inference_mode():
-            for r in rows:
-                for kv in kvs:
-                    for lora in (False, True):
-                        self._graph(r, min(kv, self.max_len), lora)
-
-    def compile_ahead(self) -> None:
-        """Run one row's decode step, with and without an adapter, outside any graph: the
-        compiled kernels get built exactly as warm_up's first capture would build them, and
-        nothing is captured (safe while another thread copies weights to the GPU)."""
-        with self.lock:
-            if not self.slots.capacity:
-                self.slots.reserve(1, 16)
-        with self.lock, torch.inference_mode():
-            inputs = self._inputs(1, [0], [0], [self.slots.none_slot])
-            for lora in (False, True):
-                for _ in range(2):  # the capture runs the step twice before capturing
-                    self._decode_step(*inputs, min(512, self.max_len), lora)
-            torch.cuda.synchronize(self.device)
 
     def move_row(self, src: int, dst: int, length: int) -> None:
         """Copy a row's cache (its first `length` positions) to another row (compaction)."""

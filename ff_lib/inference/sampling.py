@@ -17,6 +17,8 @@ class RowSampler:
     def __init__(self, max_rows: int, vocab: int, device):
         self.vocab, self.device = vocab, device
         self.seen = torch.zeros(max_rows, vocab, dtype=torch.bool, device=device)
+        # Each row's repetition penalty on the device, for the decode step's greedy tail.
+        self.penalty = torch.ones(max_rows, dtype=torch.float32, device=device)
         self.settings: list[GenerationSettings | None] = [None] * max_rows
         self.generators: list[torch.Generator | None] = [None] * max_rows
         self.logprobs: list[int | None] = [None] * max_rows
@@ -25,6 +27,7 @@ class RowSampler:
         """Begin a reply on `row`: the prompt counts as seen for the repetition penalty."""
         self.seen[row].zero_()
         self.seen[row, torch.tensor(prompt_ids, device=self.device)] = True
+        self.penalty[row] = float(settings.repetition_penalty)
         self.settings[row] = settings
         self.logprobs[row] = logprobs
         gen = None
@@ -34,6 +37,7 @@ class RowSampler:
 
     def move(self, src: int, dst: int) -> None:
         self.seen[dst] = self.seen[src]
+        self.penalty[dst] = self.penalty[src]
         for table in (self.settings, self.generators, self.logprobs):
             table[dst], table[src] = table[src], None
 

@@ -16,6 +16,8 @@ from ff_lib.inference.settings import GenerationSettings
 
 # Padded tokens one joint prefill may take (requests beyond it are prefilled in another pass).
 PREFILL_TOKENS = 2048
+# Steps one chain of greedy steps may queue before the host looks at the batch afresh.
+CHAIN_STEPS = 256
 END = object()  # put on a request's queue once it has finished (after its last token)
 
 
@@ -63,10 +65,12 @@ class Scheduler:
 
         self.model = model
         self.sampler = RowSampler(model.max_rows, model.vocab, model.device)
+        model.attach_sampler(self.sampler.seen, self.sampler.penalty)
         self.pending: queue.Queue[Request] = queue.Queue()
         self.jobs: queue.Queue = queue.Queue()  # (fn, Future) run between steps
         self.active: list[Request] = []
         self.steps = 0
+        self.chained_steps = 0  # steps taken in chains (see _chain)
         self.max_batch_seen = 0
         self._idle_wait_s = idle_wait_s
         self._closed = threading.Event()
@@ -210,6 +214,9 @@ class Scheduler:
     def _step(self) -> None:
         rows = self.active
         self.max_batch_seen = max(self.max_batch_seen, len(rows))
+        if all(not r.settings.sampling and r.logprobs is None for r in rows):
+            self._chain(rows)
+            return
         logits = self.model.decode(
             [r.last_token for r in rows], [r.position for r in rows], [r.slot for r in rows]
         )
@@ -220,6 +227,47 @@ class Scheduler:
         for req, choice in zip(rows, choices, strict=True):
             self._emit(req, choice)
         self._retire()
+
+    def _chain(self, rows: list[Request]) -> None:
+        """Greedy steps back to back on the device: step k+1 is queued before step k's tokens
+        are read, so the device never waits for the host. The chain ends at the step where a
+        row ends or is stopped, or a request or job arrives (the step already queued then is
+        taken for the rows still going: a stop or an arrival waits one step at most)."""
+        model = self.model
+        room = model.start_chain(
+            [r.last_token for r in rows], [r.position for r in rows], [r.slot for r in rows]
+        )
+        left = min(room, CHAIN_STEPS, *(r.max_new_tokens - r.new_tokens for r in rows))
+        handle, queued = model.chain_step(), 1
+        while True:
+            following = None
+            if queued < left and self._undisturbed(rows):
+                following, queued = model.chain_step(), queued + 1
+            self._take(rows, model.chain_read(handle))
+            if following is None:
+                break
+            if any(r.finish_reason or r.stop.is_set() for r in rows):
+                self._take(rows, model.chain_read(following))
+                break
+            handle = following
+        self._retire()
+
+    def _undisturbed(self, rows: list[Request]) -> bool:
+        return (
+            self.pending.empty()
+            and self.jobs.empty()
+            and not self._closed.is_set()
+            and not any(r.stop.is_set() for r in rows)
+        )
+
+    def _take(self, rows: list[Request], tokens: list[int]) -> None:
+        """One chained step's tokens for the rows that had not ended before it."""
+        self.steps += 1
+        self.chained_steps += 1
+        for req, token in zip(rows, tokens, strict=True):
+            if not req.finish_reason:
+                req.position += 1
+                self._emit(req, TokenChoice(token))
 
     def _emit(self, req: Request, choice: TokenChoice) -> None:
         now = time.perf_counter()
