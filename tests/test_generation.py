@@ -214,14 +214,19 @@ def test_an_abandoned_stream_does_not_leave_a_thread(host, tiny_base):
     assert not host.busy
 
 
-def test_an_error_in_the_decoder_reaches_the_reader(tiny_base):
+class CompilerError(Exception):
+    """Not a RuntimeError: as torch's compiler raises when it gives up."""
+
+
+@pytest.mark.parametrize("error", [RuntimeError, CompilerError])
+def test_an_error_in_the_decoder_reaches_the_reader(tiny_base, error):
     from ff_lib.inference import ModelHost
 
     fresh = ModelHost()
     engine = fresh.load_base(str(tiny_base))
 
     def broken(*args, **kwargs):
-        raise RuntimeError("boom")
+        raise error("boom")
 
     # The step fails after the prompt's first token (one step at a time or chained).
     engine.batched.decode = engine.batched.chain_step = broken

@@ -50,6 +50,11 @@ def compiled_ops() -> dict:
     process: what `compile_ahead` built on a stand-in is what every engine then finds."""
     with _COMPILED_LOCK:
         if not _COMPILED:
+            # Each function meets a few variants per base (row buckets, a LoRA group's output
+            # as a strided view, NF4's dtypes) and a process may load several bases: torch's
+            # default of 8 recompiles would end in an error mid-reply.
+            config = torch._dynamo.config
+            config.recompile_limit = max(config.recompile_limit, 64)
             _COMPILED.update(
                 {name: torch.compile(fn, fullgraph=True) for name, fn in EAGER_OPS.items()}
             )

@@ -124,7 +124,9 @@ class Scheduler:
                 continue
             try:
                 self._step()
-            except (RuntimeError, FFError) as exc:  # e.g. CUDA out of memory: every row fails
+            # Any failure of a step (CUDA out of memory, a compiler error) is every live
+            # request's error, said to each; the worker itself never dies of it.
+            except Exception as exc:  # noqa: BLE001
                 self._fail_all(exc)
         self._fail_all(GenerationError("The engine was shut down: send the request again."))
 
@@ -136,7 +138,7 @@ class Scheduler:
                 return
             try:
                 future.set_result(fn())
-            except (RuntimeError, ValueError, FFError) as exc:  # handed to the caller
+            except Exception as exc:  # noqa: BLE001 - handed to the caller, who raises it
                 future.set_exception(exc)
 
     def _admit(self) -> None:
