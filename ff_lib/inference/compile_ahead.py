@@ -31,26 +31,36 @@ def start_compile_ahead(source: str, trust_remote_code: bool) -> threading.Threa
     return thread
 
 
-def _compile_on_stand_in(source: str, trust_remote_code: bool) -> None:
+def stand_in(source: str, trust_remote_code: bool, device: str = "cuda:0"):
+    """A one-layer bf16 model of the base's config with random weights and a small vocabulary.
+
+    Touches no process-wide state: the real base loads in another thread meanwhile, and
+    from_config with a dtype (the config's own, by default) sets torch's default dtype for
+    the whole process while it builds (the real base then got float32 norm weights)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from ff_lib.errors import FFError
-    from ff_lib.inference.decode import BatchedLM
     from ff_lib.inference.quiet import quiet_libraries
 
+    with quiet_libraries():
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        config.num_hidden_layers = 1
+        config.vocab_size = min(config.vocab_size, STAND_IN_VOCAB)
+        config.pad_token_id = None
+        config.dtype = None  # from_config then leaves torch's default dtype alone
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    return model.to(torch.bfloat16).eval()
+
+
+def _compile_on_stand_in(source: str, trust_remote_code: bool) -> None:
+    from ff_lib.errors import FFError
+    from ff_lib.inference.decode import BatchedLM
+
     try:
-        with quiet_libraries():
-            config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
-            config.num_hidden_layers = 1
-            config.vocab_size = min(config.vocab_size, STAND_IN_VOCAB)
-            config.pad_token_id = None
-            with torch.device("cuda:0"):
-                stand_in = AutoModelForCausalLM.from_config(
-                    config, dtype=torch.bfloat16, trust_remote_code=trust_remote_code
-                )
-        stand_in.eval()
-        batched = BatchedLM(stand_in, 1, 1024, 1, use_graphs=True, compile_ops=True)
+        batched = BatchedLM(
+            stand_in(source, trust_remote_code), 1, 1024, 1, use_graphs=True, compile_ops=True
+        )
         batched.compile_ahead()
     except (FFError, OSError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
         # Only speed is at stake: the warm-up compiles as before. Said in the log.
