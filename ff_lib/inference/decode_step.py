@@ -245,12 +245,10 @@ class DecodeSteps:
         if not self._graphs:
             self._pool = None  # the shared pool went with the last graph using it
 
-    def warm_up(self, rows=(1,), kvs=(512, 1024), prompt: int = 512) -> None:
-        """Capture the decode graphs a first reply will use, with and without an adapter, and
-        run one prefill of `prompt` tokens each way (no-op without graphs): the first reply
-        then meets no first use of a kernel (CUDA loads them lazily) nor of a GEMM shape. One
-        slot of rank 16 is made first, so a first adapter of that rank does not change the
-        slot layout the graphs were captured for. Called before any request holds a row."""
+    def warm_up(self, rows=(1,), kvs=(512, 1024)) -> None:
+        """Capture the decode graphs a first reply will use, with and without an adapter
+        (no-op without graphs). One slot of rank 16 is made first, so a first adapter of
+        that rank does not change the slot layout the graphs were captured for."""
         with self.lock:
             if not self.slots.capacity:
                 self.slots.reserve(1, 16)
@@ -261,9 +259,6 @@ class DecodeSteps:
                 for kv in kvs:
                     for lora in (False, True):
                         self._graph(r, min(kv, self.max_len), lora)
-            for slot in (self.slots.none_slot, 0):  # slot 0 is empty: its LoRA adds zeros
-                self.prefill(0, [0] * min(prompt, self.max_len), slot)
-            torch.cuda.synchronize(self.device)
 
     def compile_ahead(self) -> None:
         """Run one row's decode step, with and without an adapter, outside any graph: the
