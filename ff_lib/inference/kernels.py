@@ -14,9 +14,10 @@ Each runs on CUDA tensors; the tests run them through Triton's interpreter on CP
 """
 
 import math
-import os
 
 import torch
+
+from ff_lib.inference.ops import env_switch
 
 try:  # Triton ships with torch's CUDA builds; the CPU builds have none (eager ops then)
     import triton
@@ -30,8 +31,7 @@ TARGET_PROGRAMS = 264  # about two programs per SM on an H100/H200
 
 def available(device) -> bool:
     """Whether the decode step uses these kernels on `device` (FF_KERNELS=0: never)."""
-    flag = os.environ.get("FF_KERNELS", "1").strip().lower()
-    if flag in ("0", "false", "no", "off") or triton is None:
+    if not env_switch("FF_KERNELS") or triton is None:
         return False
     return torch.device(device).type == "cuda"
 

@@ -61,7 +61,11 @@ def compiled_ops() -> dict:
         return _COMPILED
 
 
+def env_switch(name: str) -> bool:
+    """An on-by-default switch of the engine: off when the variable is 0/false/no/off."""
+    return os.environ.get(name, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def compile_wanted() -> bool:
     """Whether the decode step's element-wise chains are compiled on CUDA (FF_COMPILE=0: no)."""
-    flag = os.environ.get("FF_COMPILE", "1").strip().lower()
-    return flag not in ("0", "false", "no", "off")
+    return env_switch("FF_COMPILE")
