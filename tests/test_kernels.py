@@ -104,3 +104,10 @@ def test_lora_expand_adds_each_rows_own_slot_only(rank):
     kernels.lora_expand(out, xa, b, slots, capacity, widths)
     assert torch.allclose(out, expected, atol=1e-5)
     assert torch.equal(out[1], expected[1])  # the row without an adapter is untouched
+
+
+def test_ff_kernels_0_turns_the_kernels_off(monkeypatch):
+    monkeypatch.delenv("FF_KERNELS", raising=False)
+    assert kernels.available("cuda")  # on by default wherever CUDA runs
+    monkeypatch.setenv("FF_KERNELS", "0")
+    assert not kernels.available("cuda")
