@@ -281,3 +281,11 @@ def test_chained_greedy_steps_equal_steps_taken_one_at_a_time(
             b.finish_reason,
         )
         assert b.stats.new_tokens == len(b.tokens)
+
+
+def test_a_graphs_rows_never_exceed_the_cache():
+    from ff_lib.inference.decode_step import row_bucket
+
+    assert [row_bucket(n, 16) for n in (1, 2, 3, 5, 9, 16)] == [1, 2, 4, 8, 16, 16]
+    # A host short of memory holds 5 rows: 5 decoding rows fit a graph of 5, not of 8.
+    assert [row_bucket(n, 5) for n in (1, 3, 5)] == [1, 4, 5]

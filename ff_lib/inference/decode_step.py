@@ -20,6 +20,12 @@ ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 CPU_CHAIN_KEYS = 16  # on a CPU a chain reads this many keys past its longest row (masked)
 
 
+def row_bucket(n: int, max_rows: int) -> int:
+    """Rows a graph is captured for when n rows decode: the next bucket, but never more than
+    the cache has (a host may hold, say, 5 rows when memory is short)."""
+    return min(next(b for b in ROW_BUCKETS if b >= n), max_rows)
+
+
 def kv_buckets(max_len: int) -> list[int]:
     """KV lengths the decode graphs are captured for: 256, 512, 1024, then every 1024."""
     sizes = [256, 512, 1024]
@@ -103,7 +109,7 @@ class DecodeSteps:
         if not self.use_graphs:
             ids = torch.zeros(4, n, dtype=torch.long, device=self.device)
             return ids, lambda: self._full_step(ids, kv, lora), n
-        rows = next(b for b in ROW_BUCKETS if b >= n)
+        rows = row_bucket(n, self.max_rows)
         kv = next(b for b in kv_buckets(self.max_len) if b >= kv)
         graph, ids, logits = self._graph(rows, kv, lora)
 
