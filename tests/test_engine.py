@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ff_lib.errors import AdapterInvalid
+from ff_lib.errors import AdapterInvalid, GenerationError
 from ff_lib.inference import GenerationSettings, ModelHost
 from tests.fixtures_models import CAPITAL_PAIRS
 
@@ -289,3 +289,67 @@ def test_a_graphs_rows_never_exceed_the_cache():
     assert [row_bucket(n, 16) for n in (1, 2, 3, 5, 9, 16)] == [1, 2, 4, 8, 16, 16]
     # A host short of memory holds 5 rows: 5 decoding rows fit a graph of 5, not of 8.
     assert [row_bucket(n, 5) for n in (1, 3, 5)] == [1, 4, 5]
+
+
+def test_capturing_a_graph_mid_reply_leaves_the_live_rows_cache_alone(tiny_base):
+    """A graph's warm-up runs write dummy keys at positions 0 and 1 of its cache rows; graphs
+    are captured while rows decode, so those positions are put back."""
+    host = ModelHost()
+    batched = host.load_base(str(tiny_base)).batched
+    with torch.inference_mode():
+        batched.prefill(0, list(range(5, 25)), batched.slots.none_slot)
+        before = [(k[:2].clone(), v[:2].clone()) for k, v in batched._caches()]
+        ids = torch.zeros(4, 2, dtype=torch.long)
+        ids[2] = batched.slots.none_slot
+        batched._warm_runs(ids, 32, False)
+    for (k, v), (k0, v0) in zip(batched._caches(), before, strict=True):
+        assert torch.equal(k[:2], k0) and torch.equal(v[:2], v0)
+    host.release()
+
+
+def test_a_row_without_an_adapter_stays_the_base_when_the_slots_grow(
+    tiny_base, capitals_adapter, other_adapter
+):
+    """'No adapter' is the slot count: when a job between steps (here scoring) grows the
+    slots, a live base row must not start reading the slot that just got filled."""
+    host = ModelHost(max_adapters=4)
+    engine = host.load_base(str(tiny_base))
+    long = GenerationSettings(temperature=0.0, max_new_tokens=200, repetition_penalty=1.0)
+    messages = [{"role": "user", "content": QUESTIONS[1]}]
+    alone = host.generate(str(tiny_base), messages, long, None).text
+    capacity = engine.batched.slots.capacity
+    stream = host.stream_reply(str(tiny_base), messages, long, None)
+    pieces = iter(stream)
+    next(pieces)
+    ids = engine.tokenizer("What is the capital of France?")["input_ids"]
+    host.score(str(tiny_base), ids, [str(capitals_adapter), str(other_adapter)])
+    assert engine.batched.slots.capacity > capacity  # the slots grew ...
+    assert not stream.request.ended.is_set()  # ... while the base reply was decoding
+    assert stream.text() == alone
+    host.release()
+
+
+def test_a_failed_slot_growth_refuses_adapters_out_loud_and_keeps_the_base(
+    tiny_base, capitals_adapter, other_adapter
+):
+    host = ModelHost(max_adapters=4)
+    engine = host.load_base(str(tiny_base))
+    slots = engine.batched.slots
+    turn = [{"role": "user", "content": "Hi"}]
+    alone = host.generate(str(tiny_base), turn, GREEDY, None).text
+    host.generate(str(tiny_base), turn, GREEDY, str(capitals_adapter))  # fills the one slot
+    real = slots.a_storage
+
+    def out_of_memory(layer, group, k):
+        if layer >= 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(layer, group, k)
+
+    slots.a_storage = out_of_memory
+    with pytest.raises(GenerationError, match="failed part-way"):  # a second slot is needed
+        host.generate(str(tiny_base), turn, GREEDY, str(other_adapter))
+    for folder in (capitals_adapter, other_adapter):  # refused from then on, with the reason
+        with pytest.raises(GenerationError, match="load the base anew"):
+            host.generate(str(tiny_base), turn, GREEDY, str(folder))
+    assert host.generate(str(tiny_base), turn, GREEDY, None).text == alone  # the base answers
+    host.release()

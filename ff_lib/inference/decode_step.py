@@ -234,8 +234,7 @@ class DecodeSteps:
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
-            for _ in range(2):  # warm-up (and compile) outside the capture, as graphs require
-                self._full_step(ids, kv, lora)
+            self._warm_runs(ids, kv, lora)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self._pool):
@@ -244,8 +243,28 @@ class DecodeSteps:
         self._graphs[(rows, kv, version, lora)] = (graph, ids, logits)
         self.captures += 1
 
+    def _warm_runs(self, ids, kv: int, lora: bool) -> None:
+        """Run the step twice outside the capture (and compile), as graphs require. Graphs are
+        captured while rows decode: the runs write their dummy keys at positions 0 and 1 of
+        the bucket's cache rows, so those positions are put back afterwards."""
+        rows = ids.shape[1]
+        kept = [(k[:rows, :, :2].clone(), v[:rows, :, :2].clone()) for k, v in self._caches()]
+        for _ in range(2):
+            self._full_step(ids, kv, lora)
+        for (k, v), (k_kept, v_kept) in zip(self._caches(), kept, strict=True):
+            k[:rows, :, :2] = k_kept
+            v[:rows, :, :2] = v_kept
+
+    def _caches(self):
+        return zip(self.k_cache, self.v_cache, strict=True)
+
+    def end_chain(self) -> None:
+        """Let go of the last chain (it holds its graph)."""
+        self._chain = None
+
     def drop_stale_graphs(self) -> None:
         """Forget graphs captured for an older slot layout (after the slots grew)."""
+        self._chain = None
         version = self.slots.version
         self._graphs = {k: v for k, v in self._graphs.items() if k[2] == version}
         if not self._graphs:

@@ -150,7 +150,8 @@ if triton is not None:
             both = (j[:, None] < rank) & cmask[None, :]
             xa_at = xa + row * xa_stride + (module[None, :] * capacity + slot) * rank + j[:, None]
             xav = tl.load(xa_at, mask=both, other=0.0).to(tl.float32)
-            bv = tl.load(b + (slot * rank + j[:, None]) * n_cols + cols[None, :], mask=both)
+            b_at = b + (slot * rank + j[:, None]) * n_cols + cols[None, :]
+            bv = tl.load(b_at, mask=both, other=0.0)
             delta = tl.sum(xav * bv.to(tl.float32), 0)
             at = out + row * out_stride + cols
             base = tl.load(at, mask=cmask).to(tl.float32)

@@ -71,6 +71,7 @@ class Scheduler:
         self.active: list[Request] = []
         self.steps = 0
         self.chained_steps = 0  # steps taken in chains (see _chain)
+        self._slots_version = model.slots.version
         self.max_batch_seen = 0
         self._idle_wait_s = idle_wait_s
         self._closed = threading.Event()
@@ -208,14 +209,17 @@ class Scheduler:
                 f"{model.max_len} tokens."
             )
         version = model.slots.version
-        if req.adapter_folder is not None:
-            req.adapter_name = model.slots.ensure(req.adapter_folder, pinned)
-        if model.slots.version != version:
-            model.drop_stale_graphs()
+        try:
+            if req.adapter_folder is not None:
+                req.adapter_name = model.slots.ensure(req.adapter_folder, pinned)
+        finally:
+            if model.slots.version != version:
+                model.drop_stale_graphs()
 
     def _step(self) -> None:
         rows = self.active
         self.max_batch_seen = max(self.max_batch_seen, len(rows))
+        self._follow_slots()
         if all(not r.settings.sampling and r.logprobs is None for r in rows):
             self._chain(rows)
             return
@@ -229,6 +233,16 @@ class Scheduler:
         for req, choice in zip(rows, choices, strict=True):
             self._emit(req, choice)
         self._retire()
+
+    def _follow_slots(self) -> None:
+        """After the slots grew (a job between steps may load adapters: scoring, the bench),
+        every live row looks its slot up again: "no adapter" is the slot count, so a row
+        without one would otherwise read a newly filled slot."""
+        slots = self.model.slots
+        if slots.version != self._slots_version:
+            for r in self.active:
+                r.slot = slots.slot_of(r.adapter_name)
+            self._slots_version = slots.version
 
     def _chain(self, rows: list[Request]) -> None:
         """Greedy steps back to back on the device: step k+1 is queued before step k's tokens
@@ -252,6 +266,7 @@ class Scheduler:
                 self._take(rows, model.chain_read(following))
                 break
             handle = following
+        model.end_chain()
         self._retire()
 
     def _undisturbed(self, rows: list[Request]) -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ff_lib.errors import AdapterInvalid
+from ff_lib.errors import AdapterInvalid, GenerationError
 from ff_lib.inference.adapters import CONFIG_FILE
 from ff_lib.inference.provenance import adapter_name, adapter_weights_file
 
@@ -172,6 +172,7 @@ class AdapterSlots:
         self.masks: dict[int, torch.Tensor] = {}  # n_modules -> (capacity + 1, K) 0/1
         self.loads = 0
         self.last_switch_s: float | None = None
+        self.broken: str | None = None  # why adapters can no longer be used (a failed growth)
 
     @property
     def none_slot(self) -> int:
@@ -196,6 +197,8 @@ class AdapterSlots:
 
         `pinned` are names in use by live rows: never evicted.
         """
+        if self.broken:
+            raise GenerationError(self.broken)
         started = time.perf_counter()
         name = adapter_name(Path(folder))
         if name in self.names:
@@ -258,8 +261,23 @@ class AdapterSlots:
         return t.view(mods, self.capacity, self.rank, -1)[:, slot]
 
     def _grow(self, capacity: int, rank: int) -> None:
+        """Reallocate for `capacity` slots of `rank`, layer by layer (so only one layer's old
+        and new tensors are held at once). A failure part-way (out of memory) leaves layers on
+        two layouts: adapters are refused from then on, said, and the version moves so that no
+        graph of the old layout replays; the base's own rows are intact in both."""
+        if self.broken:
+            raise GenerationError(self.broken)
         with torch.inference_mode(False), torch.no_grad():  # plain tensors, written in place later
-            self._allocate(capacity, rank)
+            try:
+                self._allocate(capacity, rank)
+            except (RuntimeError, ValueError, MemoryError) as exc:
+                self.version += 1
+                self.broken = (
+                    f"Making room for another adapter failed part-way ({exc}). The base still "
+                    "answers without an adapter; to use adapters again, load the base anew "
+                    "(restart the app)."
+                )
+                raise GenerationError(self.broken) from exc
 
     def _allocate(self, capacity: int, rank: int) -> None:
         old_A, old_B, old_cap, old_rank = self.A, self.B, self.capacity, self.rank
