@@ -111,3 +111,34 @@ def test_ff_kernels_0_turns_the_kernels_off(monkeypatch):
     assert kernels.available("cuda")  # on by default wherever CUDA runs
     monkeypatch.setenv("FF_KERNELS", "0")
     assert not kernels.available("cuda")
+
+
+def test_the_decode_step_with_the_kernels_equals_the_torch_step(
+    tiny_base, capitals_adapter, other_adapter
+):
+    """The whole kernel path of the CUDA step (folded A's strided outputs, the in-place LoRA
+    expand, rotary into the cache, split-KV attention), run on CPU through the interpreter in
+    float32: a mixed-adapter batch answers exactly as with torch's ops."""
+    from ff_lib.inference import GenerationSettings, ModelHost
+    from tests.fixtures_models import CAPITAL_PAIRS
+
+    host = ModelHost(max_adapters=4)
+    batched = host.load_base(str(tiny_base)).batched
+    greedy = GenerationSettings(temperature=0.0, max_new_tokens=12, repetition_penalty=1.15)
+    adapters = [str(capitals_adapter), str(other_adapter), None]
+    jobs = [
+        {
+            "base_model": str(tiny_base),
+            "messages": [{"role": "user", "content": question}],
+            "settings": greedy,
+            "adapter_dir": adapters[i % 3],
+        }
+        for i, (question, _) in enumerate(CAPITAL_PAIRS[:3])
+    ]
+    torch_ops = [r.text for r in host.generate_many(jobs)]
+    batched.kernels = True  # what a CUDA engine runs; here through Triton's interpreter
+    with_kernels = [r.text for r in host.generate_many(jobs)]
+    batched.kernels = False
+    host.release()
+    assert with_kernels == torch_ops
+    assert with_kernels[0] == CAPITAL_PAIRS[0][1]  # the adapter really answers
