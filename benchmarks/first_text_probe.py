@@ -34,7 +34,14 @@ def main() -> None:
     messages = prompt_messages(AutoTokenizer.from_pretrained(base), 512, 7)
     door = Door(new_host(), base, args.quantization, adapters, log=lambda *_: None)
     result = first_reply_after_load(door, messages)
-    keep = ("load_s", "warm_up_s", "first_token_after_load_s", "first_text_after_load_s")
+    keep = (
+        "load_s",
+        "warm_up_s",
+        "first_adapter_into_slot_s",
+        "first_prefill_s",
+        "first_token_after_load_s",
+        "first_text_after_load_s",
+    )
     figures = {k: round(result[k], 3) for k in keep}
     if torch.cuda.is_available():
         from torch._dynamo.utils import counters

@@ -126,6 +126,9 @@ def first_reply_after_load(door: Door, messages) -> dict:
         "load_s": engine.load_s,
         # from the weights loaded to the request joining the batch: KV cache, graphs, prompt
         "warm_up_s": request.submitted_at - started - engine.load_s,
+        # then: the adapter read into a slot, the prompt's prefill and the first token
+        "first_adapter_into_slot_s": request.placed_at - request.submitted_at,
+        "first_prefill_s": request.first_token_at - request.placed_at,
         "first_token_after_load_s": request.first_token_at - started - engine.load_s,
         "first_text_after_load_s": first_text - engine.load_s,
         "describe": info.describe,

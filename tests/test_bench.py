@@ -18,6 +18,8 @@ NUMBERS = (
     "warm_up_s",
     "first_token_after_load_s",
     "first_text_after_load_s",
+    "first_adapter_into_slot_s",
+    "first_prefill_s",
     "ttft_s",
     "decode_tokens_per_s",
     "ttft_long_s",

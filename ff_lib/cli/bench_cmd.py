@@ -97,6 +97,8 @@ def _load_rows(r: dict) -> list[tuple]:
         ("  then warm-up until the first request joins", _fmt(r["warm_up_s"], " s", digits=2),
          None, None),
         ("first text after the load", _ms(r["first_text_after_load_s"]), None, "<= 1000 ms"),
+        ("  of which: adapter into a slot / prefill + first token",
+         f"{_ms(r['first_adapter_into_slot_s'])} / {_ms(r['first_prefill_s'])}", None, None),
     ]  # fmt: skip
 
 

@@ -45,6 +45,7 @@ class Request:
     stop: threading.Event = field(default_factory=threading.Event)
     ended: threading.Event = field(default_factory=threading.Event)  # set after END is queued
     submitted_at: float = field(default_factory=time.perf_counter)
+    placed_at: float | None = None  # its adapter in a slot, about to be prefilled
     first_token_at: float | None = None
     ended_at: float | None = None
     new_tokens: int = 0
@@ -172,6 +173,7 @@ class Scheduler:
             except (RuntimeError, ValueError, FFError) as exc:
                 self._finish(req, "error", exc)
                 continue
+            req.placed_at = time.perf_counter()
             ready.append(req)
         for r in (*self.active, *ready):  # a growth keeps slot indices; refresh anyway
             r.slot = model.slots.slot_of(r.adapter_name)
