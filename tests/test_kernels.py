@@ -136,8 +136,11 @@ def test_the_decode_step_with_the_kernels_equals_the_torch_step(
         for i, (question, _) in enumerate(CAPITAL_PAIRS[:3])
     ]
     torch_ops = [r.text for r in host.generate_many(jobs)]
+    assert host._engine.decoder_name == "batched"
     batched.kernels = True  # what a CUDA engine runs; here through Triton's interpreter
-    with_kernels = [r.text for r in host.generate_many(jobs)]
+    replies = host.generate_many(jobs)
+    with_kernels = [r.text for r in replies]
+    assert {r.decoder for r in replies} == {"batched+kernels"}  # the reply says which path
     batched.kernels = False
     host.release()
     assert with_kernels == torch_ops

@@ -85,7 +85,11 @@ class Engine:
 
     @property
     def decoder_name(self) -> str:
-        return "batched+graphs" if self.batched.use_graphs else "batched"
+        """Which decode path answers, as replies record it: "batched", "batched+graphs", or
+        "batched+graphs+kernels" (the Triton kernels of ff_lib/inference/kernels.py)."""
+        batched = self.batched
+        parts = ["batched"] + ["graphs"] * batched.use_graphs + ["kernels"] * batched.kernels
+        return "+".join(parts)
 
     @property
     def revision(self) -> str | None:

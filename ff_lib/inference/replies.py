@@ -35,7 +35,8 @@ class Reply:
     max_new_tokens: int  # the limit used: settings.max_new_tokens unless the context was short
     stopped: bool  # the reader stopped the stream before the end
     finish_reason: str  # "eos" | "length" | "stopped"
-    decoder: str = "batched"  # which decode loop answered ("batched", "batched+graphs", "generate")
+    # which decode loop answered ("batched", "batched+graphs", "batched+graphs+kernels")
+    decoder: str = "batched"
     # Provenance, so the answer can be reproduced later: which weights, which base files.
     adapter_weights: str | None = None  # the weights file read (None for a base answer)
     adapter_sha256: str | None = None  # SHA-256 of that file
