@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ff_lib.inference import kernels
+from ff_lib.inference.ops import repetition_penalized
 
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 CPU_CHAIN_KEYS = 16  # on a CPU a chain reads this many keys past its longest row (masked)
@@ -140,9 +141,8 @@ class DecodeSteps:
         record their token as seen."""
         seen, penalty = self._sampler_state
         rows = ids.shape[1]
-        seen_rows, pen = seen[:rows], penalty[:rows, None]
-        penalized = torch.where(logits < 0, logits * pen, logits / pen)
-        chosen = torch.where(seen_rows, penalized, logits).argmax(-1)
+        seen_rows = seen[:rows]
+        chosen = repetition_penalized(logits, seen_rows, penalty[:rows, None]).argmax(-1)
         at = chosen[:, None]
         seen_rows.scatter_(1, at, seen_rows.gather(1, at) | ids[3, :, None].bool())
         ids[0].copy_(chosen)

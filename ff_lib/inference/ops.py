@@ -36,6 +36,14 @@ def _rope_qk(q, k, cos, sin):
     return _rotate(q, cos, sin), _rotate(k, cos, sin)
 
 
+def repetition_penalized(logits, seen, penalty):
+    """transformers' repetition penalty: seen tokens' logits divided by `penalty` (multiplied
+    when negative). logits (rows, vocab), seen (rows, vocab) bool, penalty (rows, 1). The one
+    arithmetic of the host sampler and the decode step's device-side tail (chains rely on it)."""
+    penalized = torch.where(logits < 0, logits * penalty, logits / penalty)
+    return torch.where(seen, penalized, logits)
+
+
 EAGER_OPS = {"norm": _rms_norm, "add_norm": _add_rms_norm, "silu_mul": _silu_mul, "rope": _rope_qk}
 
 

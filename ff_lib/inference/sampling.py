@@ -2,6 +2,7 @@
 
 import torch
 
+from ff_lib.inference.ops import repetition_penalized
 from ff_lib.inference.scheduler import TokenChoice
 from ff_lib.inference.settings import GenerationSettings
 
@@ -62,8 +63,7 @@ class RowSampler:
         if all(p == 1.0 for p in penalties):
             return logits
         pen = torch.tensor(penalties, device=logits.device, dtype=logits.dtype)[:, None]
-        penalized = torch.where(logits < 0, logits * pen, logits / pen)
-        return torch.where(self.seen.index_select(0, index), penalized, logits)
+        return repetition_penalized(logits, self.seen.index_select(0, index), pen)
 
     def _sample(self, scores, tokens, sampled, settings, rows) -> torch.Tensor:
         sub = scores[sampled]
