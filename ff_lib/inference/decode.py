@@ -347,8 +347,9 @@ class BatchedLM(DecodeSteps):
             x = F.embedding(tok, self.lm.model.embed_tokens.weight)
             cos, sin = self.cos[:longest].repeat(n, 1), self.sin[:longest].repeat(n, 1)
             slot_ids = torch.tensor(slots, dtype=torch.long, device=self.device)
-            lora = any(s != self.slots.none_slot for s in slots)
-            lora = self._lora(slot_ids.repeat_interleave(longest)) if lora else None
+            lora = None
+            if self._any_lora(slots):
+                lora = self._lora(slot_ids.repeat_interleave(longest))
             rows = slice(first_row, first_row + n)
             group = self.n_heads // self.n_kv
 

@@ -9,7 +9,7 @@ event), checks ends, stops and arrivals, and ends the chain within a step. Only 
 without log-probabilities chain; other batches take one step at a time, sampled on the host.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -40,9 +40,9 @@ class _Chain:
     ids: torch.Tensor  # (4, rows): tokens, positions, slots, 1 = record the token as seen
     run: object  # runs one step (replays the graph)
     n: int
+    host: list  # two buffers the chosen tokens are copied to (pinned on CUDA)
+    events: list  # (CUDA) one event after each buffer's copy
     issued: int = 0
-    host: list = field(default_factory=list)  # two pinned buffers of chosen tokens
-    events: list = field(default_factory=list)
 
 
 class DecodeSteps:
@@ -60,7 +60,7 @@ class DecodeSteps:
         the graph's output buffer: read them before the next step."""
         n = len(tokens)
         with self.lock, torch.inference_mode():
-            ids, run, rows = self._runner(n, max(positions) + 1, self._any_lora(slots))
+            ids, run, rows, _ = self._runner(n, max(positions) + 1, self._any_lora(slots))
             self._fill(ids, rows, tokens, positions, slots, chained=False)
             return run()[:n]
 
@@ -70,16 +70,11 @@ class DecodeSteps:
         n, longest = len(tokens), max(positions) + 1
         want = longest if self.use_graphs else min(self.max_len, longest + CPU_CHAIN_KEYS)
         with self.lock, torch.inference_mode():
-            ids, run, rows = self._runner(n, want, self._any_lora(slots))
+            ids, run, rows, kv = self._runner(n, want, self._any_lora(slots))
             self._fill(ids, rows, tokens, positions, slots, chained=True)
-            kv = next(b for b in kv_buckets(self.max_len) if b >= want) if self.use_graphs else want
-            chain = _Chain(ids, run, n)
-            for _ in range(2):
-                pinned = self.use_graphs and torch.cuda.is_available()
-                chain.host.append(torch.empty(n, dtype=torch.long, pin_memory=pinned))
-                if self.use_graphs:
-                    chain.events.append(torch.cuda.Event())
-        self._chain = chain
+            host = [torch.empty(n, dtype=torch.long, pin_memory=self.use_graphs) for _ in "ab"]
+            events = [torch.cuda.Event() for _ in "ab"] if self.use_graphs else []
+        self._chain = _Chain(ids, run, n, host, events)
         return kv - max(positions)
 
     def chain_step(self) -> int:
@@ -106,10 +101,11 @@ class DecodeSteps:
         return any(s != self.slots.none_slot for s in slots)
 
     def _runner(self, n: int, kv: int, lora: bool):
-        """(ids (4, rows) the step reads, run() -> float32 logits (rows, vocab), rows)."""
+        """(ids (4, rows) the step reads, run() -> float32 logits (rows, vocab), rows, the KV
+        length it reads: kv's bucket with graphs, kv itself without)."""
         if not self.use_graphs:
             ids = torch.zeros(4, n, dtype=torch.long, device=self.device)
-            return ids, lambda: self._full_step(ids, kv, lora), n
+            return ids, lambda: self._full_step(ids, kv, lora), n, kv
         rows = row_bucket(n, self.max_rows)
         kv = next(b for b in kv_buckets(self.max_len) if b >= kv)
         graph, ids, logits = self._graph(rows, kv, lora)
@@ -118,7 +114,7 @@ class DecodeSteps:
             graph.replay()
             return logits
 
-        return ids, run, rows
+        return ids, run, rows, kv
 
     def _fill(self, ids, rows: int, tokens, positions, slots, chained: bool) -> None:
         """One copy for every input of the step (its rows past len(tokens) are padding)."""
