@@ -175,7 +175,8 @@ class Scheduler:
                 continue
             req.placed_at = time.perf_counter()
             ready.append(req)
-        for r in (*self.active, *ready):  # a growth keeps slot indices; refresh anyway
+        self._follow_slots()  # placing may have grown the slots under the live rows
+        for r in ready:
             r.slot = model.slots.slot_of(r.adapter_name)
         if not ready:
             return
