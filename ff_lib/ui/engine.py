@@ -4,6 +4,7 @@ import os
 
 import streamlit as st
 
+from ff_lib.evaluation import engine_label
 from ff_lib.ui import resources, state
 
 GATE_NOTE = (
@@ -64,6 +65,6 @@ def engine_sidebar() -> None:
         if reason:
             st.error(reason, icon=":material/cloud_off:")
         else:
-            st.caption(f"Replies come from {resources.engine_name(host)}.")
+            st.caption(f"Replies come from {engine_label(host)}.")
             if resources.is_remote(host):
                 st.caption(GATE_NOTE)

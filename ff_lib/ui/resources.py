@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from ff_lib.data import Workspace
+from ff_lib.evaluation import engine_label
 from ff_lib.inference import ModelHost, get_host, validate_adapter
 from ff_lib.inference.host import new_host
 from ff_lib.inference.remote import RemoteHost, check_for_remote
@@ -48,12 +49,6 @@ def host():
     return _local_host() if is_remote(process) else process
 
 
-def engine_name(engine) -> str:
-    """'vLLM at HOST:PORT' for a remote engine, 'this machine' for the in-process one."""
-    where = getattr(engine, "where", None)
-    return where.describe if where is not None else "this machine"
-
-
 def is_remote(engine) -> bool:
     """Whether replies come from a remote engine (a vLLM server) rather than this process."""
     return not isinstance(engine, ModelHost)
@@ -63,7 +58,7 @@ def engine_summary(engine) -> str:
     """Home's line for a remote engine: who answers, which base and adapters it serves."""
     info = engine.info()
     if info is None:
-        return f"No model in this process: replies come from {engine_name(engine)}, which does not answer now."
+        return f"No model in this process: replies come from {engine_label(engine)}, which does not answer now."
     return (
         f"No model in this process: replies come from {info.describe}, serving base "
         f"`{info.base_model}` (context {info.context:,} tokens) and {len(info.adapters)} adapter(s)."
@@ -114,7 +109,9 @@ def check_adapter(path: str | os.PathLike, base_model: str | None = None):
     path = str(path)
     engine = host()
     if is_remote(engine):
-        return _cached_remote_check(path, base_model or None, _signature(path), engine_name(engine))
+        return _cached_remote_check(
+            path, base_model or None, _signature(path), engine_label(engine)
+        )
     return _cached_check(path, base_model or None, _signature(path))
 
 
@@ -129,7 +126,7 @@ def runs_as(check) -> str:
         return ""
     engine = host()
     if is_remote(engine):
-        return engine_name(engine)
+        return engine_label(engine)
     info = engine.info()
     if info is None or str(info.base_model) != str(check.base_model):
         return "loads at the first prompt"
