@@ -5,9 +5,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ff_lib.errors import InvalidInput
+from ff_lib.inference.adapters import validate_adapter
 from ff_lib.inference.prompts import normalize_messages
 from ff_lib.inference.replies import Reply
 from ff_lib.inference.settings import GenerationSettings
+
+
+def checked_adapter(adapter_dir, base_model: str) -> Path:
+    """The adapter's folder once it passes validation against the base (else AdapterInvalid)."""
+    return Path(validate_adapter(adapter_dir, base_model=base_model).raise_if_invalid().adapter_dir)
+
+
+def checked_if_here(adapter_dir, base_model: str) -> Path:
+    """An adapter this machine can read is validated here, as the local engine does; one only
+    a remote server has is the server's to validate."""
+    if not Path(adapter_dir).exists():
+        return Path(adapter_dir)
+    return checked_adapter(adapter_dir, base_model)
 
 
 def checked_job(

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ff_lib.errors import GenerationError, InvalidInput
-from ff_lib.inference.adapters import validate_adapter
 from ff_lib.inference.bases import (
     HEADROOM,
     base_facts,
@@ -22,7 +21,7 @@ from ff_lib.inference.bases import (
     locate_base,
 )
 from ff_lib.inference.compile_ahead import start_compile_ahead
-from ff_lib.inference.door import WholeReplies, checked_job
+from ff_lib.inference.door import WholeReplies, checked_adapter, checked_job
 from ff_lib.inference.scheduler import Scheduler
 from ff_lib.inference.settings import GenerationSettings
 from ff_lib.inference.streams import STREAM_TIMEOUT_S, ReplyStream
@@ -273,7 +272,7 @@ class ModelHost(WholeReplies):
         log-probability and its k best alternatives in `reply.tokens`.
         """
         job = checked_job(
-            base_model, messages, settings, adapter_dir, quantization, logprobs, _checked_adapter
+            base_model, messages, settings, adapter_dir, quantization, logprobs, checked_adapter
         )
         return ReplyStream(self, job, on_wait)
 
@@ -281,13 +280,7 @@ class ModelHost(WholeReplies):
         """Teacher-forced float32 logits (len(adapters), len(ids), vocab) in one batched forward;
         each entry of `adapters` is an adapter folder or None (the base)."""
         engine = self.engine_for(base_model, quantization, None)
-        folders = []
-        for adapter in adapters:
-            if adapter is None:
-                folders.append(None)
-            else:
-                check = validate_adapter(adapter, base_model=base_model).raise_if_invalid()
-                folders.append(check.adapter_dir)
+        folders = [None if a is None else str(checked_adapter(a, base_model)) for a in adapters]
         return engine.scheduler.run_exclusive(lambda: _score(engine, ids, folders))
 
 
@@ -307,11 +300,6 @@ def _cpu_threads_for(model) -> None:
         _DEFAULT_THREADS = torch.get_num_threads()
     small = sum(p.numel() for p in model.parameters()) < SMALL_CPU_MODEL
     torch.set_num_threads(1 if small else _DEFAULT_THREADS)
-
-
-def _checked_adapter(adapter_dir: Path, base_model: str) -> Path:
-    """The adapter's folder once it passes validation against the base (else AdapterInvalid)."""
-    return Path(validate_adapter(adapter_dir, base_model=base_model).raise_if_invalid().adapter_dir)
 
 
 def _free_ram() -> int:

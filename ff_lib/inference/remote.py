@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ff_lib.errors import BaseModelUnavailable, FFError, GenerationError, InvalidInput
 from ff_lib.inference.adapters import AdapterCheck, validate_adapter
-from ff_lib.inference.door import WholeReplies, checked_job
+from ff_lib.inference.door import WholeReplies, checked_if_here, checked_job
 from ff_lib.inference.host import LoadedInfo
 from ff_lib.inference.remote_client import EngineClient
 from ff_lib.inference.remote_score import score_remote
@@ -34,14 +34,6 @@ GATE_TIMEOUT_S = 600.0  # how long a request waits for the other kind's replies 
 # would time out and look like a dead server.
 DEFAULT_CONCURRENCY = 64
 HEALTH_TTL_S = 2.0  # /health likewise: every rerun of a page asks whether the engine answers
-
-
-def _checked_if_here(adapter_dir: Path, base_model: str) -> Path:
-    """An adapter this machine can read is validated here, as the local engine does; one only
-    the server has is the server's to validate."""
-    if not adapter_dir.exists():
-        return adapter_dir
-    return Path(validate_adapter(adapter_dir, base_model=base_model).raise_if_invalid().adapter_dir)
 
 
 class KindGate:
@@ -256,9 +248,9 @@ class RemoteHost(WholeReplies):
         `quantization` is the server's choice (its --dtype / --quantization), not ours.
         """
         job = checked_job(
-            base_model, messages, settings, adapter_dir, quantization, logprobs, _checked_if_here
+            base_model, messages, settings, adapter_dir, quantization, logprobs, checked_if_here
         )
-        return RemoteStream(self, job, on_wait)
+        return RemoteStream(self, job)  # on_wait: see RemoteStream.start
 
     # --- effect and the token view -------------------------------------------------------------
     def load_base(self, base_model: str, quantization: str = "auto") -> RemoteBase:
@@ -286,7 +278,7 @@ class RemoteHost(WholeReplies):
         self.client.close()
 
 
-def check_for_remote(path, base_model: str | None, where: str, validate=validate_adapter):
+def check_for_remote(path, base_model: str | None, where: str):
     """validate_adapter as it matters when `where` (a vLLM server) answers: an adapter folder
     that is not on this machine is the server's to validate, and so is a base that is not here
     (it serves it); both are said as warnings. Files that are here are validated here."""
@@ -296,7 +288,7 @@ def check_for_remote(path, base_model: str | None, where: str, validate=validate
             ok=True, reason=note, requested_path=str(path), adapter_dir=str(path),
             base_model=base_model, warnings=(note,),
         )  # fmt: skip
-    check = validate(path, base_model)
+    check = validate_adapter(path, base_model)
     if check.ok and check.base_problem:
         note = (
             f"The base is not on this machine: {where} serves it and applies its own chat "

@@ -10,10 +10,8 @@ Effect needs the whole distribution (KL over the vocabulary): a server that caps
 gets a clear refusal naming the flag, not a tensor padded with made-up values.
 """
 
-from pathlib import Path
-
 from ff_lib.errors import GenerationError
-from ff_lib.inference.adapters import validate_adapter
+from ff_lib.inference.door import checked_if_here
 from ff_lib.inference.remote_client import error_text
 
 WHOLE_VOCABULARY = -1
@@ -33,11 +31,7 @@ def score_remote(host, base_model: str, ids: list[int], adapters: list):
         if adapter is None:
             name = base.id
         else:
-            folder = Path(adapter)
-            if folder.exists():
-                folder = Path(validate_adapter(folder, base_model=base_model)
-                              .raise_if_invalid().adapter_dir)  # fmt: skip
-            name, _ = host.client.adapter_model(base, folder)
+            name, _ = host.client.adapter_model(base, checked_if_here(adapter, base_model))
         with host.gate.held(kind):
             rows.append(_logprob_rows(host, name, ids))
     vocab = max(max(row) for side in rows for row in side) + 1

@@ -13,7 +13,6 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx2
@@ -42,10 +41,9 @@ class _Piece:
 class RemoteStream:
     """Iterator of text pieces for one remote reply; `reply` is set when it ends or is closed."""
 
-    def __init__(self, host, job: dict, on_wait: Callable[[], None] | None):
+    def __init__(self, host, job: dict):
         self.host = host
         self.job = job
-        self.on_wait = on_wait
         self.waiting = False
         self.reply: Reply | None = None
         self._events: queue.Queue = queue.Queue()
