@@ -185,10 +185,11 @@ class EngineClient:
             for m in body.get("data", [])
         ]
 
-    def served_base(self, base_model: str) -> ServedModel:
-        """The served base that is `base_model` (same id, same path, or same folder resolved);
-        GenerationError naming both when the server serves another base."""
-        bases = [m for m in self.models() if not m.is_adapter]
+    def served_base(self, base_model: str, models: list[ServedModel] | None = None) -> ServedModel:
+        """The served base that is `base_model` (same id, same path, or same folder resolved),
+        in `models` (default: the list read now); GenerationError naming both when the server
+        serves another base."""
+        bases = [m for m in (self.models() if models is None else models) if not m.is_adapter]
         ours = {str(base_model), _resolved(str(base_model))}
         for model in bases:
             if {model.id, model.root, _resolved(model.root)} & ours:
@@ -203,20 +204,35 @@ class EngineClient:
     def adapter_model(self, base: ServedModel, folder: Path) -> tuple[str, bool]:
         """(served name, loaded now?) of the adapter in `folder`: the name it is listed under
         (root = the folder), else loaded at runtime; the server's refusal is shown as is."""
-        folder_text = _resolved(str(folder))
         with self._adapter_lock:
-            for model in self.models():
-                if model.parent == base.id and _resolved(model.root) == folder_text:
-                    return model.id, False
-            name = adapter_name(Path(folder))
-            self.checked(
-                "POST",
-                "/v1/load_lora_adapter",
-                f"the adapter {folder_text}",
-                json={"lora_name": name, "lora_path": folder_text},
-            )
-            self.runtime_loads += 1
-            return name, True
+            return self._adapter_in(self.models(), base, folder)
+
+    def model_for(self, base_model: str, folder: Path | None) -> tuple[ServedModel, str]:
+        """(the served base, the model name to ask) for the base or an adapter folder, from one
+        read of the list (under the adapter lock, so that one adapter is loaded once)."""
+        if folder is None:
+            base = self.served_base(base_model)
+            return base, base.id
+        with self._adapter_lock:
+            models = self.models()
+            base = self.served_base(base_model, models)
+            return base, self._adapter_in(models, base, folder)[0]
+
+    def _adapter_in(self, models, base: ServedModel, folder: Path) -> tuple[str, bool]:
+        """adapter_model's work on a list already read; the caller holds the adapter lock."""
+        folder_text = _resolved(str(folder))
+        for model in models:
+            if model.parent == base.id and _resolved(model.root) == folder_text:
+                return model.id, False
+        name = adapter_name(Path(folder))
+        self.checked(
+            "POST",
+            "/v1/load_lora_adapter",
+            f"the adapter {folder_text}",
+            json={"lora_name": name, "lora_path": folder_text},
+        )
+        self.runtime_loads += 1
+        return name, True
 
     def close(self) -> None:
         self.http.close()

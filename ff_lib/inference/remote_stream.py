@@ -105,12 +105,7 @@ class RemoteStream:
         """(endpoint, JSON body): the served model for the base or the adapter, and the prompt."""
         job, host = self.job, self.host
         settings = job["settings"]
-        base = host.client.served_base(job["base_model"])
-        name, _ = (
-            (base.id, False)
-            if job["adapter_dir"] is None
-            else host.client.adapter_model(base, job["adapter_dir"])
-        )
+        base, name = host.client.model_for(job["base_model"], job["adapter_dir"])
         tokenizer = host.tokenizer_for(job["base_model"])
         body = {
             "model": name,
