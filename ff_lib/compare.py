@@ -91,13 +91,17 @@ def _checkpoints(runs: Iterable) -> list[tuple[object, str, Path]]:
     return found
 
 
+def _choice(key, label: str, check) -> CompareChoice:
+    """A choice that can answer, or one listed with ✗ and its short reason (all of it kept)."""
+    if check.ok:
+        return CompareChoice(key, label, True, "")
+    short = f"{CANNOT_ANSWER} {label} — {_short(check.message)}"
+    return CompareChoice(key, short, False, check.message)
+
+
 def _checkpoint_choice(run, name: str, folder: Path, base: str | None, validate) -> CompareChoice:
     check = check_adapter_folder(folder, base or run.base_model, validate)
-    label = f"{run.name} · {name}"
-    if check.ok:
-        return CompareChoice(checkpoint_key(run.id, name), label, True, "")
-    return CompareChoice(checkpoint_key(run.id, name), f"{CANNOT_ANSWER} {label} — "
-                         f"{_short(check.message)}", False, check.message)  # fmt: skip
+    return _choice(checkpoint_key(run.id, name), f"{run.name} · {name}", check)
 
 
 def _is_registered_checkpoint(run, folders: set[Path]) -> bool:
@@ -152,13 +156,7 @@ def compare_choices(
         if run.id == main.run_id or _is_registered_checkpoint(run, folders):
             continue
         check = check_run(run, main.base_model, validate)
-        label = f"{run.name} (run {run.id})"
-        if check.ok:
-            choices.append(CompareChoice(run.id, label, True, ""))
-        else:
-            short = _short(check.message)
-            choices.append(CompareChoice(run.id, f"{CANNOT_ANSWER} {label} — {short}", False,
-                                         check.message))  # fmt: skip
+        choices.append(_choice(run.id, f"{run.name} (run {run.id})", check))
     return choices + [_checkpoint_choice(r, n, f, main.base_model, validate) for r, n, f in points]
 
 
