@@ -79,3 +79,13 @@ def generate(at, prompt: str) -> AppTest:
     by_label(at.button, "Generate").click().run()
     assert not at.exception, at.exception
     return at
+
+
+def effect_captions(at) -> list[str]:
+    """The Inference page's 'adapter changes ...' line, measuring the effect first when this
+    process has not measured it yet (its button is shown then)."""
+    measure = [b for b in at.button if b.key == "effect_button"]
+    if measure:
+        measure[0].click().run()
+    assert not at.exception, at.exception
+    return [c.value for c in at.caption if c.value.startswith("adapter changes")]

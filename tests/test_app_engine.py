@@ -12,6 +12,7 @@ from tests.apptest_helpers import (
     READY,
     by_label,
     deterministic,
+    effect_captions,
     page_text,
     private_copy,
     select_run,
@@ -120,11 +121,7 @@ def test_a_validated_adapter_is_not_ready_while_its_engine_does_not_answer(ws_en
 
 def test_the_adapter_effect_says_which_engine_measured_it(ws_env):
     at = select_run(start(INFERENCE), ws_env, GOOD_RUN)
-    measure = [b for b in at.button if b.key == "effect_button"]
-    if measure:  # the base was not loaded yet in this process
-        measure[0].click().run()
-    assert not at.exception, at.exception
-    effect = [c.value for c in at.caption if c.value.startswith("adapter changes")]
+    effect = effect_captions(at)
     assert effect and effect[0].endswith(", measured by this machine"), effect
     by_label(at.radio, "Engine").set_value("vLLM server").run()
     by_label(at.text_input, "vLLM server URL").input(f"http://127.0.0.1:{free_port()}/v1").run()

@@ -11,6 +11,7 @@ from tests.apptest_helpers import (
     INFERENCE,
     by_label,
     deterministic,
+    effect_captions,
     private_copy,
     run_id,
     run_named,
@@ -116,11 +117,7 @@ def test_score_is_locked_without_a_validated_run(ws_env):
 
 def test_effect_line_says_how_much_the_adapter_changes(ws_env):
     at = select_run(start(INFERENCE), ws_env, PIRATE_RUN)
-    measure = [b for b in at.button if b.key == "effect_button"]
-    if measure:  # the base was not loaded yet in this process
-        measure[0].click().run()
-    assert not at.exception, at.exception
-    captions = [c.value for c in at.caption]
+    captions = effect_captions(at)
     assert any(c.startswith("adapter changes 100% of tokens") for c in captions), captions
     assert not any("almost no effect" in w.value for w in at.warning)
 
