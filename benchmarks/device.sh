@@ -11,7 +11,8 @@
 # none | auto (the bench of that quantization on $BENCH_MODEL), appcheck (one reply through
 # get_host().stream_reply as the Inference page calls it, to cross-check the bench's batch 1),
 # explain (the token view of a 256-token reply), scorecard (200 rows x 4 models vs one by one),
-# profile (benchmarks/step_profile.py: a decode step's kernels and graph times, a diagnostic).
+# profile (benchmarks/step_profile.py: a decode step's kernels and graph times, a diagnostic),
+# trace (benchmarks/first_reply_trace.py: the first reply after a load, method by method).
 # A dry run on a CPU: WHEELS=none PYTHON=.venv/bin/python BENCH_MODEL=demo \
 #   BENCH_ARGS="--switches 50" bash benchmarks/device.sh models none appcheck
 set -u
@@ -78,6 +79,11 @@ transformers.__version__, peft.__version__, b.__version__, d.__version__)"
     profile)  # where a decode step's time goes (graph step times, kernels, GEMV bandwidth)
       timeout 400 $PY benchmarks/step_profile.py --json "$OUT/profile.json" 2>&1 \
         | tee "$OUT/profile.log"
+      status=$((status | PIPESTATUS[0])) ;;
+    trace)  # where the first reply after a load goes; prefill by SDPA backend (a diagnostic)
+      [ -f "$M/$MODEL/base/ff_bench.json" ] || build_models
+      timeout 300 $PY benchmarks/first_reply_trace.py --model "$MODEL" --models-dir "$M" \
+        --json "$OUT/trace.json" 2>&1 | quiet | tee "$OUT/trace.log" | tail -150
       status=$((status | PIPESTATUS[0])) ;;
     firsttext)  # first text after a fresh load, twice: cold, then warm compile cache
       [ -f "$M/$MODEL/base/ff_bench.json" ] || build_models

@@ -165,7 +165,13 @@ def main() -> int:
     print(f"kernels in use: {engine.kernels}")
     if engine.kernels:
         out["check"] = check_kernels(engine)
-    for rows, kv, lora in ((1, 512, True), (1, 512, False), (1, 4096, True), (8, 512, True)):
+    for rows, kv, lora in (
+        (1, 512, True),
+        (1, 512, False),
+        (1, 4096, True),
+        (8, 512, True),
+        (16, 1024, True),
+    ):
         slot = 0 if lora else engine.slots.none_slot
         ms = graph_step_ms(engine, rows, kv, slot)
         print(

@@ -1,0 +1,178 @@
+"""Where the first reply after a fresh load spends its time (a diagnostic, not a figure of the
+bench): the engine's own methods are timed (CUDA synchronized around each) while the page's
+first request runs through the door; then prefills of new prompt lengths, under each SDPA
+backend, and a profile of one warm prefill (kernel count, GPU time against wall time).
+
+    python benchmarks/first_reply_trace.py --model llama-8b-shape --models-dir /tmp/ff-models
+"""
+
+import argparse
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+TRACED = {
+    "ff_lib.inference.decode:BatchedLM": ("prefill", "prefill_many", "warm_up", "_capture"),
+    "ff_lib.inference.decode_step:DecodeSteps": ("start_chain", "chain_step", "chain_read"),
+    "ff_lib.inference.slots:AdapterSlots": ("ensure", "_grow"),
+    "ff_lib.inference.sampling:RowSampler": ("start", "choose"),
+}
+
+
+def _trace(calls: list, t0: float) -> None:
+    import importlib
+
+    import torch
+
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
+    for where, names in TRACED.items():
+        module, cls = where.split(":")
+        owner = getattr(importlib.import_module(module), cls)
+        for name in names:
+            fn = getattr(owner, name, None)
+            if fn is None:
+                continue
+
+            @functools.wraps(fn)
+            def timed(*a, _fn=fn, _name=f"{cls}.{name}", **k):
+                sync()
+                start = time.perf_counter()
+                try:
+                    return _fn(*a, **k)
+                finally:
+                    sync()
+                    end = time.perf_counter()
+                    calls.append((_name, round(start - t0, 4), round(end - start, 4)))
+
+            setattr(owner, name, timed)
+
+
+def _prefill_times(engine, lengths, backend) -> dict:
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    batched = engine.batched
+    out = {}
+    for n in lengths:
+        ids = [(7 * i) % 1000 + 10 for i in range(n)]
+
+        def run(ids=ids):
+            ctx = sdpa_kernel(getattr(SDPBackend, backend)) if backend else _nothing()
+            with ctx:
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                batched.prefill(0, ids, batched.slots.slot_of(None))
+                torch.cuda.synchronize()
+                return time.perf_counter() - start
+
+        out[n] = [round(engine.scheduler.run_exclusive(run), 4) for _ in range(2)]
+    return out
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _prefill_many_times(engine) -> list:
+    """Four 512-token prompts in one padded forward, as 16 rows arriving together are prefilled
+    (four forwards of 2,048 tokens)."""
+    import torch
+
+    batched = engine.batched
+    prompts = [[(7 * i + r) % 1000 + 10 for i in range(512)] for r in range(4)]
+    slots = [batched.slots.none_slot] * 4
+
+    def run():
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        batched.prefill_many(0, prompts, slots)
+        torch.cuda.synchronize()
+        return round(time.perf_counter() - start, 4)
+
+    return [engine.scheduler.run_exclusive(run) for _ in range(3)]
+
+
+def _profile_prefill(engine, n: int, adapter_slot: int) -> dict:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    batched = engine.batched
+    ids = [(7 * i) % 1000 + 10 for i in range(n)]
+
+    def run():
+        batched.prefill(0, ids, adapter_slot)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            start = time.perf_counter()
+            batched.prefill(0, ids, adapter_slot)
+            torch.cuda.synchronize()
+            wall = time.perf_counter() - start
+        kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
+        gpu = sum(e.device_time_total for e in kernels) / 1e3
+        top: dict = {}
+        for e in kernels:
+            count, ms = top.get(e.name[:60], (0, 0.0))
+            top[e.name[:60]] = (count + 1, ms + e.device_time_total / 1e3)
+        ranked = sorted(top.items(), key=lambda kv: -kv[1][1])[:12]
+        return {"wall_ms": wall * 1e3, "gpu_ms": gpu, "kernels": len(kernels), "top": ranked}
+
+    return engine.scheduler.run_exclusive(run)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="llama-8b-shape")
+    p.add_argument("--models-dir", default="/tmp/ff-models")
+    p.add_argument("--quantization", default="bf16")
+    p.add_argument("--json")
+    args = p.parse_args()
+    import torch
+    from transformers import AutoTokenizer
+
+    from ff_lib.bench_door import Door, first_reply_after_load, prompt_messages
+    from ff_lib.inference.benchmodels import build_models
+    from ff_lib.inference.host import new_host
+
+    base, adapters = build_models(args.model, Path(args.models_dir) / args.model, 16)
+    messages = prompt_messages(AutoTokenizer.from_pretrained(base), 512, 7)
+    calls: list = []
+    t0 = time.perf_counter()
+    _trace(calls, t0)
+    door = Door(new_host(), base, args.quantization, adapters, log=lambda *_: None)
+    first = first_reply_after_load(door, messages)
+    figures = {k: v for k, v in first.items() if isinstance(v, float)}
+    figures["calls"] = calls[:80]
+    from torch._dynamo.utils import counters
+
+    figures["dynamo"] = {k: dict(v) for k, v in counters.items() if v}
+    engine = door.engine
+    calls.clear()
+    for backend in (None, "FLASH_ATTENTION", "CUDNN_ATTENTION", "EFFICIENT_ATTENTION"):
+        try:
+            figures[f"prefill_s_{backend}"] = _prefill_times(engine, (300, 513, 700, 1000), backend)
+        except RuntimeError as exc:
+            figures[f"prefill_s_{backend}"] = str(exc)[:200]
+    slots = engine.batched.slots
+    slot = slots.slot_of(next(iter(slots.names))) if slots.names else slots.none_slot
+    figures["profile_prefill_512_adapter"] = _profile_prefill(engine, 512, slot)
+    figures["profile_prefill_512_base"] = _profile_prefill(
+        engine, 512, engine.batched.slots.none_slot
+    )
+    figures["prefill_many_4x512_s"] = _prefill_many_times(engine)
+    figures["torch"] = torch.__version__
+    text = json.dumps(figures, indent=1, default=str)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
