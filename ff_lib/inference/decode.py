@@ -11,9 +11,12 @@ and split-KV attention (ff_lib/inference/kernels.py), so attention reads what ea
 """
 
 import threading
+from contextlib import nullcontext
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ff_lib.errors import GenerationError
 from ff_lib.inference import kernels
@@ -22,6 +25,21 @@ from ff_lib.inference.ops import EAGER_OPS, compiled_ops
 from ff_lib.inference.slots import GROUPS, AdapterSlots
 
 PREFILL_CHUNK = 2048
+# Prefill and scoring attention on CUDA: flash attention (memory-efficient attention where a
+# mask is given). Torch's default on Hopper, cuDNN's, builds a plan for every new sequence
+# length: ~50 ms for each new prompt length, 0.6-1.2 s the first times (measured on the H200).
+PREFILL_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
+
+
+class RowLoRA(NamedTuple):
+    """What `_project` needs to add each row's adapter, in one of three forms: `only`, one slot
+    every row uses (a prompt's prefill: that slot's B alone, one matmul a module); `masks`,
+    each row's 0/1 mask over every slot's A columns (dense ops, any mix of slots); or neither,
+    the CUDA kernel reading `slot_ids` itself."""
+
+    slot_ids: torch.Tensor | None
+    masks: dict | None = None
+    only: int | None = None
 
 
 def unsupported_reason(lm) -> str | None:
@@ -206,16 +224,24 @@ class BatchedLM(DecodeSteps):
             xa = F.linear(x, self.slots.A[i][group])
         return self._add_lora(i, group, out, xa, lora)
 
-    def _add_lora(self, i: int, group: str, out, xa, lora) -> torch.Tensor:
+    def _add_lora(self, i: int, group: str, out, xa, lora: RowLoRA) -> torch.Tensor:
         """out + each row's own slot's (x @ A) @ B, module by module."""
-        slot_ids, masks = lora
         b = self.slots.B[i][group]  # (slots, rank, out), pre-scaled
         widths = self.slots.dims[group][1]
-        if masks is None:  # CUDA decode: the kernel reads only the row's slot, in place
-            kernels.lora_expand(out, xa, b, slot_ids, self.slots.none_slot, widths)
-            return out
-        xa = xa * masks[len(widths)]
         per_module = self.slots.capacity * self.slots.rank
+        if lora.only is not None:  # one slot for every row: its columns of xa, its B, in place
+            rank, start = self.slots.rank, 0
+            for m, width in enumerate(widths):
+                first = m * per_module + lora.only * rank
+                out[:, start : start + width].addmm_(
+                    xa[:, first : first + rank], b[lora.only, :, start : start + width]
+                )
+                start += width
+            return out
+        if lora.masks is None:  # CUDA decode: the kernel reads only the row's slot, in place
+            kernels.lora_expand(out, xa, b, lora.slot_ids, self.slots.none_slot, widths)
+            return out
+        xa = xa * lora.masks[len(widths)]
         parts, start = [], 0
         for m, width in enumerate(widths):
             block = b[:, :, start : start + width].reshape(per_module, width)
@@ -267,14 +293,40 @@ class BatchedLM(DecodeSteps):
     def _head(self, h: torch.Tensor) -> torch.Tensor:
         return self.lm.get_output_embeddings()(h)
 
-    def _lora(self, slot_ids: torch.Tensor, kernel: bool = False):
-        """What _project needs to add each row's adapter: (slot ids, their 0/1 masks, or None
-        when the CUDA kernel reads the slot ids itself); None when no slot exists."""
+    def _lora(self, slot_ids: torch.Tensor, kernel: bool = False) -> RowLoRA | None:
+        """Each row's adapter for `_project`: masks for dense ops, or the slot ids for the CUDA
+        kernel; None when no slot exists."""
         if not self.slots.capacity:
             return None
         if kernel:
-            return slot_ids, None
-        return slot_ids, {n: m.index_select(0, slot_ids) for n, m in self.slots.masks.items()}
+            return RowLoRA(slot_ids)
+        return RowLoRA(
+            slot_ids, {n: m.index_select(0, slot_ids) for n, m in self.slots.masks.items()}
+        )
+
+    def _token_lora(self, slots: list[int], tokens: int) -> RowLoRA | None:
+        """The adapters of prompts of `tokens` positions each, one slot per prompt: its B alone
+        when every prompt has the same adapter, masks for a mix; None when none has one."""
+        if not self._any_lora(slots):
+            return None
+        if len(set(slots)) == 1:
+            return RowLoRA(None, only=slots[0])
+        ids = torch.tensor(slots, dtype=torch.long, device=self.device)
+        return self._lora(ids.repeat_interleave(tokens))
+
+    def _sdpa(self, q, keys, values, **how) -> torch.Tensor:
+        """Prefill and scoring attention of (batch, heads, tokens, D) queries; on CUDA the KV
+        heads are repeated for flash attention (which takes equal head counts)."""
+        group = q.shape[1] // keys.shape[1]
+        if self.device.type == "cuda" and group > 1:
+            keys = keys.repeat_interleave(group, dim=1)
+            values = values.repeat_interleave(group, dim=1)
+        gqa = keys.shape[1] != q.shape[1]
+        return F.scaled_dot_product_attention(q, keys, values, enable_gqa=gqa, **how)
+
+    def _attention_backends(self):
+        """Flash attention for prefill and scoring on CUDA (see PREFILL_BACKENDS)."""
+        return sdpa_kernel(PREFILL_BACKENDS) if self.device.type == "cuda" else nullcontext()
 
     # --- prefill -------------------------------------------------------------------------------
     def prefill(self, row: int, ids: list[int], slot: int, start: int = 0) -> torch.Tensor:
@@ -284,7 +336,7 @@ class BatchedLM(DecodeSteps):
                 f"Prompt of {start + len(ids)} tokens does not fit the engine's context of "
                 f"{self.max_len} tokens."
             )
-        with self.lock, torch.inference_mode():
+        with self.lock, torch.inference_mode(), self._attention_backends():
             logits = None
             for offset in range(0, len(ids), PREFILL_CHUNK):
                 chunk = ids[offset : offset + PREFILL_CHUNK]
@@ -293,14 +345,11 @@ class BatchedLM(DecodeSteps):
 
     def _prefill_chunk(self, row: int, ids: list[int], slot: int, start: int) -> torch.Tensor:
         n = len(ids)
-        group = self.n_heads // self.n_kv
         end = start + n
         tok = torch.tensor(ids, dtype=torch.long, device=self.device)
         x = F.embedding(tok, self.lm.model.embed_tokens.weight)
         cos, sin = self.cos[start:end], self.sin[start:end]
-        lora = None
-        if slot != self.slots.none_slot:
-            lora = self._lora(torch.full((1,), slot, dtype=torch.long, device=self.device))
+        lora = self._token_lora([slot], n)
         if start:
             allowed = (
                 self.key_pos[None, :end] <= torch.arange(start, end, device=self.device)[:, None]
@@ -313,19 +362,11 @@ class BatchedLM(DecodeSteps):
             self.v_cache[i][row, :, start:end] = v.transpose(0, 1)
             keys = self.k_cache[i][row : row + 1, :, :end]
             values = self.v_cache[i][row : row + 1, :, :end]
-            if self.use_graphs and group > 1:  # flash attention on CUDA: heads repeated
-                keys = keys.repeat_interleave(group, dim=1)
-                values = values.repeat_interleave(group, dim=1)
             qh = q.transpose(0, 1)[None]
-            gqa = keys.shape[1] != qh.shape[1]
             if start:
-                out = F.scaled_dot_product_attention(
-                    qh, keys, values, attn_mask=attn_mask, enable_gqa=gqa
-                )
+                out = self._sdpa(qh, keys, values, attn_mask=attn_mask)
             else:
-                out = F.scaled_dot_product_attention(
-                    qh, keys, values, is_causal=True, enable_gqa=gqa
-                )
+                out = self._sdpa(qh, keys, values, is_causal=True)
             return out[0].transpose(0, 1).reshape(n, -1)
 
         return self._head(self._layers_forward(x, lora, attend)[-1:]).float()[0]
@@ -341,17 +382,13 @@ class BatchedLM(DecodeSteps):
                 f"Prompt of {longest} tokens does not fit the engine's context of "
                 f"{self.max_len} tokens."
             )
-        with self.lock, torch.inference_mode():
+        with self.lock, torch.inference_mode(), self._attention_backends():
             padded = [p + [0] * (longest - len(p)) for p in prompts]
             tok = torch.tensor(padded, dtype=torch.long, device=self.device).view(-1)
             x = F.embedding(tok, self.lm.model.embed_tokens.weight)
             cos, sin = self.cos[:longest].repeat(n, 1), self.sin[:longest].repeat(n, 1)
-            slot_ids = torch.tensor(slots, dtype=torch.long, device=self.device)
-            lora = None
-            if self._any_lora(slots):
-                lora = self._lora(slot_ids.repeat_interleave(longest))
+            lora = self._token_lora(slots, longest)
             rows = slice(first_row, first_row + n)
-            group = self.n_heads // self.n_kv
 
             def attend(i, qkv):
                 def heads(t):
@@ -361,12 +398,7 @@ class BatchedLM(DecodeSteps):
                 keys, values = heads(k), heads(v)
                 self.k_cache[i][rows, :, :longest] = keys
                 self.v_cache[i][rows, :, :longest] = values
-                if self.use_graphs and group > 1:  # flash attention on CUDA: heads repeated
-                    keys = keys.repeat_interleave(group, dim=1)
-                    values = values.repeat_interleave(group, dim=1)
-                out = F.scaled_dot_product_attention(
-                    heads(q), keys, values, is_causal=True, enable_gqa=keys.shape[1] != q.shape[1]
-                )
+                out = self._sdpa(heads(q), keys, values, is_causal=True)
                 return out.transpose(1, 2).reshape(n * longest, -1)
 
             h = self._layers_forward(x, lora, attend)
@@ -389,21 +421,18 @@ class BatchedLM(DecodeSteps):
             raise GenerationError(
                 f"Text of {n} tokens is longer than the context ({self.max_len})."
             )
-        with self.lock, torch.inference_mode():
+        with self.lock, torch.inference_mode(), self._attention_backends():
             tok = torch.tensor(ids, dtype=torch.long, device=self.device).repeat(rows)
             x = F.embedding(tok, self.lm.model.embed_tokens.weight)
             cos, sin = self.cos[:n].repeat(rows, 1), self.sin[:n].repeat(rows, 1)
-            slot_ids = torch.tensor(slots, dtype=torch.long, device=self.device)
-            lora = self._lora(slot_ids.repeat_interleave(n))
+            lora = self._token_lora(slots, n)
 
             def attend(i, qkv):
                 def heads(t):
                     return t.reshape(rows, n, -1, self.head_dim).transpose(1, 2)
 
                 q, k, v = self._rotated(i, qkv, cos, sin, EAGER_OPS)
-                out = F.scaled_dot_product_attention(
-                    heads(q), heads(k), heads(v), is_causal=True, enable_gqa=True
-                )
+                out = self._sdpa(heads(q), heads(k), heads(v), is_causal=True)
                 return out.transpose(1, 2).reshape(rows * n, -1)
 
             h = self._layers_forward(x, lora, attend)
