@@ -81,15 +81,16 @@ def test_keys_past_a_rows_length_are_never_read():
     assert torch.equal(kernels.decode_attention(q, k_cache, v_cache, lengths, 128), before)
 
 
-@pytest.mark.parametrize("rank", [16, 48])
-def test_lora_expand_adds_each_rows_own_slot_only(rank):
+@pytest.mark.parametrize(("rank", "rows"), [(16, 4), (48, 4), (16, 20)])
+def test_lora_expand_adds_each_rows_own_slot_only(rank, rows):
     torch.manual_seed(3)
     capacity, widths = 3, [96, 32, 32]
     n = sum(widths)
-    full = torch.randn(4, n + len(widths) * capacity * rank)  # one GEMM: base, then x @ A_all
+    full = torch.randn(rows, n + len(widths) * capacity * rank)  # one GEMM: base, x @ A_all
     out, xa = full[:, :n], full[:, n:]
     b = torch.randn(capacity, rank, n)
-    slots = torch.tensor([2, capacity, 0, 2])  # slot `capacity` = no adapter
+    # slot `capacity` = no adapter; 20 rows take two programs of EXPAND_ROWS
+    slots = torch.tensor(([2, capacity, 0, 2] * 5)[:rows])
     expected = out.clone()
     start = 0
     for m, width in enumerate(widths):
@@ -145,3 +146,14 @@ def test_the_decode_step_with_the_kernels_equals_the_torch_step(
     host.release()
     assert with_kernels == torch_ops
     assert with_kernels[0] == CAPITAL_PAIRS[0][1]  # the adapter really answers
+
+
+def test_every_kv_bucket_of_an_8_kv_head_model_shares_one_compiled_combine_kernel():
+    from ff_lib.inference.decode_step import kv_buckets
+
+    widths = {
+        kernels.combine_width(kernels.attention_splits(rows, 8, kv)[0])
+        for rows in (1, 2, 4, 8, 16)
+        for kv in kv_buckets(32768)
+    }
+    assert widths == {kernels.COMBINE_SPLITS}
