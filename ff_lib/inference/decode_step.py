@@ -284,7 +284,8 @@ class DecodeSteps:
     def compile_ahead(self) -> None:
         """Run one row's decode step, with and without an adapter, outside any graph: the
         compiled kernels get built exactly as warm_up's first capture would build them, and
-        nothing is captured (safe while another thread copies weights to the GPU)."""
+        nothing is captured (safe while another thread copies weights to the GPU); then a short
+        prefill, with and without an adapter, so that the first prompt loads no kernel."""
         with self.lock:
             if not self.slots.capacity:
                 self.slots.reserve(1, 16)
@@ -293,4 +294,6 @@ class DecodeSteps:
             for lora in (False, True):
                 for _ in range(2):  # the capture runs the step twice before capturing
                     self._decode_step(*inputs, min(512, self.max_len), lora)
-            torch.cuda.synchronize(self.device)
+        for slot in (self.slots.none_slot, 0):  # the prefill's kernels loaded, with and without
+            self.prefill(0, [1] * 16, slot)
+        torch.cuda.synchronize(self.device)
