@@ -28,7 +28,6 @@ except ImportError:  # pragma: no cover - exercised on machines without Triton
 SPLIT_BLOCK = 64  # keys per iteration of the attention kernel
 TARGET_PROGRAMS = 264  # about two programs per SM on an H100/H200
 COMBINE_SPLITS = 64  # see combine_width
-EXPAND_ROWS = 16  # rows of one lora_expand program: a whole batch (the host's MAX_ROWS)
 
 
 def available(device) -> bool:
@@ -73,7 +72,11 @@ if triton is not None:
             v = tl.load(qkv + row * qkv_stride + (n_heads + n_kv + kh) * D + d)
             tl.store(v_cache + at, v)
 
-    @triton.jit
+    # Triton compiles a variant for each int argument equal to 1 or a multiple of 16: the
+    # arguments that change between KV buckets, row counts and slot layouts are kept out of
+    # that, so a new bucket's graph capture compiles nothing (splits going from 8 to 16 cost
+    # the first reply's warm-up 1.05 s on the H200).
+    @triton.jit(do_not_specialize=["splits"])
     def _attention_split_kernel(
         q, k_cache, v_cache, lengths, part_acc, part_ml,
         cache_row, cache_head, n_heads, n_kv, splits, split_len, scale_log2,
@@ -119,7 +122,7 @@ if triton is not None:
         tl.store(part_ml + ml, m, mask=hmask)
         tl.store(part_ml + ml + 1, lsum, mask=hmask)
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["splits"])
     def _attention_combine_kernel(
         part_acc, part_ml, out, splits, n_heads, SPLITS: tl.constexpr, D: tl.constexpr
     ):
@@ -137,34 +140,27 @@ if triton is not None:
         total = tl.sum(acc * w[:, None], 0) / tl.sum(lsum * w, 0)
         tl.store(out + (row * n_heads + head) * D + d, total.to(out.dtype.element_ty))
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["none_slot", "capacity"])
     def _lora_expand_kernel(
-        out, out_stride, xa, xa_stride, b, slot_ids, none_slot, n_rows, n_cols, capacity,
-        bound1, bound2, rank, R: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+        out, out_stride, xa, xa_stride, b, slot_ids, none_slot, n_cols, capacity,
+        bound1, bound2, rank, R: tl.constexpr, BLOCK_N: tl.constexpr,
     ):  # fmt: skip
-        # One program: BLOCK_M rows x BLOCK_N columns, each row reading its own slot's B. All
-        # of a batch's rows in one program keep many loads in flight (one row a program left
-        # 16-row batches latency-bound: 10 us a call on the H200 against 3 for one row).
-        rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
-        slots = tl.load(slot_ids + rows, mask=rows < n_rows, other=none_slot)
-        live = (rows < n_rows) & (slots != none_slot)
-        cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-        cmask = cols < n_cols
-        both = live[:, None] & cmask[None, :]
-        module = (cols >= bound1).to(tl.int32) + (cols >= bound2).to(tl.int32)
-        xa_at = (
-            xa + rows[:, None] * xa_stride + (module[None, :] * capacity + slots[:, None]) * rank
-        )
-        b_at = b + slots[:, None] * rank * n_cols + cols[None, :]
-        delta = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for j in tl.static_range(R):
-            use = both & (j < rank)
-            xav = tl.load(xa_at + j, mask=use, other=0.0).to(tl.float32)
-            bv = tl.load(b_at + j * n_cols, mask=use, other=0.0).to(tl.float32)
-            delta += xav * bv
-        at = out + rows[:, None] * out_stride + cols[None, :]
-        base = tl.load(at, mask=both, other=0.0).to(tl.float32)
-        tl.store(at, (base + delta).to(out.dtype.element_ty), mask=both)
+        row = tl.program_id(1)
+        slot = tl.load(slot_ids + row)
+        if slot != none_slot:
+            cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+            cmask = cols < n_cols
+            module = (cols >= bound1).to(tl.int32) + (cols >= bound2).to(tl.int32)
+            j = tl.arange(0, R)
+            both = (j[:, None] < rank) & cmask[None, :]
+            xa_at = xa + row * xa_stride + (module[None, :] * capacity + slot) * rank + j[:, None]
+            xav = tl.load(xa_at, mask=both, other=0.0).to(tl.float32)
+            b_at = b + (slot * rank + j[:, None]) * n_cols + cols[None, :]
+            bv = tl.load(b_at, mask=both, other=0.0)
+            delta = tl.sum(xav * bv.to(tl.float32), 0)
+            at = out + row * out_stride + cols
+            base = tl.load(at, mask=cmask).to(tl.float32)
+            tl.store(at, (base + delta).to(out.dtype.element_ty), mask=cmask)
 
 
 def rope_cache_write(qkv, cos, sin, pos, k_cache, v_cache, n_heads: int, n_kv: int):
@@ -183,9 +179,8 @@ def rope_cache_write(qkv, cos, sin, pos, k_cache, v_cache, n_heads: int, n_kv: i
 
 def combine_width(splits: int) -> int:
     """The combine kernel's compiled width: at least COMBINE_SPLITS, so that every KV bucket of
-    a model with 8 KV heads (33 splits at most) shares one compiled kernel: a bucket's first
-    graph capture then compiles nothing (a new width cost 0.85 s of the first reply's warm-up
-    on the H200)."""
+    a model with 8 KV heads (33 splits at most) shares one compiled kernel (with `splits` not
+    specialized: a bucket's first graph capture compiles nothing)."""
     return max(COMBINE_SPLITS, triton.next_power_of_2(splits))
 
 
@@ -227,9 +222,8 @@ def lora_expand(out, xa, b, slot_ids, none_slot: int, widths: list[int]) -> None
     rows, n_cols = out.shape
     capacity, rank = b.shape[0], b.shape[1]
     bounds = [sum(widths[: i + 1]) for i in range(len(widths) - 1)] + [n_cols, n_cols]
-    block_m, block_n = EXPAND_ROWS, 64
-    _lora_expand_kernel[(triton.cdiv(n_cols, block_n), triton.cdiv(rows, block_m))](
-        out, out.stride(0), xa, xa.stride(0), b, slot_ids, none_slot, rows, n_cols, capacity,
-        bounds[0], bounds[1], rank, R=max(16, triton.next_power_of_2(rank)), BLOCK_M=block_m,
-        BLOCK_N=block_n,
+    block = 128
+    _lora_expand_kernel[(triton.cdiv(n_cols, block), rows)](
+        out, out.stride(0), xa, xa.stride(0), b, slot_ids, none_slot, n_cols, capacity,
+        bounds[0], bounds[1], rank, R=max(16, triton.next_power_of_2(rank)), BLOCK_N=block,
     )  # fmt: skip
