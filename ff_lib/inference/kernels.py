@@ -215,15 +215,18 @@ def decode_attention(q, k_cache, v_cache, lengths, kv: int):
     return out
 
 
-def lora_expand(out, xa, b, slot_ids, none_slot: int, widths: list[int]) -> None:
+def lora_expand(
+    out, xa, b, slot_ids, none_slot: int, widths: list[int], block: int = 128, warps: int = 4
+) -> None:
     """out[row] += xa[row, module's slot block] @ b[slot] per module, in place, for each row
     whose slot is not `none_slot`. xa (rows, modules x capacity x R); b (capacity, R, sum of
-    widths), pre-scaled; `widths` the modules' output widths (at most three)."""
+    widths), pre-scaled; `widths` the modules' output widths (at most three). `block` columns
+    a program, `warps` its warps."""
     rows, n_cols = out.shape
     capacity, rank = b.shape[0], b.shape[1]
     bounds = [sum(widths[: i + 1]) for i in range(len(widths) - 1)] + [n_cols, n_cols]
-    block = 128
     _lora_expand_kernel[(triton.cdiv(n_cols, block), rows)](
         out, out.stride(0), xa, xa.stride(0), b, slot_ids, none_slot, n_cols, capacity,
         bounds[0], bounds[1], rank, R=max(16, triton.next_power_of_2(rank)), BLOCK_N=block,
+        num_warps=warps,
     )  # fmt: skip
