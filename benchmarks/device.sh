@@ -80,6 +80,9 @@ transformers.__version__, peft.__version__, b.__version__, d.__version__)"
       timeout 400 $PY benchmarks/step_profile.py --json "$OUT/profile.json" 2>&1 \
         | tee "$OUT/profile.log"
       status=$((status | PIPESTATUS[0])) ;;
+    sweep)  # the lora_expand kernel's time per launch shape (a diagnostic)
+      timeout 200 $PY benchmarks/expand_sweep.py --json "$OUT/sweep.json" 2>&1 | tee "$OUT/sweep.log"
+      status=$((status | PIPESTATUS[0])) ;;
     trace)  # where the first reply after a load goes; prefill by SDPA backend (a diagnostic)
       [ -f "$M/$MODEL/base/ff_bench.json" ] || build_models
       timeout 300 $PY benchmarks/first_reply_trace.py --model "$MODEL" --models-dir "$M" \
