@@ -52,7 +52,7 @@ def main() -> None:
             slots = torch.arange(rows, device="cuda") % capacity
             for block in (64, 128, 256, 512):
                 for warps in (2, 4, 8):
-                    call = (out, xa, b, slots, capacity, widths, block, warps)
+                    call = (out, xa, b, slots, capacity, widths, (block, warps))
                     us = time_us(lambda call=call: kernels.lora_expand(*call))
                     results.append(
                         {"group": group, "rows": rows, "block": block, "warps": warps, "us": us}

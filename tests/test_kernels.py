@@ -81,15 +81,15 @@ def test_keys_past_a_rows_length_are_never_read():
     assert torch.equal(kernels.decode_attention(q, k_cache, v_cache, lengths, 128), before)
 
 
-@pytest.mark.parametrize("rank", [16, 48])
-def test_lora_expand_adds_each_rows_own_slot_only(rank):
+@pytest.mark.parametrize(("rank", "rows"), [(16, 4), (48, 4), (16, 2)])
+def test_lora_expand_adds_each_rows_own_slot_only(rank, rows):
     torch.manual_seed(3)
     capacity, widths = 3, [96, 32, 32]
     n = sum(widths)
-    full = torch.randn(4, n + len(widths) * capacity * rank)  # one GEMM: base, then x @ A_all
+    full = torch.randn(rows, n + len(widths) * capacity * rank)  # one GEMM: base, x @ A_all
     out, xa = full[:, :n], full[:, n:]
     b = torch.randn(capacity, rank, n)
-    slots = torch.tensor([2, capacity, 0, 2])  # slot `capacity` = no adapter
+    slots = torch.tensor([2, capacity, 0, 2][:rows])  # slot `capacity` = no adapter
     expected = out.clone()
     start = 0
     for m, width in enumerate(widths):

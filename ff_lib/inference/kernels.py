@@ -215,13 +215,22 @@ def decode_attention(q, k_cache, v_cache, lengths, kv: int):
     return out
 
 
+def expand_launch(rows: int) -> tuple[int, int]:
+    """(columns a program, warps) of lora_expand for a batch of `rows`: measured per 8B-shape
+    group on the H200 (benchmarks/expand_sweep.py), two warps are best at any size; narrow
+    programs at 1-2 rows (gate/up 2.4 us a call against 3.2 before), wide ones at more
+    (16 rows: gate/up 5.2 us against 22)."""
+    return (64 if rows <= 2 else 512), 2
+
+
 def lora_expand(
-    out, xa, b, slot_ids, none_slot: int, widths: list[int], block: int = 128, warps: int = 4
+    out, xa, b, slot_ids, none_slot: int, widths: list[int], launch: tuple[int, int] | None = None
 ) -> None:
     """out[row] += xa[row, module's slot block] @ b[slot] per module, in place, for each row
     whose slot is not `none_slot`. xa (rows, modules x capacity x R); b (capacity, R, sum of
-    widths), pre-scaled; `widths` the modules' output widths (at most three). `block` columns
-    a program, `warps` its warps."""
+    widths), pre-scaled; `widths` the modules' output widths (at most three). `launch`:
+    (columns a program, warps), expand_launch's by default."""
+    block, warps = launch or expand_launch(out.shape[0])
     rows, n_cols = out.shape
     capacity, rank = b.shape[0], b.shape[1]
     bounds = [sum(widths[: i + 1]) for i in range(len(widths) - 1)] + [n_cols, n_cols]
