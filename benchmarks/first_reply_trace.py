@@ -54,6 +54,28 @@ def _trace(calls: list, t0: float) -> None:
             setattr(owner, name, timed)
 
 
+def _watch_compiles(calls: list, t0: float) -> None:
+    """Record each Triton kernel compiled, and each torch.compile graph, with its time."""
+    import torch
+    from triton import knobs
+
+    def triton_hook(*, key, repr, fn, compile, is_manual_warmup, already_compiled):
+        calls.append(("triton compile " + repr[:160], round(time.perf_counter() - t0, 4), 0))
+        return None  # compile as usual
+
+    knobs.runtime.jit_cache_hook = triton_hook
+    callbacks = torch._dynamo.callback_handler
+
+    def started(*_):
+        calls.append(("dynamo compile start", round(time.perf_counter() - t0, 4), 0))
+
+    def ended(*_):
+        calls.append(("dynamo compile end", round(time.perf_counter() - t0, 4), 0))
+
+    callbacks.register_start_callback(started)
+    callbacks.register_end_callback(ended)
+
+
 def _prefill_times(engine, lengths, backend) -> dict:
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -149,10 +171,11 @@ def main() -> None:
     calls: list = []
     t0 = time.perf_counter()
     _trace(calls, t0)
+    _watch_compiles(calls, t0)
     door = Door(new_host(), base, args.quantization, adapters, log=lambda *_: None)
     first = first_reply_after_load(door, messages)
     figures = {k: v for k, v in first.items() if isinstance(v, float)}
-    figures["calls"] = calls[:80]
+    figures["calls"] = calls[:120]
     from torch._dynamo.utils import counters
 
     figures["dynamo"] = {k: dict(v) for k, v in counters.items() if v}
