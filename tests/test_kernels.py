@@ -156,3 +156,49 @@ def test_every_kv_bucket_of_an_8_kv_head_model_shares_one_compiled_combine_kerne
         for kv in kv_buckets(32768)
     }
     assert widths == {kernels.COMBINE_SPLITS}
+
+
+def _folded_output(rows, widths, capacity, rank, slots_list, seed):
+    """A folded GEMM's output (base columns, then every slot's x @ A), B and slot ids."""
+    torch.manual_seed(seed)
+    n = sum(widths)
+    full = torch.randn(rows, n + len(widths) * capacity * rank)
+    b = torch.randn(capacity, rank, n) * 0.5
+    return full, b, torch.tensor(slots_list)
+
+
+def test_rotary_with_each_rows_lora_equals_expanding_first():
+    capacity, rank, max_len = 3, 16, 40
+    widths = [N_HEADS * D, N_KV * D, N_KV * D]
+    full, b, slots = _folded_output(4, widths, capacity, rank, [2, capacity, 0, 1], 4)
+    n = sum(widths)
+    cos, sin = torch.randn(max_len, D), torch.randn(max_len, D)
+    pos = torch.tensor([5, 39, 0, 17])
+    caches = [torch.zeros(4, N_KV, max_len, D) for _ in range(4)]
+    fused = kernels.rope_cache_write(
+        full[:, :n], cos, sin, pos, caches[0], caches[1], N_HEADS, N_KV, (b, slots, capacity)
+    )
+    expanded = full.clone()
+    kernels.lora_expand(expanded[:, :n], expanded[:, n:], b, slots, capacity, widths)
+    q = kernels.rope_cache_write(
+        expanded[:, :n], cos, sin, pos, caches[2], caches[3], N_HEADS, N_KV
+    )
+    assert torch.allclose(fused, q, atol=1e-5)
+    assert torch.allclose(caches[0], caches[2], atol=1e-5)  # k
+    assert torch.allclose(caches[1], caches[3], atol=1e-5)  # v
+    assert not torch.equal(expanded, full)  # the adapters did change q/k/v
+
+
+def test_gating_with_each_rows_lora_equals_expanding_first():
+    from ff_lib.inference.ops import _silu_mul
+
+    capacity, rank, half = 3, 16, 96
+    full, b, slots = _folded_output(3, [half, half], capacity, rank, [1, capacity, 2], 5)
+    act = kernels.lora_silu_mul(full[:, : 2 * half], b, slots, capacity)
+    expanded = full.clone()
+    kernels.lora_expand(
+        expanded[:, : 2 * half], expanded[:, 2 * half :], b, slots, capacity, [half, half]
+    )
+    assert torch.allclose(act, _silu_mul(expanded[:, : 2 * half]), atol=1e-5)
+    with pytest.raises(ValueError, match="folded GEMM"):  # a tensor without x @ A after it
+        kernels.lora_silu_mul(full[:, : 2 * half].contiguous(), b, slots, capacity)
