@@ -8,6 +8,7 @@ backend, and a profile of one warm prefill (kernel count, GPU time against wall 
 
 import argparse
 import functools
+import gc
 import json
 import os
 import sys
@@ -60,7 +61,7 @@ def _watch_compiles(calls: list, t0: float) -> None:
     from triton import knobs
 
     def triton_hook(*, key, repr, fn, compile, is_manual_warmup, already_compiled):
-        calls.append(("triton compile " + repr[:160], round(time.perf_counter() - t0, 4), 0))
+        calls.append(("triton compile " + repr[:600], round(time.perf_counter() - t0, 4), 0))
         return None  # compile as usual
 
     knobs.runtime.jit_cache_hook = triton_hook
@@ -74,6 +75,19 @@ def _watch_compiles(calls: list, t0: float) -> None:
 
     callbacks.register_start_callback(started)
     callbacks.register_end_callback(ended)
+    gc_started = {}
+
+    def collected(phase, info):  # Python's garbage collector: full collections, when slow
+        now = time.perf_counter()
+        if phase == "start":
+            gc_started["at"] = now
+        elif now - gc_started.get("at", now) > 0.005:
+            gen = info["generation"]
+            calls.append(
+                (f"gc gen {gen}", round(gc_started["at"] - t0, 4), round(now - gc_started["at"], 4))
+            )
+
+    gc.callbacks.append(collected)
 
 
 def _prefill_times(engine, lengths, backend) -> dict:
