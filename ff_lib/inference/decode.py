@@ -41,11 +41,6 @@ class RowLoRA(NamedTuple):
     masks: dict | None = None
     only: int | None = None
 
-    @property
-    def kernel(self) -> bool:
-        """Whether the CUDA kernels add it (reading each row's slot id)."""
-        return self.masks is None and self.only is None
-
 
 def unsupported_reason(lm) -> str | None:
     """Why the batched engine cannot run this model ('' / None when it can)."""
@@ -211,10 +206,9 @@ class BatchedLM(DecodeSteps):
         return cos[0], sin[0]
 
     # --- one layer -----------------------------------------------------------------------------
-    def _project(self, i: int, group: str, x: torch.Tensor, lora, expand=True) -> torch.Tensor:
+    def _project(self, i: int, group: str, x: torch.Tensor, lora) -> torch.Tensor:
         """Base output of a projection group (concatenated) plus each row's LoRA; `lora` is
-        None (no row has an adapter) or a RowLoRA. `expand=False` (a fused group whose kernel
-        adds the LoRA itself): the base columns only, a view whose row goes on with x @ A."""
+        None (no row has an adapter) or (slot ids, masks or None for the CUDA kernel)."""
         fused = self.fused[i].get(group)
         if fused is not None:
             weight, bias, n = fused
@@ -222,8 +216,6 @@ class BatchedLM(DecodeSteps):
                 return F.linear(x, weight[:n], None if bias is None else bias[:n])
             full = F.linear(x, weight, bias)
             out, xa = full[:, :n], full[:, n:]
-            if not expand:
-                return out
         else:
             outs = [m(x) for m in self._modules(self.layers[i], group)]
             out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)
@@ -277,40 +269,17 @@ class BatchedLM(DecodeSteps):
         qkv)` gives the attention output (tokens, heads * head_dim). Returns (x after the
         layer, x normed by the next layer's input norm or the final norm)."""
         layer = self.layers[i]
-        in_rope = self._kernel_adds(i, "qkv", lora)  # the rotary kernel adds q/k/v's LoRA
-        out = attend(i, self._project(i, "qkv", h, lora, expand=not in_rope))
+        out = attend(i, self._project(i, "qkv", h, lora))
         norm = layer.post_attention_layernorm
         x, h = ops["add_norm"](
             x, self._project(i, "o", out, lora), norm.weight, norm.variance_epsilon
         )
-        act = self._gated(i, h, lora, ops)
+        act = ops["silu_mul"](self._project(i, "gate_up", h, lora))
         following = self.layers[i + 1].input_layernorm if i + 1 < len(self.layers) else None
         norm = following or self.lm.model.norm
         return ops["add_norm"](
             x, self._project(i, "down", act, lora), norm.weight, norm.variance_epsilon
         )
-
-    def _gated(self, i: int, h, lora, ops) -> torch.Tensor:
-        """silu(gate) * up of layer i's gate/up projection, each row's adapter included (one
-        kernel for the LoRA and the gating in the CUDA decode step)."""
-        if self._kernel_adds(i, "gate_up", lora):
-            gate_up = self._project(i, "gate_up", h, lora, expand=False)
-            b = self.slots.B[i]["gate_up"]
-            return kernels.lora_silu_mul(gate_up, b, lora.slot_ids, self.slots.none_slot)
-        return ops["silu_mul"](self._project(i, "gate_up", h, lora))
-
-    @property
-    def fused_rope(self) -> bool:
-        """Whether the rotary kernel rotates q and k itself (not for Qwen3's q/k norms)."""
-        return not hasattr(self.layers[0].self_attn, "q_norm")
-
-    def _kernel_adds(self, i: int, group: str, lora) -> bool:
-        """Whether the kernel after layer i's `group` projection adds its LoRA (the rotary
-        kernel for q/k/v, the gating kernel for gate/up): the CUDA decode step, a group folded
-        with its A rows (whose x @ A the kernel reads after the base columns)."""
-        if lora is None or not lora.kernel or self.fused[i].get(group) is None:
-            return False
-        return group == "gate_up" or (group == "qkv" and self.fused_rope)
 
     def _layers_forward(self, x, lora, attend, ops=EAGER_OPS) -> torch.Tensor:
         """All layers; the final-normed hidden states. Prefill and scoring run eager ops (their

@@ -155,15 +155,15 @@ class DecodeSteps:
         safe to capture."""
         x = F.embedding(tok, self.lm.model.embed_tokens.weight)
         lora = self._lora(slot, kernel=self.kernels) if lora else None
-        attend = (self._kernel_attend if self.kernels else self._torch_attend)(pos, kv, lora)
+        attend = (self._kernel_attend if self.kernels else self._torch_attend)(pos, kv)
         return self._head(self._layers_forward(x, lora, attend, self.ops)).float()
 
-    def _kernel_attend(self, pos, kv: int, lora):
-        """Decode attention with the Triton kernels: each row's q/k/v LoRA, rotary and the
-        cache write in one launch (Qwen3's q/k norms first, then torch's rotary and a cache
-        write), split-KV attention over each row's own length."""
+    def _kernel_attend(self, pos, kv: int):
+        """Decode attention with the Triton kernels: rotary and the cache write in one launch
+        (Qwen3's q/k norms first, then torch's rotary and a cache write), split-KV attention
+        over each row's own length."""
         lengths = pos + 1
-        fused_rope = self.fused_rope
+        fused_rope = not hasattr(self.layers[0].self_attn, "q_norm")
         cos = sin = at = None
         if not fused_rope:
             cos, sin = self.cos.index_select(0, pos), self.sin.index_select(0, pos)
@@ -172,11 +172,8 @@ class DecodeSteps:
         def attend(i, qkv):
             kc, vc = self.k_cache[i], self.v_cache[i]
             if fused_rope:
-                adds = None
-                if self._kernel_adds(i, "qkv", lora):
-                    adds = (self.slots.B[i]["qkv"], lora.slot_ids, self.slots.none_slot)
                 q = kernels.rope_cache_write(
-                    qkv, self.cos, self.sin, pos, kc, vc, self.n_heads, self.n_kv, adds
+                    qkv, self.cos, self.sin, pos, kc, vc, self.n_heads, self.n_kv
                 )
             else:
                 q, k, v = self._rotated(i, qkv, cos, sin, self.ops)
@@ -196,9 +193,8 @@ class DecodeSteps:
             pos[:, None],
         )
 
-    def _torch_attend(self, pos, kv: int, lora=None):
-        """Decode attention with torch's SDPA (CPU, and models the kernels do not cover); the
-        projections added every LoRA (`lora` is not used)."""
+    def _torch_attend(self, pos, kv: int):
+        """Decode attention with torch's SDPA (CPU, and models the kernels do not cover)."""
         n = pos.shape[0]
         cos, sin = self.cos.index_select(0, pos), self.sin.index_select(0, pos)
         allowed = self.key_pos[None, :kv] <= pos[:, None]

@@ -46,23 +46,9 @@ def attention_supported(head_dim: int, group: int) -> bool:
 if triton is not None:
 
     @triton.jit
-    def _lora_delta(
-        xa_row, b, slot, live, module, capacity, rank, n_cols, cols, cmask, R: tl.constexpr
-    ):
-        """float32 (x @ A) @ B of one row at `cols` of one module, from the row's slot (zeros
-        when not `live`): xa_row points at the row's every-slot down-projection."""
-        j = tl.arange(0, R)
-        use = (j < rank) & live
-        xav = tl.load(xa_row + (module * capacity + slot) * rank + j, mask=use, other=0.0)
-        b_at = b + (slot * rank + j[:, None]) * n_cols + cols[None, :]
-        bv = tl.load(b_at, mask=use[:, None] & cmask[None, :], other=0.0)
-        return tl.sum(xav.to(tl.float32)[:, None] * bv.to(tl.float32), 0)
-
-    @triton.jit(do_not_specialize=["none_slot", "capacity"])
     def _rope_cache_kernel(
         qkv, qkv_stride, cos, sin, pos_ptr, q_out, k_cache, v_cache,
-        cache_row, cache_head, n_heads, n_kv, b, slot_ids, none_slot, capacity, rank,
-        D: tl.constexpr, HAS_LORA: tl.constexpr, R: tl.constexpr,
+        cache_row, cache_head, n_heads, n_kv, D: tl.constexpr,
     ):  # fmt: skip
         row = tl.program_id(0)
         head = tl.program_id(1)
@@ -76,20 +62,6 @@ if triton is not None:
         base = qkv + row * qkv_stride + head * D  # q heads, then k heads: consecutive columns
         x = tl.load(base + d).to(tl.float32)
         xp = tl.load(base + partner).to(tl.float32)
-        dtype = qkv.dtype.element_ty
-        n_cols = (n_heads + 2 * n_kv) * D
-        xa_row = qkv + row * qkv_stride + n_cols  # the slots' x @ A follow the base columns
-        slot = 0
-        live = False
-        if HAS_LORA:  # the row's adapter first, rounded as the base output it joins
-            slot = tl.load(slot_ids + row)
-            live = slot != none_slot
-            module = (head >= n_heads).to(tl.int32)
-            ones = d < D
-            x += _lora_delta(xa_row, b, slot, live, module, capacity, rank, n_cols, head * D + d, ones, R)  # fmt: skip
-            xp += _lora_delta(xa_row, b, slot, live, module, capacity, rank, n_cols, head * D + partner, ones, R)  # fmt: skip
-            x = x.to(dtype).to(tl.float32)
-            xp = xp.to(dtype).to(tl.float32)
         rotated = x * c + sign * xp * s
         if head < n_heads:
             tl.store(q_out + (row * n_heads + head) * D + d, rotated.to(q_out.dtype.element_ty))
@@ -97,34 +69,8 @@ if triton is not None:
             kh = head - n_heads
             at = row * cache_row + kh * cache_head + pos * D + d
             tl.store(k_cache + at, rotated.to(k_cache.dtype.element_ty))
-            v_cols = (n_heads + n_kv + kh) * D + d
-            v = tl.load(qkv + row * qkv_stride + v_cols)
-            if HAS_LORA:
-                delta = _lora_delta(xa_row, b, slot, live, 2, capacity, rank, n_cols, v_cols, d < D, R)  # fmt: skip
-                v = (v.to(tl.float32) + delta).to(dtype)
-            tl.store(v_cache + at, v.to(v_cache.dtype.element_ty))
-
-    @triton.jit(do_not_specialize=["none_slot", "capacity"])
-    def _lora_silu_kernel(
-        out, out_stride, b, slot_ids, none_slot, capacity, rank, act, half,
-        R: tl.constexpr, BLOCK_N: tl.constexpr,
-    ):  # fmt: skip
-        row = tl.program_id(1)
-        cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-        cmask = cols < half
-        slot = tl.load(slot_ids + row)
-        live = slot != none_slot
-        at = out + row * out_stride
-        xa_row = at + 2 * half  # the slots' x @ A follow the gate and up columns
-        dtype = out.dtype.element_ty
-        g = tl.load(at + cols, mask=cmask, other=0.0).to(tl.float32)
-        u = tl.load(at + half + cols, mask=cmask, other=0.0).to(tl.float32)
-        g += _lora_delta(xa_row, b, slot, live, 0, capacity, rank, 2 * half, cols, cmask, R)
-        u += _lora_delta(xa_row, b, slot, live, 1, capacity, rank, 2 * half, half + cols, cmask, R)
-        g = g.to(dtype).to(tl.float32)  # the gate and up outputs, rounded as stored
-        u = u.to(dtype).to(tl.float32)
-        silu = (g / (1.0 + tl.exp(-g))).to(dtype).to(tl.float32)  # F.silu, then the product
-        tl.store(act + row * half + cols, (silu * u).to(dtype), mask=cmask)
+            v = tl.load(qkv + row * qkv_stride + (n_heads + n_kv + kh) * D + d)
+            tl.store(v_cache + at, v)
 
     # Triton compiles a variant for each int argument equal to 1 or a multiple of 16: the
     # arguments that change between KV buckets, row counts and slot layouts are kept out of
@@ -217,53 +163,18 @@ if triton is not None:
             tl.store(at, (base + delta).to(out.dtype.element_ty), mask=cmask)
 
 
-def rope_cache_write(
-    qkv, cos, sin, pos, k_cache, v_cache, n_heads: int, n_kv: int, lora=None
-) -> torch.Tensor:
+def rope_cache_write(qkv, cos, sin, pos, k_cache, v_cache, n_heads: int, n_kv: int):
     """Rotate q and k of each row (position `pos[row]`, tables `cos`/`sin` (max_len, D)), write
     the rotated k and the v into the caches at (row, kv head, pos); the rotated q (rows, heads, D).
-    `qkv` (rows, >= (n_heads + 2 n_kv) D) may be a strided view of a wider output. `lora` =
-    (b, slot_ids, none_slot): each row's adapter is added to q, k and v first, its x @ A read
-    from the columns right after qkv's (the folded GEMM's output), as lora_expand would."""
+    `qkv` (rows, >= (n_heads + 2 n_kv) D) may be a strided view of a wider output."""
     rows = qkv.shape[0]
     d = k_cache.shape[-1]
     q = torch.empty(rows, n_heads, d, dtype=qkv.dtype, device=qkv.device)
-    b, slot_ids, none_slot = lora if lora is not None else (qkv, pos, -1)
-    capacity, rank = (b.shape[0], b.shape[1]) if lora is not None else (1, 1)
-    if lora is not None:
-        _check_xa_follows(qkv, (n_heads + 2 * n_kv) * d + 3 * capacity * rank)
     _rope_cache_kernel[(rows, n_heads + n_kv)](
         qkv, qkv.stride(0), cos, sin, pos, q, k_cache, v_cache,
-        k_cache.stride(0), k_cache.stride(1), n_heads, n_kv, b, slot_ids, none_slot, capacity,
-        rank, D=d, HAS_LORA=lora is not None, R=max(16, triton.next_power_of_2(rank)),
+        k_cache.stride(0), k_cache.stride(1), n_heads, n_kv, D=d,
     )  # fmt: skip
     return q
-
-
-def _check_xa_follows(out: torch.Tensor, row_width: int) -> None:
-    """The fused kernels read every slot's x @ A from the columns after `out`'s own: `out` must
-    be a view of the folded GEMM's output rows (base columns, then A's)."""
-    if out.stride(0) < row_width or out.stride(1) != 1:
-        raise ValueError(
-            f"The LoRA kernels need the folded GEMM's output ({row_width} columns a row); got a "
-            f"tensor of row stride {out.stride(0)}."
-        )
-
-
-def lora_silu_mul(gate_up, b, slot_ids, none_slot: int) -> torch.Tensor:
-    """silu(gate) * up of each row after its adapter's gate and up projections: `gate_up`
-    (rows, 2 x half) is a view of the folded GEMM's output whose following columns hold every
-    slot's x @ A; b (capacity, R, 2 x half). One launch for lora_expand + silu_mul."""
-    rows, width = gate_up.shape
-    half = width // 2
-    _check_xa_follows(gate_up, width + 2 * b.shape[0] * b.shape[1])
-    act = torch.empty(rows, half, dtype=gate_up.dtype, device=gate_up.device)
-    block, warps = expand_launch(rows)
-    _lora_silu_kernel[(triton.cdiv(half, block), rows)](
-        gate_up, gate_up.stride(0), b, slot_ids, none_slot, b.shape[0], b.shape[1], act, half,
-        R=max(16, triton.next_power_of_2(b.shape[1])), BLOCK_N=block, num_warps=warps,
-    )  # fmt: skip
-    return act
 
 
 def combine_width(splits: int) -> int:
