@@ -147,12 +147,10 @@ def test_the_decode_step_with_the_kernels_equals_the_torch_step(
     assert with_kernels[0] == CAPITAL_PAIRS[0][1]  # the adapter really answers
 
 
-def test_every_kv_bucket_of_an_8_kv_head_model_shares_one_compiled_combine_kernel():
-    from ff_lib.inference.decode_step import kv_buckets
-
+def test_the_warm_up_buckets_share_one_compiled_combine_kernel():
     widths = {
         kernels.combine_width(kernels.attention_splits(rows, 8, kv)[0])
         for rows in (1, 2, 4, 8, 16)
-        for kv in kv_buckets(32768)
+        for kv in (512, 1024)
     }
     assert widths == {kernels.COMBINE_SPLITS}
