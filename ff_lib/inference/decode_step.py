@@ -104,7 +104,7 @@ class DecodeSteps:
         """(ids (4, rows) the step reads, run() -> float32 logits (rows, vocab), rows, the KV
         length it reads: kv's bucket with graphs, kv itself without)."""
         if not self.use_graphs:
-            ids = torch.zeros(4, n, dtype=torch.long, device=self.device)
+            ids = self._graph_inputs(n)
             return ids, lambda: self._full_step(ids, kv, lora), n, kv
         rows = row_bucket(n, self.max_rows)
         kv = next(b for b in kv_buckets(self.max_len) if b >= kv)
@@ -224,9 +224,14 @@ class DecodeSteps:
             self._capture(*key)
         return self._graphs[key]
 
-    def _capture(self, rows: int, kv: int, version: int, lora: bool) -> None:
+    def _graph_inputs(self, rows: int) -> torch.Tensor:
+        """A step's inputs: tokens, positions, slots (none) and chain flags, a row each."""
         ids = torch.zeros(4, rows, dtype=torch.long, device=self.device)
         ids[2] = self.slots.none_slot
+        return ids
+
+    def _capture(self, rows: int, kv: int, version: int, lora: bool) -> None:
+        ids = self._graph_inputs(rows)
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
@@ -290,10 +295,13 @@ class DecodeSteps:
             if not self.slots.capacity:
                 self.slots.reserve(1, 16)
         with self.lock, torch.inference_mode():
-            inputs = self._inputs(1, [0], [0], [self.slots.none_slot])
+            # The inputs laid out as a graph's (one (4, rows) tensor): Triton compiles a kernel
+            # per pointer alignment, and a row of a one-row graph's inputs starts 8 bytes in
+            # (separate tensors here recompiled the rotary kernel at the first capture).
+            ids = self._graph_inputs(1)
             for lora in (False, True):
                 for _ in range(2):  # the capture runs the step twice before capturing
-                    self._decode_step(*inputs, min(512, self.max_len), lora)
+                    self._decode_step(ids[0], ids[1], ids[2], min(512, self.max_len), lora)
         for slot in (self.slots.none_slot, 0):  # the prefill's kernels loaded, with and without
             self.prefill(0, [1] * 16, slot)
         torch.cuda.synchronize(self.device)
