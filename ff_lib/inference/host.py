@@ -75,8 +75,12 @@ class Engine:
         )
         self.scheduler = Scheduler(self.batched)
         # The first reply's graphs are ready before it is asked for, captured (like every
-        # later one) in the worker's thread.
-        self.scheduler.run_exclusive(self.batched.warm_up)
+        # later one) in the worker's thread; its first token's kernels loaded.
+        self.scheduler.run_exclusive(self._warm_up)
+
+    def _warm_up(self) -> None:
+        self.batched.warm_up()
+        self.scheduler.sampler.warm_up()
 
     @property
     def key(self) -> tuple[str, str]:
