@@ -154,3 +154,18 @@ def test_the_warm_up_buckets_share_one_compiled_combine_kernel():
         for kv in (512, 1024)
     }
     assert widths == {kernels.COMBINE_SPLITS}
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 0.02)])
+def test_residual_add_and_norm_equal_torch(dtype, tol):
+    from ff_lib.inference.ops import _add_rms_norm
+
+    torch.manual_seed(6)
+    x = torch.randn(3, 96, dtype=dtype)
+    y = torch.randn(3, 96 + 40, dtype=dtype)[:, :96]  # a projection's columns of a wider output
+    weight = torch.randn(96, dtype=dtype)
+    x_out, h = kernels.add_rms_norm(x, y, weight, 1e-5)
+    x_ref, h_ref = _add_rms_norm(x, y, weight, 1e-5)
+    # the residual: x + y rounded once (the interpreter may round bf16 otherwise than a GPU)
+    assert (x_out.float() - x_ref.float()).abs().max() <= tol * max(1.0, x_ref.abs().max())
+    assert (h.float() - h_ref.float()).abs().max() <= tol * max(1.0, h_ref.abs().max())

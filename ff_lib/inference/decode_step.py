@@ -156,7 +156,8 @@ class DecodeSteps:
         x = F.embedding(tok, self.lm.model.embed_tokens.weight)
         lora = self._lora(slot, kernel=self.kernels) if lora else None
         attend = (self._kernel_attend if self.kernels else self._torch_attend)(pos, kv)
-        return self._head(self._layers_forward(x, lora, attend, self.ops)).float()
+        ops = {**self.ops, "add_norm": kernels.add_rms_norm} if self.kernels else self.ops
+        return self._head(self._layers_forward(x, lora, attend, ops)).float()
 
     def _kernel_attend(self, pos, kv: int):
         """Decode attention with the Triton kernels: rotary and the cache write in one launch

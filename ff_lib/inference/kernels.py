@@ -7,6 +7,7 @@
   in parallel, then combined by log-sum-exp), reading only the positions the row has.
 - `lora_expand`: each row's LoRA up-projection added into the base output, from the row's own
   slot only (Punica's "expand"): B is stored per module, not block-diagonal.
+- `add_rms_norm`: the residual add and the next RMSNorm, each row in one pass.
 
 Each runs on CUDA tensors; the tests run them through Triton's interpreter on CPU
 (TRITON_INTERPRET=1, tests/test_kernels.py) against the torch arithmetic they replace.
@@ -144,6 +145,26 @@ if triton is not None:
         total = tl.sum(acc * w[:, None], 0) / tl.sum(lsum * w, 0)
         tl.store(out + (row * n_heads + head) * D + d, total.to(out.dtype.element_ty))
 
+    @triton.jit
+    def _add_rms_norm_kernel(
+        x, y, y_stride, weight, x_out, h_out, n_cols, eps, BLOCK: tl.constexpr
+    ):
+        # One row in one pass (inductor's compiled chain reads a 4,096-wide row twice, in a
+        # loop). Llama's arithmetic: x + y rounded to the model's dtype, the norm in float32,
+        # rounded, times the weight.
+        row = tl.program_id(0)
+        cols = tl.arange(0, BLOCK)
+        mask = cols < n_cols
+        xs = tl.load(x + row * n_cols + cols, mask=mask, other=0.0)
+        ys = tl.load(y + row * y_stride + cols, mask=mask, other=0.0)
+        total = (xs.to(tl.float32) + ys.to(tl.float32)).to(xs.dtype)
+        tl.store(x_out + row * n_cols + cols, total, mask=mask)
+        f = total.to(tl.float32)
+        inv = tl.rsqrt(tl.sum(f * f, 0) / n_cols + eps)
+        normed = (f * inv).to(xs.dtype).to(tl.float32)
+        w = tl.load(weight + cols, mask=mask, other=0.0).to(tl.float32)
+        tl.store(h_out + row * n_cols + cols, (w * normed).to(xs.dtype), mask=mask)
+
     @triton.jit(do_not_specialize=["none_slot", "capacity"])
     def _lora_expand_kernel(
         out, out_stride, xa, xa_stride, b, slot_ids, none_slot, n_cols, capacity,
@@ -225,6 +246,19 @@ def expand_launch(rows: int) -> tuple[int, int]:
     programs at 1-2 rows (gate/up 2.4 us a call against 3.2 before), wide ones at more
     (16 rows: gate/up 5.2 us against 22)."""
     return (64 if rows <= 2 else 512), 2
+
+
+def add_rms_norm(x, y, weight, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x + y, its RMS norm times `weight`) for rows of contiguous `x` (rows, width) and `y` of
+    any row stride: ops._add_rms_norm's arithmetic in one launch, one pass over each row."""
+    rows, width = x.shape
+    x_out, h_out = torch.empty_like(x), torch.empty_like(x)
+    block = triton.next_power_of_2(width)
+    _add_rms_norm_kernel[(rows,)](
+        x, y, y.stride(0), weight, x_out, h_out, width, eps, BLOCK=block,
+        num_warps=min(16, max(4, block // 512)),
+    )  # fmt: skip
+    return x_out, h_out
 
 
 def lora_expand(
