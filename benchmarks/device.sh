@@ -86,7 +86,7 @@ transformers.__version__, peft.__version__, b.__version__, d.__version__)"
     trace)  # where the first reply after a load goes; prefill by SDPA backend (a diagnostic)
       [ -f "$M/$MODEL/base/ff_bench.json" ] || build_models
       timeout 300 $PY benchmarks/first_reply_trace.py --model "$MODEL" --models-dir "$M" \
-        --json "$OUT/trace.json" 2>&1 | quiet | tee "$OUT/trace.log" | tail -150
+        ${TRACE_ARGS:-} --json "$OUT/trace.json" 2>&1 | quiet | tee "$OUT/trace.log" | tail -150
       status=$((status | PIPESTATUS[0])) ;;
     firsttext)  # first text after a fresh load, twice: cold, then warm compile cache
       [ -f "$M/$MODEL/base/ff_bench.json" ] || build_models

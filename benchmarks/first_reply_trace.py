@@ -90,6 +90,49 @@ def _watch_compiles(calls: list, t0: float) -> None:
     gc.callbacks.append(collected)
 
 
+class _StackSampler:
+    """Every 20 ms, where each other thread is (its innermost project frames): to find what a
+    thread waits in when a call is slow for no reason its own timings show."""
+
+    def __init__(self):
+        import threading
+
+        self.counts: dict = {}
+        self.loads: list = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="stack-sampler")
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        return False
+
+    def _run(self):
+        import threading
+        import traceback
+
+        names = {}
+        while not self._stop.wait(0.02):
+            names.update({t.ident: t.name for t in threading.enumerate()})
+            self.loads.append(os.getloadavg()[0])
+            for ident, frame in sys._current_frames().items():
+                if ident == threading.get_ident():
+                    continue
+                stack = traceback.extract_stack(frame)[-4:]
+                where = " < ".join(
+                    f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(stack)
+                )
+                key = f"{names.get(ident, ident)}: {where}"
+                self.counts[key] = self.counts.get(key, 0) + 1
+
+    def top(self, n: int = 25) -> list:
+        return sorted(self.counts.items(), key=lambda kv: -kv[1])[:n]
+
+
 def _prefill_times(engine, lengths, backend) -> dict:
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -172,6 +215,7 @@ def main() -> None:
     p.add_argument("--models-dir", default="/tmp/ff-models")
     p.add_argument("--quantization", default="bf16")
     p.add_argument("--json")
+    p.add_argument("--first-only", action="store_true", help="only the first reply after a load")
     args = p.parse_args()
     import torch
     from transformers import AutoTokenizer
@@ -187,9 +231,19 @@ def main() -> None:
     _trace(calls, t0)
     _watch_compiles(calls, t0)
     door = Door(new_host(), base, args.quantization, adapters, log=lambda *_: None)
-    first = first_reply_after_load(door, messages)
+    with _StackSampler() as sampler:
+        first = first_reply_after_load(door, messages)
+    figures_stacks = sampler.top()
+    load_avg = (min(sampler.loads, default=0), max(sampler.loads, default=0))
     figures = {k: v for k, v in first.items() if isinstance(v, float)}
     figures["calls"] = calls[:120]
+    figures["stacks_during_first_reply"] = figures_stacks
+    figures["load_average_min_max"] = load_avg
+    if args.first_only:
+        print(json.dumps(figures, indent=1, default=str))
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=1, default=str))
+        return
     from torch._dynamo.utils import counters
 
     figures["dynamo"] = {k: dict(v) for k, v in counters.items() if v}
