@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 TRACED = {
     "ff_lib.inference.decode:BatchedLM": ("prefill", "prefill_many", "warm_up", "_capture"),
     "ff_lib.inference.decode_step:DecodeSteps": ("start_chain", "chain_step", "chain_read"),
-    "ff_lib.inference.slots:AdapterSlots": ("ensure", "_grow", "_write", "_stage", "_check_shapes"),
-    "ff_lib.inference.slots:": ("read_lora", "_load_state"),
+    "ff_lib.inference.slots:AdapterSlots": ("ensure", "_grow", "_write", "_check_shapes"),
+    "ff_lib.inference.slots:": ("read_lora", "_load_state", "_on_device"),
     "ff_lib.inference.sampling:RowSampler": ("start", "choose"),
 }
 
