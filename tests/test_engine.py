@@ -353,3 +353,51 @@ def test_a_failed_slot_growth_refuses_adapters_out_loud_and_keeps_the_base(
             host.generate(str(tiny_base), turn, GREEDY, str(folder))
     assert host.generate(str(tiny_base), turn, GREEDY, None).text == alone  # the base answers
     host.release()
+
+
+def test_many_requests_are_all_prepared_before_the_first_is_submitted(
+    host, tiny_base, capitals_adapter, other_adapter, monkeypatch
+):
+    """generate_many builds every prompt first, so the requests reach the worker together and
+    are prefilled as one batch, not one by one as each prompt is built."""
+    from ff_lib.inference.streams import ReplyStream
+
+    engine = host.load_base(str(tiny_base))
+    prepared, ready_at_submit = set(), []
+    real_prepare, real_submit = ReplyStream.prepare, engine.scheduler.submit
+
+    def prepare(stream):
+        prepared.add(stream)
+        return real_prepare(stream)
+
+    def submit(request):
+        ready_at_submit.append(sum(s.request is not None for s in prepared))
+        return real_submit(request)
+
+    monkeypatch.setattr(ReplyStream, "prepare", prepare)
+    monkeypatch.setattr(engine.scheduler, "submit", submit)
+    jobs = _mixed_jobs(tiny_base, capitals_adapter, other_adapter)
+    replies = host.generate_many(jobs)
+    assert ready_at_submit == [len(jobs)] * len(jobs)
+    assert all(r.finish_reason for r in replies)
+
+
+def test_a_request_failing_to_prepare_leaves_none_waiting(host, tiny_base, monkeypatch):
+    """When one of many requests cannot be prepared, the others (prepared, never sent) are
+    closed at once: nothing waits for an answer that cannot come."""
+    from ff_lib.inference.streams import ReplyStream
+
+    real_prepare, calls = ReplyStream.prepare, []
+
+    def prepare(stream):
+        calls.append(stream)
+        if len(calls) == 2:
+            raise GenerationError("the second request cannot be prepared")
+        return real_prepare(stream)
+
+    monkeypatch.setattr(ReplyStream, "prepare", prepare)
+    started = time.monotonic()
+    with pytest.raises(GenerationError, match="second request"):
+        host.generate_many([_job(tiny_base, q, None) for q in QUESTIONS[:3]])
+    assert time.monotonic() - started < 10  # not the stream timeout
+    assert host.load_base(str(tiny_base)).scheduler.live == 0

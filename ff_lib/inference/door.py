@@ -65,10 +65,13 @@ class WholeReplies:
         return stream.reply
 
     def generate_many(self, jobs: list[dict]) -> list[Reply]:
-        """Replies to many requests (stream_reply's keyword arguments each), all started before
-        any is read, so the engine decodes them together."""
+        """Replies to many requests (stream_reply's keyword arguments each), all prepared
+        before any is submitted and all submitted before any is read, so the engine prefills
+        and decodes them together."""
         streams = [self.stream_reply(**job) for job in jobs]
         try:
+            for stream in streams:
+                stream.prepare()
             for stream in streams:
                 stream.start()
             for stream in streams:

@@ -57,6 +57,10 @@ class RemoteStream:
         self._request: dict = {}  # filled by the reader: served name, built prompt, figures
 
     # --- start -----------------------------------------------------------------------------------
+    def prepare(self) -> "RemoteStream":
+        """Nothing to build ahead: the server builds the prompt when the request is sent."""
+        return self
+
     def start(self) -> "RemoteStream":
         """Send the request (idempotent); the answer arrives in a reader thread."""
         if self._thread is not None or self._done:

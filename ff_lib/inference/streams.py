@@ -70,10 +70,21 @@ class ReplyStream:
         self._pieces: list[str] = []
         self._tokens: list[dict] = []
         self._done = False
+        self._submitted = False
 
     # --- start -----------------------------------------------------------------------------------
     def start(self) -> "ReplyStream":
         """Load the base if needed and submit the request (idempotent)."""
+        self.prepare()
+        if self.request is not None and not self._submitted:
+            self._submitted = True
+            self._engine.scheduler.submit(self.request)
+        return self
+
+    def prepare(self) -> "ReplyStream":
+        """Load the base if needed and build the request, not submitted yet (idempotent):
+        `generate_many` prepares every request before submitting any, so that they arrive
+        together and are prefilled and decoded as one batch."""
         if self.request is not None or self._done:
             return self
         job = self.job
@@ -101,7 +112,6 @@ class ReplyStream:
         )
         self._engine, self._built = engine, built
         self._text = TextStream(engine.tokenizer)
-        engine.scheduler.submit(self.request)
         return self
 
     def _wait_hook(self) -> None:
@@ -166,7 +176,7 @@ class ReplyStream:
 
     def close(self) -> None:
         """Stop generating: the row leaves the batch at the next step; the Reply keeps the text."""
-        if self._done or self.request is None:
+        if self._done or not self._submitted:  # never sent: nothing to stop or wait for
             self._done = True
             return
         self.request.stop.set()
