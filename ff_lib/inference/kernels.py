@@ -27,11 +27,7 @@ except ImportError:  # pragma: no cover - exercised on machines without Triton
     triton = None
 
 SPLIT_BLOCK = 64  # keys per iteration of the attention kernel
-# About eight programs per SM of an H100/H200, at most 32 splits of a row's keys: a 16-row
-# batch at 1,024 keys got 3 splits from the two-a-SM target and its attention ran at 40 % of
-# the bandwidth (0.77 of a 6.3 ms step); one row keeps the splits it had (at most 32).
-TARGET_PROGRAMS = 1056
-MAX_SPLITS = 32
+TARGET_PROGRAMS = 264  # about two programs per SM on an H100/H200
 COMBINE_SPLITS = 16  # see combine_width
 
 
@@ -212,7 +208,7 @@ def combine_width(splits: int) -> int:
 def attention_splits(rows: int, n_kv: int, kv: int) -> tuple[int, int]:
     """(splits, keys per split) for a KV bucket: about TARGET_PROGRAMS programs in all."""
     blocks = -(-kv // SPLIT_BLOCK)
-    wanted = max(1, min(blocks, MAX_SPLITS, -(-TARGET_PROGRAMS // (rows * n_kv))))
+    wanted = max(1, min(blocks, -(-TARGET_PROGRAMS // (rows * n_kv))))
     split_len = -(-blocks // wanted) * SPLIT_BLOCK
     return -(-kv // split_len), split_len
 
