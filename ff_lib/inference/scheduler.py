@@ -88,6 +88,7 @@ class Scheduler:
     def submit(self, req: Request) -> Request:
         if self._closed.is_set():
             raise GenerationError("The engine was shut down: send the request again.")
+        req.submitted_at = time.perf_counter()  # a request may be built well before it is sent
         self.pending.put(req)
         self._wake.set()
         return req
