@@ -6,7 +6,6 @@ backend, and a profile of one warm prefill (kernel count, GPU time against wall 
     python benchmarks/first_reply_trace.py --model llama-8b-shape --models-dir /tmp/ff-models
 """
 
-import argparse
 import functools
 import gc
 import json
@@ -210,27 +209,20 @@ def _profile_prefill(engine, n: int, adapter_slot: int) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", default="llama-8b-shape")
-    p.add_argument("--models-dir", default="/tmp/ff-models")
-    p.add_argument("--quantization", default="bf16")
-    p.add_argument("--json")
+    from ff_lib.bench_door import probe_parser
+
+    p = probe_parser()
     p.add_argument("--first-only", action="store_true", help="only the first reply after a load")
     args = p.parse_args()
     import torch
-    from transformers import AutoTokenizer
 
-    from ff_lib.bench_door import Door, first_reply_after_load, prompt_messages
-    from ff_lib.inference.benchmodels import build_models
-    from ff_lib.inference.host import new_host
+    from ff_lib.bench_door import first_reply_after_load, fresh_door
 
-    base, adapters = build_models(args.model, Path(args.models_dir) / args.model, 16)
-    messages = prompt_messages(AutoTokenizer.from_pretrained(base), 512, 7)
     calls: list = []
     t0 = time.perf_counter()
     _trace(calls, t0)
     _watch_compiles(calls, t0)
-    door = Door(new_host(), base, args.quantization, adapters, log=lambda *_: None)
+    door, messages = fresh_door(args.model, args.models_dir, args.quantization)
     with _StackSampler() as sampler:
         first = first_reply_after_load(door, messages)
     figures_stacks = sampler.top()

@@ -6,7 +6,6 @@ processes): the first meets a cold compile cache, the second the one the first l
         --quantization bf16 [--json FILE]
 """
 
-import argparse
 import json
 import logging
 import sys
@@ -16,23 +15,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--model", default="llama-8b-shape")
-    p.add_argument("--models-dir", default="/tmp/ff-models")
-    p.add_argument("--quantization", default="bf16")
-    p.add_argument("--json")
+    from ff_lib.bench_door import probe_parser
+
+    p = probe_parser()
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch
-    from transformers import AutoTokenizer
 
-    from ff_lib.bench_door import Door, first_reply_after_load, prompt_messages
-    from ff_lib.inference.benchmodels import build_models
-    from ff_lib.inference.host import new_host
+    from ff_lib.bench_door import first_reply_after_load, fresh_door
 
-    base, adapters = build_models(args.model, Path(args.models_dir) / args.model, 16)
-    messages = prompt_messages(AutoTokenizer.from_pretrained(base), 512, 7)
-    door = Door(new_host(), base, args.quantization, adapters, log=lambda *_: None)
+    door, messages = fresh_door(args.model, args.models_dir, args.quantization)
     result = first_reply_after_load(door, messages)
     keep = (
         "load_s",

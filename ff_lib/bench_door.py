@@ -2,6 +2,7 @@
 a request joining a streaming one, scorecards. Every reply goes through the host as the pages
 send it (`stream_reply` / `generate` / `generate_many`)."""
 
+import argparse
 import random
 import statistics
 import time
@@ -108,6 +109,29 @@ def _median(values) -> float:
 
 
 # --- ours ----------------------------------------------------------------------------------------
+def probe_parser() -> argparse.ArgumentParser:
+    """The first-reply probes' arguments: the bench model, where it is built, quantization."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="llama-8b-shape")
+    p.add_argument("--models-dir", default="/tmp/ff-models")
+    p.add_argument("--quantization", default="bf16")
+    p.add_argument("--json")
+    return p
+
+
+def fresh_door(model: str, models_dir: str, quantization: str) -> tuple[Door, list[dict]]:
+    """A fresh host as the app builds it, on the bench's models (built once into `models_dir`),
+    and the bench's 512-token prompt: where the first-reply probes start."""
+    from transformers import AutoTokenizer
+
+    from ff_lib.inference.benchmodels import build_models
+    from ff_lib.inference.host import new_host
+
+    base, adapters = build_models(model, Path(models_dir) / model, 16)
+    messages = prompt_messages(AutoTokenizer.from_pretrained(base), 512, 7)
+    return Door(new_host(), base, quantization, adapters, log=lambda *_: None), messages
+
+
 def first_reply_after_load(door: Door, messages) -> dict:
     """A fresh host's first reply, as the page's first reply: load, warm-up, slot, first text."""
     stream = door.host.stream_reply(
