@@ -401,3 +401,65 @@ def test_a_request_failing_to_prepare_leaves_none_waiting(host, tiny_base, monke
         host.generate_many([_job(tiny_base, q, None) for q in QUESTIONS[:3]])
     assert time.monotonic() - started < 10  # not the stream timeout
     assert host.load_base(str(tiny_base)).scheduler.live == 0
+
+
+def test_a_request_refused_at_submission_leaves_none_waiting(host, tiny_base, monkeypatch):
+    """Requests are prepared, then submitted; when a submission is refused (the engine shut
+    down meanwhile), the error is said at once and no prepared request waits for an answer."""
+    engine = host.load_base(str(tiny_base))
+    real_submit, sent = engine.scheduler.submit, []
+
+    def submit(request):
+        if len(sent) == 1:
+            raise GenerationError("The engine was shut down: send the request again.")
+        sent.append(request)
+        return real_submit(request)
+
+    monkeypatch.setattr(engine.scheduler, "submit", submit)
+    started = time.monotonic()
+    with pytest.raises(GenerationError, match="shut down"):
+        host.generate_many([_job(tiny_base, q, None) for q in QUESTIONS[:3]])
+    assert time.monotonic() - started < 10  # not the stream timeout
+    assert engine.scheduler.wait_idle(10)  # nothing held, the one sent has ended
+
+
+def test_a_closed_stream_never_sends_its_request(host, tiny_base):
+    stream = host.stream_reply(
+        str(tiny_base), [{"role": "user", "content": QUESTIONS[0]}], GREEDY, None
+    )
+    scheduler = stream.prepare()._engine.scheduler
+    assert scheduler.live == 1  # prepared: held, so the base is not switched away under it
+    stream.close()
+    assert scheduler.live == 0
+    stream.start()  # after close: nothing is sent
+    assert scheduler.live == 0 and stream.request.new_tokens == 0
+
+
+def test_many_requests_on_two_bases_are_answered_by_their_own_base(tiny_base, short_context_base):
+    """Consecutive requests on one base go together; the next base waits for them (a held
+    request would otherwise keep the first base from ever being switched away)."""
+    host = ModelHost(max_adapters=2)
+    bases = [tiny_base, short_context_base, tiny_base]
+    jobs = [_job(b, q, None) for b, q in zip(bases, QUESTIONS, strict=False)]
+    started = time.monotonic()
+    replies = host.generate_many(jobs)
+    assert time.monotonic() - started < 120
+    assert [Path(r.base_source) for r in replies] == [Path(b) for b in bases]
+    assert all(r.finish_reason in ("eos", "length") for r in replies)
+    host.release()
+
+
+def test_a_prefill_failing_unexpectedly_tells_its_requests_and_frees_the_engine(
+    tiny_base, monkeypatch
+):
+    host = ModelHost(max_adapters=1)
+    engine = host.load_base(str(tiny_base))
+
+    def broken(batch):
+        raise KeyError("a bug in placement")  # not one of the errors _prefill expects
+
+    monkeypatch.setattr(engine.scheduler, "_prefill", broken)
+    with pytest.raises(GenerationError, match="a bug in placement"):
+        host.generate(**_job(tiny_base, QUESTIONS[0], None))
+    assert engine.scheduler.wait_idle(5)  # nothing counted live: a base switch would not wait
+    host.release()

@@ -2,6 +2,7 @@
 checks a request passes before it is accepted, and whole replies on top of `stream_reply`."""
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from ff_lib.errors import InvalidInput
@@ -69,14 +70,36 @@ class WholeReplies:
         before any is submitted and all submitted before any is read, so the engine prefills
         and decodes them together."""
         streams = [self.stream_reply(**job) for job in jobs]
-        try:
-            for stream in streams:
-                stream.prepare()
-            for stream in streams:
-                stream.start()
+        with together(streams):
             for stream in streams:
                 stream.text()
-        finally:
-            for stream in streams:
-                stream.close()
         return [s.reply for s in streams]
+
+
+@contextmanager
+def together(streams: list):
+    """Start `streams` so that the engine takes them as one batch: every request of a run of
+    consecutive streams on one base (and quantization) is prepared before any is submitted;
+    a run on another base then waits for the submitted ones, as any base switch does. Every
+    stream is closed on the way out (stopped if unread)."""
+    try:
+        for run in _runs_of_one_base(streams):
+            for stream in run:
+                stream.prepare()
+            for stream in run:
+                stream.start()
+        yield streams
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def _runs_of_one_base(streams: list) -> list[list]:
+    runs: list[tuple[tuple, list]] = []
+    for stream in streams:
+        key = (str(stream.job["base_model"]), stream.job["quantization"])
+        if runs and runs[-1][0] == key:
+            runs[-1][1].append(stream)
+        else:
+            runs.append((key, [stream]))
+    return [run for _, run in runs]

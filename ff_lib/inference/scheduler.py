@@ -77,13 +77,29 @@ class Scheduler:
         self._idle_wait_s = idle_wait_s
         self._closed = threading.Event()
         self._wake = threading.Event()
+        self._held = 0  # requests built for this engine and about to be submitted
+        self._admitting = 0  # requests taken from `pending`, not yet in a row (worker only)
+        self._held_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="ff-engine", daemon=True)
         self._thread.start()
 
     @property
     def live(self) -> int:
-        """Requests decoding or waiting for a row."""
-        return len(self.active) + self.pending.qsize()
+        """Requests decoding, waiting for a row, being admitted, or built to be submitted
+        (`hold`): a switch to another base waits for all of them. Read from other threads while
+        the worker moves requests along held -> pending -> admitting -> active, each counted in
+        the next place before it leaves the last: read in that order, none is missed."""
+        return self._held + self.pending.qsize() + self._admitting + len(self.active)
+
+    def hold(self) -> None:
+        """Count a request being built for this engine as live until `let_go` (after its
+        submission, or when it will not be sent)."""
+        with self._held_lock:
+            self._held += 1
+
+    def let_go(self) -> None:
+        with self._held_lock:
+            self._held -= 1
 
     def submit(self, req: Request) -> Request:
         if self._closed.is_set():
@@ -149,20 +165,36 @@ class Scheduler:
         padded forward (up to PREFILL_TOKENS padded tokens), a long prompt on its own."""
         batch: list[Request] = []
         while len(self.active) + len(batch) < self.model.max_rows:
+            self._admitting += 1  # counted as live before it leaves the queue (see `live`)
             try:
                 req = self.pending.get_nowait()
             except queue.Empty:
+                self._admitting -= 1
                 break
             if req.stop.is_set():
                 self._finish(req, "stopped")
+                self._admitting -= 1
                 continue
             longest = max([len(r.prompt_ids) for r in batch] + [len(req.prompt_ids)])
             if batch and longest * (len(batch) + 1) > PREFILL_TOKENS:
-                self._prefill(batch)
+                self._prefill_admitted(batch)
                 batch = []
             batch.append(req)
         if batch:
+            self._prefill_admitted(batch)
+
+    def _prefill_admitted(self, batch: list[Request]) -> None:
+        """_prefill, after which each request has a row or has ended: also when it fails
+        unexpectedly (the worker's handler then tells the live rows)."""
+        try:
             self._prefill(batch)
+        except Exception as exc:  # noqa: BLE001 - said to each admitted request, then re-raised
+            for req in batch:
+                if not req.finish_reason and req not in self.active:
+                    self._finish(req, "error", _generation_error(exc))
+            raise
+        finally:
+            self._admitting -= len(batch)
 
     def _prefill(self, batch: list[Request]) -> None:
         """Place each request in a slot and a row, prefill them together, emit first tokens."""
@@ -327,7 +359,7 @@ class Scheduler:
         req.ended.set()
 
     def _fail_all(self, exc: BaseException) -> None:
-        error = exc if isinstance(exc, FFError) else GenerationError(f"Generation failed: {exc}")
+        error = _generation_error(exc)
         for req in self.active:
             self._finish(req, "error", error)
         self.active = []
@@ -336,3 +368,8 @@ class Scheduler:
                 self._finish(self.pending.get_nowait(), "error", error)
             except queue.Empty:
                 return
+
+
+def _generation_error(exc: BaseException) -> FFError:
+    """The error a request's reader is told: ours as it is, any other wrapped and named."""
+    return exc if isinstance(exc, FFError) else GenerationError(f"Generation failed: {exc}")

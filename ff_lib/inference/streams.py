@@ -71,20 +71,27 @@ class ReplyStream:
         self._tokens: list[dict] = []
         self._done = False
         self._submitted = False
+        self._held = False
 
     # --- start -----------------------------------------------------------------------------------
     def start(self) -> "ReplyStream":
-        """Load the base if needed and submit the request (idempotent)."""
+        """Load the base if needed and submit the request (idempotent; nothing once closed)."""
+        if self._done:
+            return self
         self.prepare()
-        if self.request is not None and not self._submitted:
+        if not self._submitted:
+            try:
+                self._engine.scheduler.submit(self.request)
+            finally:
+                self._let_go()  # submitted (now pending) or refused: no longer held
             self._submitted = True
-            self._engine.scheduler.submit(self.request)
         return self
 
     def prepare(self) -> "ReplyStream":
-        """Load the base if needed and build the request, not submitted yet (idempotent):
-        `generate_many` prepares every request before submitting any, so that they arrive
-        together and are prefilled and decoded as one batch."""
+        """Load the base if needed and build the request, held but not submitted yet
+        (idempotent): `door.together` prepares every request before submitting any, so they
+        arrive together and are prefilled and decoded as one batch. A held request counts as
+        live: the base is not switched away under it."""
         if self.request is not None or self._done:
             return self
         job = self.job
@@ -112,7 +119,14 @@ class ReplyStream:
         )
         self._engine, self._built = engine, built
         self._text = TextStream(engine.tokenizer)
+        engine.scheduler.hold()
+        self._held = True
         return self
+
+    def _let_go(self) -> None:
+        if self._held:
+            self._held = False
+            self._engine.scheduler.let_go()
 
     def _wait_hook(self) -> None:
         self.waiting = True
@@ -177,6 +191,7 @@ class ReplyStream:
     def close(self) -> None:
         """Stop generating: the row leaves the batch at the next step; the Reply keeps the text."""
         if self._done or not self._submitted:  # never sent: nothing to stop or wait for
+            self._let_go()
             self._done = True
             return
         self.request.stop.set()
@@ -272,7 +287,8 @@ class ReplyStream:
         )
 
     def __del__(self):
-        # A stream dropped unread must not keep a row decoding.
+        # A stream dropped unread must not keep a row decoding, nor its base held.
+        self._let_go()
         if self.request is not None and not self._done:
             self.request.stop.set()
 
