@@ -15,8 +15,11 @@ from tests.fixtures_models import CAPITAL_PAIRS
 
 
 class FakeStream:
-    def __init__(self, host, text):
-        self.host, self._text = host, text
+    def __init__(self, host, text, job):
+        self.host, self._text, self.job = host, text, job
+
+    def prepare(self):
+        return self
 
     def start(self):
         return self
@@ -42,7 +45,8 @@ class FakeHost:
         who = "base" if adapter_dir is None else Path(adapter_dir).name
         prompt = messages[-1]["content"]
         self.asked.append((who, prompt))
-        return FakeStream(self, f"{who}: {prompt}")
+        job = {"base_model": base_model, "quantization": quantization}
+        return FakeStream(self, f"{who}: {prompt}", job)
 
 
 class SpyWorkspace:
