@@ -109,6 +109,11 @@ class _StoppingHost:
         stream, outer = self.host.stream_reply(*args, **kwargs), self
 
         class Stopping:
+            job = stream.job
+
+            def prepare(self):
+                return stream.prepare()
+
             def start(self):
                 return stream.start()
 

@@ -355,11 +355,18 @@ class SlowDoor:
 
 
 class SlowStream:
+    """Read with a pause per piece; the base counts as answering (held, as a request about to
+    be sent is) until the stream is closed, however fast the engine decodes."""
+
     def __init__(self, stream, pause_s: float):
         self.stream, self.pause_s = stream, pause_s
+        self._scheduler = None
 
     def start(self):
         self.stream.start()
+        if self._scheduler is None:
+            self._scheduler = self.stream._engine.scheduler
+            self._scheduler.hold()
         return self
 
     def __iter__(self):
@@ -373,6 +380,9 @@ class SlowStream:
 
     def close(self):
         self.stream.close()
+        if self._scheduler is not None:
+            self._scheduler.let_go()
+            self._scheduler = None
 
 
 def wait_for(condition, timeout_s: float = 20.0):
