@@ -122,13 +122,11 @@ def probe_parser() -> argparse.ArgumentParser:
 def fresh_door(model: str, models_dir: str, quantization: str) -> tuple[Door, list[dict]]:
     """A fresh host as the app builds it, on the bench's models (built once into `models_dir`),
     and the bench's 512-token prompt: where the first-reply probes start."""
-    from transformers import AutoTokenizer
-
-    from ff_lib.inference.benchmodels import build_models
+    from ff_lib.inference.benchmodels import build_models, tokenizer_of
     from ff_lib.inference.host import new_host
 
     base, adapters = build_models(model, Path(models_dir) / model, 16)
-    messages = prompt_messages(AutoTokenizer.from_pretrained(base), 512, 7)
+    messages = prompt_messages(tokenizer_of(base), 512, 7)
     return Door(new_host(), base, quantization, adapters, log=lambda *_: None), messages
 
 

@@ -463,3 +463,21 @@ def test_a_prefill_failing_unexpectedly_tells_its_requests_and_frees_the_engine(
         host.generate(**_job(tiny_base, QUESTIONS[0], None))
     assert engine.scheduler.wait_idle(5)  # nothing counted live: a base switch would not wait
     host.release()
+
+
+def test_a_cuda_engine_turns_cudnn_attention_off_for_the_process(caplog):
+    """cuDNN's attention builds a plan for every new prompt length (0.6-1.2 s the first times
+    on the H200): a CUDA engine turns it off once, process-wide, and says so."""
+    from ff_lib.inference import decode
+
+    was = torch.backends.cuda.cudnn_sdp_enabled()
+    try:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        with caplog.at_level("INFO", logger="ff_lib.inference.decode"):
+            decode._without_cudnn_attention()
+            decode._without_cudnn_attention()  # said once
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
+        assert "cuDNN attention turned off" in caplog.records[0].message
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(was)

@@ -10,13 +10,12 @@ is captured as a graph per (rows, KV length) bucket, with Triton kernels for rot
 and split-KV attention (ff_lib/inference/kernels.py), so attention reads what each row needs.
 """
 
+import logging
 import threading
-from contextlib import nullcontext
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ff_lib.errors import GenerationError
 from ff_lib.inference import kernels
@@ -24,11 +23,23 @@ from ff_lib.inference.decode_step import DecodeSteps
 from ff_lib.inference.ops import EAGER_OPS, compiled_ops
 from ff_lib.inference.slots import GROUPS, AdapterSlots
 
+log = logging.getLogger(__name__)
 PREFILL_CHUNK = 2048
-# Prefill and scoring attention on CUDA: flash attention (memory-efficient attention where a
-# mask is given). Torch's default on Hopper, cuDNN's, builds a plan for every new sequence
-# length: ~50 ms for each new prompt length, 0.6-1.2 s the first times (measured on the H200).
-PREFILL_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
+
+
+def _without_cudnn_attention() -> None:
+    """Turn cuDNN's attention off for the process (said once in the log): torch's default
+    on Hopper, it builds a plan for every new sequence length, ~50 ms for each new prompt
+    length and 0.6-1.2 s the first times (measured on the H200); SDPA then takes flash
+    attention, or memory-efficient attention where a mask is given. A process-wide flag
+    rather than a context around each prefill: torch keeps these flags global, and a context
+    in one thread changes them under every other."""
+    if torch.backends.cuda.cudnn_sdp_enabled():
+        torch.backends.cuda.enable_cudnn_sdp(False)
+        log.info(
+            "cuDNN attention turned off for this process: prefill uses flash attention (cuDNN "
+            "builds a plan for every new prompt length)."
+        )
 
 
 class RowLoRA(NamedTuple):
@@ -110,6 +121,8 @@ class BatchedLM(DecodeSteps):
             max_slots,
             a_storage=self._a_rows,
         )
+        if self.device.type == "cuda":
+            _without_cudnn_attention()
         group = self.n_heads // self.n_kv
         self.kernels = (
             use_graphs
@@ -208,7 +221,7 @@ class BatchedLM(DecodeSteps):
     # --- one layer -----------------------------------------------------------------------------
     def _project(self, i: int, group: str, x: torch.Tensor, lora) -> torch.Tensor:
         """Base output of a projection group (concatenated) plus each row's LoRA; `lora` is
-        None (no row has an adapter) or (slot ids, masks or None for the CUDA kernel)."""
+        None (no row has an adapter) or a RowLoRA (one slot, masks, or the CUDA kernel)."""
         fused = self.fused[i].get(group)
         if fused is not None:
             weight, bias, n = fused
@@ -324,10 +337,6 @@ class BatchedLM(DecodeSteps):
         gqa = keys.shape[1] != q.shape[1]
         return F.scaled_dot_product_attention(q, keys, values, enable_gqa=gqa, **how)
 
-    def _attention_backends(self):
-        """Flash attention for prefill and scoring on CUDA (see PREFILL_BACKENDS)."""
-        return sdpa_kernel(PREFILL_BACKENDS) if self.device.type == "cuda" else nullcontext()
-
     # --- prefill -------------------------------------------------------------------------------
     def prefill(self, row: int, ids: list[int], slot: int, start: int = 0) -> torch.Tensor:
         """Run `ids` (positions start..) for cache row `row`; float32 logits of the last one."""
@@ -336,7 +345,7 @@ class BatchedLM(DecodeSteps):
                 f"Prompt of {start + len(ids)} tokens does not fit the engine's context of "
                 f"{self.max_len} tokens."
             )
-        with self.lock, torch.inference_mode(), self._attention_backends():
+        with self.lock, torch.inference_mode():
             logits = None
             for offset in range(0, len(ids), PREFILL_CHUNK):
                 chunk = ids[offset : offset + PREFILL_CHUNK]
@@ -382,7 +391,7 @@ class BatchedLM(DecodeSteps):
                 f"Prompt of {longest} tokens does not fit the engine's context of "
                 f"{self.max_len} tokens."
             )
-        with self.lock, torch.inference_mode(), self._attention_backends():
+        with self.lock, torch.inference_mode():
             padded = [p + [0] * (longest - len(p)) for p in prompts]
             tok = torch.tensor(padded, dtype=torch.long, device=self.device).view(-1)
             x = F.embedding(tok, self.lm.model.embed_tokens.weight)
@@ -421,7 +430,7 @@ class BatchedLM(DecodeSteps):
             raise GenerationError(
                 f"Text of {n} tokens is longer than the context ({self.max_len})."
             )
-        with self.lock, torch.inference_mode(), self._attention_backends():
+        with self.lock, torch.inference_mode():
             tok = torch.tensor(ids, dtype=torch.long, device=self.device).repeat(rows)
             x = F.embedding(tok, self.lm.model.embed_tokens.weight)
             cos, sin = self.cos[:n].repeat(rows, 1), self.sin[:n].repeat(rows, 1)

@@ -45,8 +45,9 @@ def attention_supported(head_dim: int, group: int) -> bool:
 
 
 if triton is not None:
-
-    @triton.jit
+    # A row of a one-row graph's inputs starts 8 bytes into their (4, rows) tensor: pointer
+    # alignment is not specialized for them, so row buckets share one compiled kernel.
+    @triton.jit(do_not_specialize_on_alignment=["pos_ptr"])
     def _rope_cache_kernel(
         qkv, qkv_stride, cos, sin, pos_ptr, q_out, k_cache, v_cache,
         cache_row, cache_head, n_heads, n_kv, D: tl.constexpr,
@@ -161,7 +162,9 @@ if triton is not None:
         w = tl.load(weight + cols, mask=mask, other=0.0).to(tl.float32)
         tl.store(h_out + row * n_cols + cols, (w * normed).to(xs.dtype), mask=mask)
 
-    @triton.jit(do_not_specialize=["none_slot", "capacity"])
+    @triton.jit(
+        do_not_specialize=["none_slot", "capacity"], do_not_specialize_on_alignment=["slot_ids"]
+    )
     def _lora_expand_kernel(
         out, out_stride, xa, xa_stride, b, slot_ids, none_slot, n_cols, capacity,
         bound1, bound2, rank, R: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -236,12 +239,15 @@ def decode_attention(q, k_cache, v_cache, lengths, kv: int):
     return out
 
 
-def expand_launch(rows: int) -> tuple[int, int]:
+def expand_launch(rows: int, rank: int = 16) -> tuple[int, int]:
     """(columns a program, warps) of lora_expand for a batch of `rows`: measured per 8B-shape
-    group on the H200 (benchmarks/expand_sweep.py), two warps are best at any size; narrow
-    programs at 1-2 rows (gate/up 2.4 us a call against 3.2 before), wide ones at more
-    (16 rows: gate/up 5.2 us against 22)."""
-    return (64 if rows <= 2 else 512), 2
+    group at rank 16 on the H200 (benchmarks/expand_sweep.py), two warps are best at any size;
+    narrow programs at 1-2 rows (gate/up 2.4 us a call against 3.2 before), wide ones at more
+    (16 rows: gate/up 5.2 us against 22). A program holds rank x columns values: wide programs
+    narrow as the rank grows, so a rank-64 adapter's tile is no larger than rank 16's."""
+    if rows <= 2:
+        return 64, 2
+    return max(64, 512 * 16 // max(16, triton.next_power_of_2(rank))), 2
 
 
 def add_rms_norm(x, y, weight, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -264,7 +270,7 @@ def lora_expand(
     whose slot is not `none_slot`. xa (rows, modules x capacity x R); b (capacity, R, sum of
     widths), pre-scaled; `widths` the modules' output widths (at most three). `launch`:
     (columns a program, warps), expand_launch's by default."""
-    block, warps = launch or expand_launch(out.shape[0])
+    block, warps = launch or expand_launch(out.shape[0], b.shape[1])
     rows, n_cols = out.shape
     capacity, rank = b.shape[0], b.shape[1]
     bounds = [sum(widths[: i + 1]) for i in range(len(widths) - 1)] + [n_cols, n_cols]

@@ -25,10 +25,12 @@ class RowSampler:
         self.logprobs: list[int | None] = [None] * max_rows
 
     def warm_up(self) -> None:
-        """Choose one greedy token on row 0 with the default penalty (row 0's state is reset by
-        the next start): the kernels a first reply's first token needs are loaded before it."""
-        self.start(0, [0], GenerationSettings(temperature=0.0), 0, None)
-        self.choose(torch.zeros(1, self.vocab, device=self.device), [0])
+        """Choose one token on row 0 greedily and one with the default preset's sampling
+        (row 0's state is reset by the next start): the kernels a first reply's first token
+        needs are loaded before it."""
+        for settings in (GenerationSettings(temperature=0.0), GenerationSettings()):
+            self.start(0, [0], settings, 0, None)
+            self.choose(torch.zeros(1, self.vocab, device=self.device), [0])
 
     def start(self, row: int, prompt_ids: list[int], settings, seed, logprobs: int | None):
         """Begin a reply on `row`: the prompt counts as seen for the repetition penalty."""
