@@ -3,6 +3,7 @@ checks a request passes before it is accepted, and whole replies on top of `stre
 
 from collections.abc import Callable
 from contextlib import contextmanager
+from itertools import groupby
 from pathlib import Path
 
 from ff_lib.errors import InvalidInput
@@ -95,11 +96,7 @@ def together(streams: list):
 
 
 def _runs_of_one_base(streams: list) -> list[list]:
-    runs: list[tuple[tuple, list]] = []
-    for stream in streams:
-        key = (str(stream.job["base_model"]), stream.job["quantization"])
-        if runs and runs[-1][0] == key:
-            runs[-1][1].append(stream)
-        else:
-            runs.append((key, [stream]))
-    return [run for _, run in runs]
+    def base(stream) -> tuple:
+        return str(stream.job["base_model"]), stream.job["quantization"]
+
+    return [list(run) for _, run in groupby(streams, key=base)]
