@@ -342,18 +342,14 @@ def _on_device(lora: LoraFactors, device) -> dict:
     """The adapter's factors, as read, on `device`: one transfer per dtype (a synchronous copy
     per factor, 448 on the 8B shape, took 0.06 s on some H200 runs and 1.0-1.2 s on others,
     the first reply after a load waiting for it). (layer, module) -> (A, B, scaling)."""
+    moved = {key: [a, b, scale] for key, (a, b, scale) in lora.factors.items()}
     by_dtype: dict[torch.dtype, list] = {}
     for key, (a, b, _) in lora.factors.items():
-        for which, tensor in (("a", a), ("b", b)):
+        for which, tensor in enumerate((a, b)):
             by_dtype.setdefault(tensor.dtype, []).append((key, which, tensor))
-    moved: dict = {}
     for items in by_dtype.values():
         flat = torch.cat([t.reshape(-1) for _, _, t in items]).to(device)
-        at = 0
-        for key, which, tensor in items:
-            moved[(key, which)] = flat[at : at + tensor.numel()].view(tensor.shape)
-            at += tensor.numel()
-    return {
-        key: (moved[(key, "a")], moved[(key, "b")], scale)
-        for key, (_, _, scale) in lora.factors.items()
-    }
+        parts = flat.split([t.numel() for _, _, t in items])
+        for (key, which, tensor), part in zip(items, parts, strict=True):
+            moved[key][which] = part.view(tensor.shape)
+    return {key: tuple(factors) for key, factors in moved.items()}
