@@ -59,10 +59,17 @@ def graph_step_ms(engine: BatchedLM, rows: int, kv: int, slot: int, steps: int =
     return start.elapsed_time(end) / steps
 
 
+def step_inputs(engine: BatchedLM, tokens, positions, slots) -> tuple:
+    """(tokens, positions, slots) as the engine's own step reads them (rows of one tensor)."""
+    ids = engine._graph_inputs(len(tokens))
+    engine._fill(ids, len(tokens), tokens, positions, slots, chained=False)
+    return ids[0], ids[1], ids[2]
+
+
 def kernel_table(engine: BatchedLM, rows: int, kv: int, slot: int, top: int = 25) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
-    inputs = engine._inputs(rows, [1] * rows, [kv - 2] * rows, [slot] * rows)
+    inputs = step_inputs(engine, [1] * rows, [kv - 2] * rows, [slot] * rows)
     lora = slot != engine.slots.none_slot
     with torch.inference_mode():
         for _ in range(3):
@@ -129,7 +136,7 @@ def check_kernels(engine: BatchedLM) -> list:
     for rows, kv in ((1, 512), (4, 4096)):
         slots = [0, engine.slots.none_slot] * (rows // 2) or [0]
         positions = [kv - 2 - 37 * r for r in range(rows)]
-        inputs = engine._inputs(rows, [7 + r for r in range(rows)], positions, slots)
+        inputs = step_inputs(engine, [7 + r for r in range(rows)], positions, slots)
         with torch.inference_mode():
             engine.kernels = False
             ref = engine._decode_step(*inputs, kv, True)

@@ -144,12 +144,6 @@ class DecodeSteps:
         ids[0].copy_(chosen)
         ids[1].add_(1)
 
-    def _inputs(self, n, tokens, positions, slots):
-        return tuple(
-            torch.tensor(values, dtype=torch.long, device=self.device)
-            for values in (tokens, positions, slots)
-        )
-
     def _decode_step(self, tok, pos, slot, kv: int, lora: bool) -> torch.Tensor:
         """float32 logits of one step. Device-side only (no .item(), no branch on values):
         safe to capture."""
@@ -276,9 +270,7 @@ class DecodeSteps:
         """Capture the decode graphs a first reply will use, with and without an adapter
         (no-op without graphs). One slot of rank 16 is made first, so a first adapter of
         that rank does not change the slot layout the graphs were captured for."""
-        with self.lock:
-            if not self.slots.capacity:
-                self.slots.reserve(1, 16)
+        self._first_slot()
         if not self.use_graphs:
             return
         with self.lock, torch.inference_mode():
@@ -287,19 +279,21 @@ class DecodeSteps:
                     for lora in (False, True):
                         self._graph(r, min(kv, self.max_len), lora)
 
+    def _first_slot(self) -> None:
+        """One slot of rank 16 before anything is captured or compiled (the common first
+        adapter then changes no layout)."""
+        with self.lock:
+            if not self.slots.capacity:
+                self.slots.reserve(1, 16)
+
     def compile_ahead(self) -> None:
         """Run one row's decode step, with and without an adapter, outside any graph: the
         compiled kernels get built exactly as warm_up's first capture would build them, and
         nothing is captured (safe while another thread copies weights to the GPU); then a short
         prefill, with and without an adapter, so that the first prompt loads no kernel."""
-        with self.lock:
-            if not self.slots.capacity:
-                self.slots.reserve(1, 16)
+        self._first_slot()
         with self.lock, torch.inference_mode():
-            # The inputs laid out as a graph's (one (4, rows) tensor): Triton compiles a kernel
-            # per pointer alignment, and a row of a one-row graph's inputs starts 8 bytes in
-            # (separate tensors here recompiled the rotary kernel at the first capture).
-            ids = self._graph_inputs(1)
+            ids = self._graph_inputs(1)  # the inputs a one-row graph reads
             for lora in (False, True):
                 for _ in range(2):  # the capture runs the step twice before capturing
                     self._decode_step(ids[0], ids[1], ids[2], min(512, self.max_len), lora)
