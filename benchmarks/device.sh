@@ -12,7 +12,8 @@
 # get_host().stream_reply as the Inference page calls it, to cross-check the bench's batch 1),
 # explain (the token view of a 256-token reply), scorecard (200 rows x 4 models vs one by one),
 # profile (benchmarks/step_profile.py: a decode step's kernels and graph times, a diagnostic),
-# trace (benchmarks/first_reply_trace.py: the first reply after a load, method by method).
+# trace (benchmarks/first_reply_trace.py: the first reply after a load, method by method),
+# timeline (benchmarks/batch_timeline.py: rows together request by request; first tokens).
 # A dry run on a CPU: WHEELS=none PYTHON=.venv/bin/python BENCH_MODEL=demo \
 #   BENCH_ARGS="--switches 50" bash benchmarks/device.sh models none appcheck
 set -u
@@ -87,6 +88,11 @@ transformers.__version__, peft.__version__, b.__version__, d.__version__)"
       [ -f "$M/$MODEL/base/ff_bench.json" ] || build_models
       timeout 300 $PY benchmarks/first_reply_trace.py --model "$MODEL" --models-dir "$M" \
         ${TRACE_ARGS:-} --json "$OUT/trace.json" 2>&1 | quiet | tee "$OUT/trace.log" | tail -150
+      status=$((status | PIPESTATUS[0])) ;;
+    timeline)  # rows together step by step, and a first token after long and short replies
+      [ -f "$M/$MODEL/base/ff_bench.json" ] || build_models
+      timeout 300 $PY benchmarks/batch_timeline.py --model "$MODEL" --models-dir "$M" \
+        ${TIMELINE_ARGS:-} --json "$OUT/timeline.json" 2>&1 | quiet | tee "$OUT/timeline.log" | tail -60
       status=$((status | PIPESTATUS[0])) ;;
     firsttext)  # first text after a fresh load, twice: cold, then warm compile cache
       [ -f "$M/$MODEL/base/ff_bench.json" ] || build_models
