@@ -338,17 +338,22 @@ class Scheduler:
                 req.finish_reason = "length"
 
     def _retire(self) -> None:
-        """Finished rows leave at once; the last live row moves into the freed place."""
-        for req in [r for r in self.active if r.finish_reason or r.stop.is_set()]:
+        """Finished rows leave at once; live rows past the new end move into the freed places
+        (only those: rows ending together are not moved into each other's places first)."""
+        leaving = [r for r in self.active if r.finish_reason or r.stop.is_set()]
+        if not leaving:
+            return
+        for req in leaving:
             self._finish(req, req.finish_reason or "stopped")
-            hole = req.row
-            self.active.remove(req)  # self.active[i].row == i, except past the hole
-            if self.active and self.active[-1].row > hole:
-                last = self.active.pop()
-                self.model.move_row(last.row, hole, last.position)
-                self.sampler.move(last.row, hole)
-                last.row = hole
-                self.active.insert(hole, last)
+        staying = [r for r in self.active if not any(r is q for q in leaving)]
+        holes = iter(sorted(r.row for r in leaving if r.row < len(staying)))
+        for req in staying:
+            if req.row >= len(staying):
+                hole = next(holes)
+                self.model.move_row(req.row, hole, req.position)
+                self.sampler.move(req.row, hole)
+                req.row = hole
+        self.active = sorted(staying, key=lambda r: r.row)  # self.active[i].row == i
 
     def _finish(self, req: Request, reason: str, error: BaseException | None = None) -> None:
         req.finish_reason = reason
