@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from ff_lib.errors import InvalidInput
 from ff_lib.inference import PRESETS, GenerationSettings
 from ff_lib.inference.base_identity import same_base
-from ff_lib.inference.door import together
+from ff_lib.inference.door import checks_shared, together
 from ff_lib.inference.provenance import adapter_sha256
 from ff_lib.runs import RunCheck, usable_run
 from ff_lib.scoring import mean_scores, score_answer
@@ -99,16 +99,17 @@ class AnswerBuffer:
 def _answers(host, base_model, jobs, settings, quantization):
     """Yield (job, text) in job order; every job's stream is started, as one batch, before
     any is read."""
-    streams = [
-        host.stream_reply(
-            base_model,
-            [{"role": "user", "content": pair.prompt}],
-            settings,
-            None if target is None else target.adapter_path,
-            quantization=quantization,
-        )
-        for (_, _, target), _, pair in jobs
-    ]
+    with checks_shared():
+        streams = [
+            host.stream_reply(
+                base_model,
+                [{"role": "user", "content": pair.prompt}],
+                settings,
+                None if target is None else target.adapter_path,
+                quantization=quantization,
+            )
+            for (_, _, target), _, pair in jobs
+        ]
     with together(streams):
         for job, stream in zip(jobs, streams, strict=True):
             yield job, stream.text()
