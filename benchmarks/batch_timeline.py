@@ -129,7 +129,9 @@ def main() -> None:
     for t in out["ttft"]:
         print("ttft after", t["after_tokens"], t["ttft_ms"], t["admitted_ms"],
               t["prefill_to_token_ms"], t["prefills"], flush=True)  # fmt: skip
-    out["rows"] = [rows_timeline(door, int(n), records, args.prompt_tokens) for n in args.rows.split(",")]
+    out["rows"] = [
+        rows_timeline(door, int(n), records, args.prompt_tokens) for n in args.rows.split(",")
+    ]
     for r in out["rows"]:
         print(json.dumps({k: v for k, v in r.items() if k != "requests"}), flush=True)
         for q in r["requests"]:

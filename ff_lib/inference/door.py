@@ -13,7 +13,6 @@ from ff_lib.inference.prompts import normalize_messages
 from ff_lib.inference.replies import Reply
 from ff_lib.inference.settings import GenerationSettings
 
-
 # (adapter folder, base) -> the checked folder, while requests are built together (checks_shared)
 _SHARED_CHECKS: ContextVar[dict | None] = ContextVar("shared_checks", default=None)
 

@@ -80,6 +80,7 @@ def _compile_in_process() -> None:
     slot took 3.1 s instead of 0.05 s, in six runs of ten. The few kernels compiled here take
     no longer in one process, and they are built while the base's weights load."""
     import torch._inductor.config as inductor
+
     if inductor.compile_threads != 1:
         inductor.compile_threads = 1
         log.info("torch.compile runs in this process (no compile workers): they starved the "
