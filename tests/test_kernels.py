@@ -169,3 +169,44 @@ def test_residual_add_and_norm_equal_torch(dtype, tol):
     # the residual: x + y rounded once (the interpreter may round bf16 otherwise than a GPU)
     assert (x_out.float() - x_ref.float()).abs().max() <= tol * max(1.0, x_ref.abs().max())
     assert (h.float() - h_ref.float()).abs().max() <= tol * max(1.0, h_ref.abs().max())
+
+
+def test_a_prefills_rotary_writes_each_prompt_into_its_own_cache_row():
+    """Prefill: `per_row` tokens a cache row, from the cache view's first row, at positions
+    given per token (two 5-token prompts into rows 1 and 2 of a 4-row cache)."""
+    torch.manual_seed(7)
+    prompts, length, max_len = 2, 5, 16
+    width = (N_HEADS + 2 * N_KV) * D
+    qkv = torch.randn(prompts * length, width + 16)[:, :width]
+    cos, sin = torch.randn(max_len, D), torch.randn(max_len, D)
+    pos = torch.arange(length).repeat(prompts)
+    k_cache = torch.zeros(4, N_KV, max_len, D)
+    v_cache = torch.zeros_like(k_cache)
+    q = kernels.rope_cache_write(
+        qkv, cos, sin, pos, k_cache[1:], v_cache[1:], N_HEADS, N_KV, per_row=length
+    )
+    q_ref, k_ref = _rope_qk(
+        qkv[:, : N_HEADS * D].view(-1, N_HEADS, D),
+        qkv[:, N_HEADS * D : (N_HEADS + N_KV) * D].view(-1, N_KV, D),
+        cos[pos][:, None],
+        sin[pos][:, None],
+    )
+    assert torch.equal(q, q_ref)
+    for j in range(prompts):
+        tokens = slice(j * length, (j + 1) * length)
+        assert torch.equal(k_cache[1 + j, :, :length], k_ref[tokens].transpose(0, 1))
+        v = qkv[tokens, (N_HEADS + N_KV) * D :].reshape(length, N_KV, D)
+        assert torch.equal(v_cache[1 + j, :, :length], v.transpose(0, 1))
+    assert not k_cache[0].any() and not k_cache[3].any()  # rows of no prompt untouched
+    assert not k_cache[1:3, :, length:].any()  # nor positions past the prompts
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-6), (torch.bfloat16, 0.02)])
+def test_silu_gating_equals_torch(dtype, tol):
+    from ff_lib.inference.ops import _silu_mul
+
+    torch.manual_seed(8)
+    gate_up = torch.randn(5, 2 * 1100 + 32, dtype=dtype)[:, : 2 * 1100]  # a wider output's view
+    out, ref = kernels.silu_mul(gate_up), _silu_mul(gate_up)
+    assert out.shape == ref.shape == (5, 1100)
+    assert (out.float() - ref.float()).abs().max() <= tol * max(1.0, ref.abs().max())

@@ -130,6 +130,14 @@ class BatchedLM(DecodeSteps):
             and self.dtype in (torch.bfloat16, torch.float16)
             and kernels.attention_supported(self.head_dim, group)
         )
+        # Prefill's element-wise chains: the decode step's Triton kernels where it has them (a
+        # 512-token prefill was 1,517 launches, its host time the first token's wait)
+        self.prefill_ops = EAGER_OPS
+        if self.kernels:
+            self.prefill_ops = {
+                **EAGER_OPS, "add_norm": kernels.add_rms_norm, "silu_mul": kernels.silu_mul
+            }  # fmt: skip
+        self.fused_rope = self.kernels and not hasattr(attn, "q_norm")  # Qwen3 norms q/k first
         shape = (max_rows, self.n_kv, max_len, self.head_dim)
         self.k_cache = [
             torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers
@@ -357,7 +365,7 @@ class BatchedLM(DecodeSteps):
         end = start + n
         tok = torch.tensor(ids, dtype=torch.long, device=self.device)
         x = F.embedding(tok, self.lm.model.embed_tokens.weight)
-        cos, sin = self.cos[start:end], self.sin[start:end]
+        tables = self._rope_tables(start, n, 1)
         lora = self._token_lora([slot], n)
         if start:
             allowed = (
@@ -366,9 +374,7 @@ class BatchedLM(DecodeSteps):
             attn_mask = torch.where(allowed, 0.0, self._neg).to(self.dtype)[None, None]
 
         def attend(i, qkv):
-            q, k, v = self._rotated(i, qkv, cos, sin, EAGER_OPS)
-            self.k_cache[i][row, :, start:end] = k.transpose(0, 1)
-            self.v_cache[i][row, :, start:end] = v.transpose(0, 1)
+            q = self._rotate_into_cache(i, qkv, tables, slice(row, row + 1), start, n)
             keys = self.k_cache[i][row : row + 1, :, :end]
             values = self.v_cache[i][row : row + 1, :, :end]
             qh = q.transpose(0, 1)[None]
@@ -378,7 +384,36 @@ class BatchedLM(DecodeSteps):
                 out = self._sdpa(qh, keys, values, is_causal=True)
             return out[0].transpose(0, 1).reshape(n, -1)
 
-        return self._head(self._layers_forward(x, lora, attend)[-1:]).float()[0]
+        h = self._layers_forward(x, lora, attend, self.prefill_ops)
+        return self._head(h[-1:]).float()[0]
+
+    def _rope_tables(self, start: int, length: int, rows: int):
+        """What a prefill's rotary reads, for `rows` prompts of `length` tokens from `start`:
+        each token's position (the fused kernel looks the tables up itself), else the tables'
+        rows."""
+        if self.fused_rope:
+            pos = self.key_pos[start : start + length]
+            return pos.repeat(rows) if rows > 1 else pos
+        cos, sin = self.cos[start : start + length], self.sin[start : start + length]
+        return (cos.repeat(rows, 1), sin.repeat(rows, 1)) if rows > 1 else (cos, sin)
+
+    def _rotate_into_cache(self, i: int, qkv, tables, rows: slice, start: int, length: int):
+        """q (tokens, heads, D) of a prefill's qkv; its rotated keys and its values written into
+        cache rows `rows` at positions start..start+length (`length` tokens a row): one Triton
+        launch on CUDA, torch's rotary and two copies otherwise. `tables`: _rope_tables'."""
+        if self.fused_rope:
+            return kernels.rope_cache_write(
+                qkv, self.cos, self.sin, tables, self.k_cache[i][rows], self.v_cache[i][rows],
+                self.n_heads, self.n_kv, per_row=length,
+            )  # fmt: skip
+        q, k, v = self._rotated(i, qkv, *tables, EAGER_OPS)
+
+        def heads(t):  # (rows, kv heads, tokens, D)
+            return t.reshape(-1, length, t.shape[1], self.head_dim).transpose(1, 2)
+
+        self.k_cache[i][rows, :, start : start + length] = heads(k)
+        self.v_cache[i][rows, :, start : start + length] = heads(v)
+        return q
 
     def prefill_many(self, first_row: int, prompts: list[list[int]], slots: list[int]):
         """Fresh prompts (positions 0..) into cache rows first_row.. in one padded forward;
@@ -395,22 +430,19 @@ class BatchedLM(DecodeSteps):
             padded = [p + [0] * (longest - len(p)) for p in prompts]
             tok = torch.tensor(padded, dtype=torch.long, device=self.device).view(-1)
             x = F.embedding(tok, self.lm.model.embed_tokens.weight)
-            cos, sin = self.cos[:longest].repeat(n, 1), self.sin[:longest].repeat(n, 1)
+            tables = self._rope_tables(0, longest, n)
             lora = self._token_lora(slots, longest)
             rows = slice(first_row, first_row + n)
 
             def attend(i, qkv):
-                def heads(t):
-                    return t.reshape(n, longest, -1, self.head_dim).transpose(1, 2)
-
-                q, k, v = self._rotated(i, qkv, cos, sin, EAGER_OPS)
-                keys, values = heads(k), heads(v)
-                self.k_cache[i][rows, :, :longest] = keys
-                self.v_cache[i][rows, :, :longest] = values
-                out = self._sdpa(heads(q), keys, values, is_causal=True)
+                q = self._rotate_into_cache(i, qkv, tables, rows, 0, longest)
+                keys = self.k_cache[i][rows, :, :longest]
+                values = self.v_cache[i][rows, :, :longest]
+                q = q.reshape(n, longest, -1, self.head_dim).transpose(1, 2)
+                out = self._sdpa(q, keys, values, is_causal=True)
                 return out.transpose(1, 2).reshape(n * longest, -1)
 
-            h = self._layers_forward(x, lora, attend)
+            h = self._layers_forward(x, lora, attend, self.prefill_ops)
             last = torch.tensor(
                 [j * longest + len(p) - 1 for j, p in enumerate(prompts)], device=self.device
             )

@@ -46,13 +46,14 @@ def attention_supported(head_dim: int, group: int) -> bool:
 
 if triton is not None:
     # A row of a one-row graph's inputs starts 8 bytes into their (4, rows) tensor: pointer
-    # alignment is not specialized for them, so row buckets share one compiled kernel.
-    @triton.jit(do_not_specialize_on_alignment=["pos_ptr"])
+    # alignment is not specialized for them, so row buckets share one compiled kernel; nor is
+    # `per_row` (a prompt's length in a prefill), so every prompt length shares one too.
+    @triton.jit(do_not_specialize=["per_row"], do_not_specialize_on_alignment=["pos_ptr"])
     def _rope_cache_kernel(
         qkv, qkv_stride, cos, sin, pos_ptr, q_out, k_cache, v_cache,
-        cache_row, cache_head, n_heads, n_kv, D: tl.constexpr,
+        cache_row, cache_head, n_heads, n_kv, per_row, D: tl.constexpr,
     ):  # fmt: skip
-        row = tl.program_id(0)
+        row = tl.program_id(0)  # a token: of cache row row // per_row
         head = tl.program_id(1)
         pos = tl.load(pos_ptr + row)
         d = tl.arange(0, D)
@@ -69,7 +70,7 @@ if triton is not None:
             tl.store(q_out + (row * n_heads + head) * D + d, rotated.to(q_out.dtype.element_ty))
         else:
             kh = head - n_heads
-            at = row * cache_row + kh * cache_head + pos * D + d
+            at = (row // per_row) * cache_row + kh * cache_head + pos * D + d
             tl.store(k_cache + at, rotated.to(k_cache.dtype.element_ty))
             v = tl.load(qkv + row * qkv_stride + (n_heads + n_kv + kh) * D + d)
             tl.store(v_cache + at, v)
@@ -162,6 +163,19 @@ if triton is not None:
         w = tl.load(weight + cols, mask=mask, other=0.0).to(tl.float32)
         tl.store(h_out + row * n_cols + cols, (w * normed).to(xs.dtype), mask=mask)
 
+    @triton.jit
+    def _silu_mul_kernel(gate_up, gu_stride, out, half, BLOCK: tl.constexpr):
+        # torch's arithmetic: SiLU in float32 rounded to the model's dtype, then the product
+        # in float32 rounded.
+        row = tl.program_id(0)
+        cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        mask = cols < half
+        g = tl.load(gate_up + row * gu_stride + cols, mask=mask, other=0.0)
+        u = tl.load(gate_up + row * gu_stride + half + cols, mask=mask, other=0.0)
+        gf = g.to(tl.float32)
+        silu = (gf / (1.0 + tl.exp(-gf))).to(g.dtype).to(tl.float32)
+        tl.store(out + row * half + cols, (silu * u.to(tl.float32)).to(g.dtype), mask=mask)
+
     @triton.jit(
         do_not_specialize=["none_slot", "capacity"], do_not_specialize_on_alignment=["slot_ids"]
     )
@@ -187,16 +201,20 @@ if triton is not None:
             tl.store(at, (base + delta).to(out.dtype.element_ty), mask=cmask)
 
 
-def rope_cache_write(qkv, cos, sin, pos, k_cache, v_cache, n_heads: int, n_kv: int):
-    """Rotate q and k of each row (position `pos[row]`, tables `cos`/`sin` (max_len, D)), write
-    the rotated k and the v into the caches at (row, kv head, pos); the rotated q (rows, heads, D).
-    `qkv` (rows, >= (n_heads + 2 n_kv) D) may be a strided view of a wider output."""
-    rows = qkv.shape[0]
+def rope_cache_write(
+    qkv, cos, sin, pos, k_cache, v_cache, n_heads: int, n_kv: int, per_row: int = 1
+):
+    """Rotate q and k of each token (position `pos[token]`, tables `cos`/`sin` (max_len, D)),
+    write the rotated k and the v into the caches at (token // per_row, kv head, pos); the
+    rotated q (tokens, heads, D). A decode step has one token a cache row (per_row 1); a prefill
+    `per_row` tokens a row, with `k_cache`/`v_cache` views starting at its first row. `qkv`
+    (tokens, >= (n_heads + 2 n_kv) D) may be a strided view of a wider output."""
+    tokens = qkv.shape[0]
     d = k_cache.shape[-1]
-    q = torch.empty(rows, n_heads, d, dtype=qkv.dtype, device=qkv.device)
-    _rope_cache_kernel[(rows, n_heads + n_kv)](
+    q = torch.empty(tokens, n_heads, d, dtype=qkv.dtype, device=qkv.device)
+    _rope_cache_kernel[(tokens, n_heads + n_kv)](
         qkv, qkv.stride(0), cos, sin, pos, q, k_cache, v_cache,
-        k_cache.stride(0), k_cache.stride(1), n_heads, n_kv, D=d,
+        k_cache.stride(0), k_cache.stride(1), n_heads, n_kv, per_row, D=d,
     )  # fmt: skip
     return q
 
@@ -261,6 +279,18 @@ def add_rms_norm(x, y, weight, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         num_warps=min(16, max(4, block // 512)),
     )  # fmt: skip
     return x_out, h_out
+
+
+def silu_mul(gate_up) -> torch.Tensor:
+    """SiLU(gate) * up of a (tokens, 2 x width) output, gate's columns first (any row stride):
+    ops._silu_mul's arithmetic in one launch."""
+    tokens, width = gate_up.shape[0], gate_up.shape[1] // 2
+    out = torch.empty(tokens, width, dtype=gate_up.dtype, device=gate_up.device)
+    block = 1024
+    _silu_mul_kernel[(tokens, triton.cdiv(width, block))](
+        gate_up, gate_up.stride(0), out, width, BLOCK=block
+    )
+    return out
 
 
 def lora_expand(
