@@ -89,6 +89,9 @@ transformers.__version__, peft.__version__, b.__version__, d.__version__)"
       timeout 300 $PY benchmarks/first_reply_trace.py --model "$MODEL" --models-dir "$M" \
         ${TRACE_ARGS:-} --json "$OUT/trace.json" 2>&1 | quiet | tee "$OUT/trace.log" | tail -150
       status=$((status | PIPESTATUS[0])) ;;
+    gemv)  # the step's base GEMMs at padded shapes (a diagnostic)
+      timeout 200 $PY benchmarks/gemv_shapes.py --json "$OUT/gemv.json" > "$OUT/gemv.log" 2>&1
+      status=$((status | $?)) ;;
     timeline)  # rows together step by step, and a first token after long and short replies
       [ -f "$M/$MODEL/base/ff_bench.json" ] || build_models
       timeout 300 $PY benchmarks/batch_timeline.py --model "$MODEL" --models-dir "$M" \
