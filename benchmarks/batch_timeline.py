@@ -52,6 +52,7 @@ def _settled(records: list, t0: float) -> list:
 
 def rows_timeline(door, n: int, records: list, tokens: int) -> dict:
     from ff_lib.bench_door import ROTATION, greedy, prompt_messages
+    from ff_lib.inference.door import checks_shared
 
     tokenizer = door.engine.tokenizer
     scheduler = door.engine.scheduler
@@ -60,7 +61,8 @@ def rows_timeline(door, n: int, records: list, tokens: int) -> dict:
     door.many(jobs)  # graphs of this batch captured
     steps = scheduler.steps
     t0 = time.perf_counter()
-    streams = [door.host.stream_reply(**job) for job in jobs]
+    with checks_shared():  # as generate_many builds them
+        streams = [door.host.stream_reply(**job) for job in jobs]
     t_checked = time.perf_counter()
     for s in streams:
         s.prepare()
