@@ -70,6 +70,28 @@ def test_split_kv_attention_equals_softmax_attention(dtype, tol):
     assert (out.float() - ref).abs().max() <= tol
 
 
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
+def test_rotary_cache_write_and_attention_in_one_launch_equal_them_apart(dtype, tol):
+    """The decode step's fused launch equals rope_cache_write then decode_attention: each row's
+    q and new key rotated at its position, key and value written there, attention over every
+    key up to it (the new one attended from registers, in whichever split holds it)."""
+    torch.manual_seed(9)
+    rows, max_len, kv = 4, 320, 300
+    width = (N_HEADS + 2 * N_KV) * D
+    qkv = torch.randn(rows, width + 16, dtype=dtype)[:, :width]  # a view of a wider output
+    cos, sin = torch.randn(max_len, D, dtype=dtype), torch.randn(max_len, D, dtype=dtype)
+    lengths = torch.tensor([1, 300, 64, 65])  # the first position, the bucket's end, block edges
+    k_cache = torch.randn(rows, N_KV, max_len, D, dtype=dtype)
+    v_cache = torch.randn_like(k_cache)
+    k_ref, v_ref = k_cache.clone(), v_cache.clone()
+    out = kernels.rope_decode_attention(qkv, cos, sin, k_cache, v_cache, lengths, kv, N_HEADS)
+    q = kernels.rope_cache_write(qkv, cos, sin, lengths - 1, k_ref, v_ref, N_HEADS, N_KV)
+    assert torch.equal(k_cache, k_ref) and torch.equal(v_cache, v_ref)  # the same writes only
+    ref = kernels.decode_attention(q, k_ref, v_ref, lengths, kv)
+    assert (out.float() - ref.float()).abs().max() <= tol
+    assert (out.float() - _attention_reference(q, k_ref, v_ref, lengths)).abs().max() <= tol
+
+
 def test_keys_past_a_rows_length_are_never_read():
     torch.manual_seed(2)
     q = torch.randn(1, N_HEADS, D)

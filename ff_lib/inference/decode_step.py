@@ -154,11 +154,11 @@ class DecodeSteps:
         return self._head(self._layers_forward(x, lora, attend, ops)).float()
 
     def _kernel_attend(self, pos, kv: int):
-        """Decode attention with the Triton kernels: rotary and the cache write in one launch
-        (Qwen3's q/k norms first, then torch's rotary and a cache write), split-KV attention
-        over each row's own length."""
+        """Decode attention with the Triton kernels: rotary, the cache write and split-KV
+        attention over each row's own length in one launch (Qwen3's q/k norms first, then
+        torch's rotary, a cache write and the attention kernel)."""
         lengths = pos + 1
-        fused_rope = not hasattr(self.layers[0].self_attn, "q_norm")
+        fused_rope = self.fused_rope
         cos = sin = at = None
         if not fused_rope:
             cos, sin = self.cos.index_select(0, pos), self.sin.index_select(0, pos)
@@ -167,15 +167,13 @@ class DecodeSteps:
         def attend(i, qkv):
             kc, vc = self.k_cache[i], self.v_cache[i]
             if fused_rope:
-                q = kernels.rope_cache_write(
-                    qkv, self.cos, self.sin, pos, kc, vc, self.n_heads, self.n_kv
+                return kernels.rope_decode_attention(
+                    qkv, self.cos, self.sin, kc, vc, lengths, kv, self.n_heads
                 )
-            else:
-                q, k, v = self._rotated(i, qkv, cos, sin, self.ops)
-                kc.index_put_(at, k)
-                vc.index_put_(at, v)
-                q = q.contiguous()
-            return kernels.decode_attention(q, kc, vc, lengths, kv)
+            q, k, v = self._rotated(i, qkv, cos, sin, self.ops)
+            kc.index_put_(at, k)
+            vc.index_put_(at, v)
+            return kernels.decode_attention(q.contiguous(), kc, vc, lengths, kv)
 
         return attend
 

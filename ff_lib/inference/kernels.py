@@ -1,10 +1,14 @@
 """Triton kernels of the CUDA decode step: fewer, fused launches where torch's ops take many.
 
-- `rope_cache_write`: rotary on q and k of every row plus the new key/value written into the
-  KV cache at the row's position (one launch instead of rotary, two index_puts, index_selects).
+- `rope_cache_write`: rotary on q and k of every token plus the new keys/values written into
+  the KV cache at their positions (one launch instead of rotary, two index_puts, index_selects);
+  the prefill's.
 - `decode_attention`: split-KV attention of one new query per row against its cache row, GQA
   heads sharing their KV head's reads (flash-decoding: the key range is cut into splits that run
-  in parallel, then combined by log-sum-exp), reading only the positions the row has.
+  in parallel, then combined by log-sum-exp), reading only the positions the row has;
+  `rope_decode_attention` rotates the step's q and k and writes the new key/value in the same
+  launch (the decode step's, Llama-family models without per-head q/k norms).
+- `silu_mul`: SiLU gating of a gate/up output in one launch (the prefill's).
 - `lora_expand`: each row's LoRA up-projection added into the base output, from the row's own
   slot only (Punica's "expand"): B is stored per module, not block-diagonal.
 - `add_rms_norm`: the residual add and the next RMSNorm, each row in one pass.
@@ -81,11 +85,16 @@ if triton is not None:
     # the first reply's warm-up 1.05 s on the H200).
     @triton.jit(do_not_specialize=["splits"])
     def _attention_split_kernel(
-        q, k_cache, v_cache, lengths, part_acc, part_ml,
+        src, src_stride, cos, sin, k_cache, v_cache, lengths, part_acc, part_ml,
         cache_row, cache_head, n_heads, n_kv, splits, split_len, scale_log2,
         GROUP: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr,
-        PRECISION: tl.constexpr,
+        PRECISION: tl.constexpr, ROPE: tl.constexpr,
     ):  # fmt: skip
+        # One split of a row's keys for one KV head's query group. `src` holds each row's
+        # queries (q heads first, `src_stride` apart). ROPE: `src` is the step's qkv output: the
+        # queries are rotated here (and rounded as a stored q would be), and the split holding
+        # the row's new position rotates its key, writes key and value into the cache and
+        # attends to them from registers (one launch instead of a rotary kernel before).
         # bf16/fp16 values are exact in tf32, so the dots read them unrounded in float32;
         # float32 caches ask for IEEE float32 dots.
         row = tl.program_id(0)
@@ -93,14 +102,24 @@ if triton is not None:
         split = tl.program_id(2)
         length = tl.load(lengths + row)
         start = split * split_len
-        end = tl.minimum(start + split_len, length)
         h = tl.arange(0, BLOCK_H)
         d = tl.arange(0, D)
         n = tl.arange(0, BLOCK_N)
         heads = kvh * GROUP + h
         hmask = h < GROUP
-        q_at = q + (row * n_heads + heads[:, None]) * D + d[None, :]
-        qb = tl.load(q_at, mask=hmask[:, None], other=0.0).to(tl.float32)
+        q_at = src + row * src_stride + heads[:, None] * D
+        qb = tl.load(q_at + d[None, :], mask=hmask[:, None], other=0.0).to(tl.float32)
+        end = tl.minimum(start + split_len, length)
+        if ROPE:
+            pos = length - 1
+            end = tl.minimum(start + split_len, pos)  # the new key is attended from registers
+            partner = tl.where(d < D // 2, d + D // 2, d - D // 2)
+            sign = tl.where(d < D // 2, -1.0, 1.0)
+            c = tl.load(cos + pos * D + d).to(tl.float32)
+            s = tl.load(sin + pos * D + d).to(tl.float32)
+            qp = tl.load(q_at + partner[None, :], mask=hmask[:, None], other=0.0).to(tl.float32)
+            qb = qb * c[None, :] + sign[None, :] * qp * s[None, :]
+            qb = qb.to(src.dtype.element_ty).to(tl.float32)
         m = tl.full([BLOCK_H], -1.0e30, tl.float32)
         lsum = tl.zeros([BLOCK_H], tl.float32)
         acc = tl.zeros([BLOCK_H, D], tl.float32)
@@ -119,6 +138,22 @@ if triton is not None:
             vb = tl.load(v_cache + at, mask=kmask[:, None], other=0.0).to(tl.float32)
             acc = acc * alpha[:, None] + tl.dot(p, vb, input_precision=PRECISION)
             m = m_new
+        if ROPE:  # noqa: SIM102 - a compile-time branch (pos exists only with ROPE)
+            if (start <= pos) & (pos < start + split_len):
+                k_at = src + row * src_stride + (n_heads + kvh) * D
+                kx = tl.load(k_at + d).to(tl.float32)
+                kp = tl.load(k_at + partner).to(tl.float32)
+                key = (kx * c + sign * kp * s).to(k_cache.dtype.element_ty)
+                value = tl.load(src + row * src_stride + (n_heads + n_kv + kvh) * D + d)
+                tl.store(k_cache + kv_base + pos * D + d, key)
+                tl.store(v_cache + kv_base + pos * D + d, value)
+                score = tl.sum(qb * key.to(tl.float32)[None, :], 1) * scale_log2
+                m_new = tl.maximum(m, score)
+                alpha = tl.exp2(m - m_new)
+                p = tl.exp2(score - m_new)
+                lsum = lsum * alpha + p
+                acc = acc * alpha[:, None] + p[:, None] * value.to(tl.float32)[None, :]
+                m = m_new
         out = ((row * n_heads + heads) * splits + split)[:, None]
         tl.store(part_acc + out * D + d[None, :], acc, mask=hmask[:, None])
         ml = ((row * n_heads + heads) * splits + split) * 2
@@ -238,19 +273,32 @@ def decode_attention(q, k_cache, v_cache, lengths, kv: int):
     """Attention of each row's query (rows, heads, D) over its first `lengths[row]` cached keys
     (at most `kv`): (rows, heads * D). Softmax scaled by 1/sqrt(D)."""
     rows, n_heads, d = q.shape
-    n_kv = k_cache.shape[1]
+    return _attention(q, n_heads * d, None, None, k_cache, v_cache, lengths, kv, n_heads, False)
+
+
+def rope_decode_attention(qkv, cos, sin, k_cache, v_cache, lengths, kv: int, n_heads: int):
+    """decode_attention of a step's qkv output (rows, >= (n_heads + 2 n_kv) D, any row stride):
+    each row's q and new k rotated at position lengths[row] - 1 (tables `cos`/`sin` (max_len,
+    D)), the new key and value written into the caches there: rope_cache_write and
+    decode_attention in one launch."""
+    return _attention(qkv, qkv.stride(0), cos, sin, k_cache, v_cache, lengths, kv, n_heads, True)
+
+
+def _attention(src, src_stride, cos, sin, k_cache, v_cache, lengths, kv, n_heads, rope: bool):
+    rows, n_kv, d = src.shape[0], k_cache.shape[1], k_cache.shape[-1]
     group = n_heads // n_kv
     splits, split_len = attention_splits(rows, n_kv, kv)
-    part_acc = torch.empty(rows, n_heads, splits, d, dtype=torch.float32, device=q.device)
-    part_ml = torch.empty(rows, n_heads, splits, 2, dtype=torch.float32, device=q.device)
+    part_acc = torch.empty(rows, n_heads, splits, d, dtype=torch.float32, device=src.device)
+    part_ml = torch.empty(rows, n_heads, splits, 2, dtype=torch.float32, device=src.device)
     scale_log2 = (1.0 / math.sqrt(d)) * 1.4426950408889634
+    tables = (cos, sin) if rope else (src, src)  # unread without ROPE
     _attention_split_kernel[(rows, n_kv, splits)](
-        q, k_cache, v_cache, lengths, part_acc, part_ml, k_cache.stride(0), k_cache.stride(1),
-        n_heads, n_kv, splits, split_len, scale_log2,
+        src, src_stride, *tables, k_cache, v_cache, lengths, part_acc, part_ml,
+        k_cache.stride(0), k_cache.stride(1), n_heads, n_kv, splits, split_len, scale_log2,
         GROUP=group, BLOCK_H=max(16, triton.next_power_of_2(group)), BLOCK_N=SPLIT_BLOCK, D=d,
-        PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        PRECISION="ieee" if src.dtype == torch.float32 else "tf32", ROPE=rope,
     )  # fmt: skip
-    out = torch.empty(rows, n_heads * d, dtype=q.dtype, device=q.device)
+    out = torch.empty(rows, n_heads * d, dtype=src.dtype, device=src.device)
     _attention_combine_kernel[(rows, n_heads)](
         part_acc, part_ml, out, splits, n_heads, SPLITS=combine_width(splits), D=d
     )
