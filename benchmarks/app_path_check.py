@@ -49,6 +49,9 @@ def one_reply(host, args, messages, settings) -> dict:
         **kwargs,
     )
     first_piece, pieces = None, 0
+    if args.read == "whole":  # as scorecards and compare read: the whole reply at once
+        stream.text()
+        first_piece = stream.request.first_token_at - started
     for _piece in stream:  # as st.write_stream reads it
         if first_piece is None:
             first_piece = time.perf_counter() - started
@@ -81,6 +84,10 @@ def main() -> int:
     parser.add_argument("--replies", type=int, default=3)
     parser.add_argument("--quantization", default="auto")
     parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy, as the bench")
+    parser.add_argument(
+        "--read", choices=("pieces", "whole"), default="pieces",
+        help="pieces: piece by piece as the page reads; whole: stream.text(), as the bench reads",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 

@@ -63,7 +63,7 @@ transformers.__version__, peft.__version__, b.__version__, d.__version__)"
       [ "$MODEL" = demo ] && sizes="--prompt-tokens 64 --new-tokens 64"
       timeout 300 $PY benchmarks/app_path_check.py --base "$M/$MODEL/base" \
         --adapter "$M/$MODEL/a0" $sizes --quantization "$APPCHECK_Q" \
-        --json "$OUT/appcheck.json" 2>&1 | quiet | tee "$OUT/appcheck.log"
+        ${APPCHECK_ARGS:-} --json "$OUT/appcheck.json" 2>&1 | quiet | tee "$OUT/appcheck.log"
       status=$((status | PIPESTATUS[0])) ;;
     explain)  # the token view of a 256-token reply, through explain_reply as the pages call it
       [ -f "$M/$MODEL/base/ff_bench.json" ] || build_models
