@@ -6,7 +6,12 @@ import time
 
 import pytest
 
-from ff_lib.errors import AdapterInvalid, BaseModelUnavailable, QuantizationError
+from ff_lib.errors import (
+    AdapterInvalid,
+    BaseModelUnavailable,
+    GenerationError,
+    QuantizationError,
+)
 from ff_lib.inference import PRESETS, ModelHost
 from ff_lib.inference.bases import choose_quantization
 from tests.fixtures_models import CAPITAL_PAIRS
@@ -176,6 +181,34 @@ def test_a_loaded_base_is_kept_out_of_full_collections_until_released(tiny_base)
     fresh.release()
     assert gc.get_freeze_count() == 0
     assert gone() is None  # the released model is freed, not kept by the freeze
+
+
+def test_changing_the_base_frees_the_old_one(tiny_base, short_context_base):
+    """The old base (its model sits in a reference cycle with its slots) is collected when
+    another base loads, not kept by the heap frozen at the end of that load."""
+    import gc
+    import weakref
+
+    fresh = ModelHost()
+    gone = weakref.ref(fresh.load_base(str(tiny_base)).model)
+    fresh.load_base(str(short_context_base))
+    gc.collect()
+    assert gone() is None
+    fresh.release()
+
+
+def test_a_base_the_engine_refuses_leaves_nothing_frozen(tiny_base, monkeypatch):
+    import gc
+
+    from ff_lib.inference import host as host_module
+
+    def refuse(*args, **kwargs):
+        raise GenerationError("The engine cannot run this base: a test refusal.")
+
+    monkeypatch.setattr(host_module, "Engine", refuse)
+    with pytest.raises(GenerationError, match="test refusal"):
+        ModelHost().load_base(str(tiny_base))
+    assert gc.get_freeze_count() == 0
 
 
 def test_an_adapter_for_another_base_is_refused_before_loading(host, short_context_base, tmp_path):

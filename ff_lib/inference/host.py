@@ -179,23 +179,32 @@ class ModelHost(WholeReplies):
                         f"The model stayed busy with other replies for {SWITCH_TIMEOUT_S:.0f} s: "
                         "try again."
                     )
+                engine = None  # the release frees the old base now, not after this load
                 self._release_locked()
-            started = time.perf_counter()
-            ahead = start_compile_ahead(source, self.trust_remote_code) if cuda else None
-            model, tokenizer, device = load_model(
-                base_model, source, quant.mode, self.trust_remote_code
-            )
-            if ahead is not None:
-                ahead.join()  # its kernels are the warm-up's: never compile them twice at once
-            _freeze_heap()
-            self._engine = Engine(
-                base_model, source, quant, model, tokenizer, device,
-                time.perf_counter() - started, self.max_adapters,
-            )  # fmt: skip
+            self._engine = self._load(base_model, source, quant, cuda)
             self.base_loads += 1
             return self._engine
         finally:
             self.lock.release()
+
+    def _load(self, base_model, source: str, quant, cuda: bool) -> Engine:
+        """Load a base and build its engine (the lock held, no base loaded)."""
+        started = time.perf_counter()
+        ahead = start_compile_ahead(source, self.trust_remote_code) if cuda else None
+        model, tokenizer, device = load_model(
+            base_model, source, quant.mode, self.trust_remote_code
+        )
+        if ahead is not None:
+            ahead.join()  # its kernels are the warm-up's: never compile them twice at once
+        _freeze_heap()
+        try:
+            return Engine(
+                base_model, source, quant, model, tokenizer, device,
+                time.perf_counter() - started, self.max_adapters,
+            )  # fmt: skip
+        except BaseException:
+            gc.unfreeze()  # no engine to release later: the refused model is collectable now
+            raise
 
     def availability(self, base_model: str, quantization: str = "auto") -> str | None:
         """None when a request for this base would be served now, else why it would wait.
@@ -302,7 +311,8 @@ def _freeze_heap() -> None:
     transformers, the model's modules) kept out of later full collections until the base is
     released. A full collection walked them all, 0.2-0.4 s on the H200 machine, and could fall
     in the warm-up or in the middle of a reply; objects freed by reference count still go at
-    once."""
+    once. Process-wide: what else is alive now (the UI's objects) waits for the release too,
+    and a release (of any host) gives every frozen object back to the collector."""
     gc.collect()
     gc.freeze()
 
