@@ -7,7 +7,8 @@ rows after them (the modules keep views of the base rows, which are never writte
 gives a group's base output and every slot's x @ A. Each row then adds its own slot's B (dense
 ops with a 0/1 mask, or the lora_expand kernel in the CUDA decode step). On CUDA the decode step
 is captured as a graph per (rows, KV length) bucket, with Triton kernels for rotary + cache write
-and split-KV attention (ff_lib/inference/kernels.py), so attention reads what each row needs.
++ split-KV attention in one launch (ff_lib/inference/kernels.py), so attention reads what each
+row needs; prefill runs the same kernels for rotary + cache write, add + norm and SiLU gating.
 """
 
 import logging
@@ -130,13 +131,7 @@ class BatchedLM(DecodeSteps):
             and self.dtype in (torch.bfloat16, torch.float16)
             and kernels.attention_supported(self.head_dim, group)
         )
-        # Prefill's element-wise chains: the decode step's Triton kernels where it has them (a
-        # 512-token prefill was 1,517 launches, its host time the first token's wait)
-        self.prefill_ops = EAGER_OPS
-        if self.kernels:
-            self.prefill_ops = {
-                **EAGER_OPS, "add_norm": kernels.add_rms_norm, "silu_mul": kernels.silu_mul
-            }  # fmt: skip
+        self.prefill_ops = self._prefill_ops()
         self.fused_rope = self.kernels and not hasattr(attn, "q_norm")  # Qwen3 norms q/k first
         shape = (max_rows, self.n_kv, max_len, self.head_dim)
         self.k_cache = [
@@ -153,6 +148,13 @@ class BatchedLM(DecodeSteps):
         self.captures = 0
 
     # --- setup ---------------------------------------------------------------------------------
+    def _prefill_ops(self) -> dict:
+        """Prefill's element-wise chains: the decode step's Triton kernels where it has them (a
+        512-token prefill was 1,517 launches, its host time the first token's wait)."""
+        if not self.kernels:
+            return EAGER_OPS
+        return {**EAGER_OPS, "add_norm": kernels.add_rms_norm, "silu_mul": kernels.silu_mul}
+
     def _fuse_base(self) -> None:
         """Each group's plain Linear weights copied once into one tensor (see _a_rows)."""
         self.fused: list[dict] = []  # per layer: group -> (weight + A rows, bias or None, n)
@@ -303,8 +305,9 @@ class BatchedLM(DecodeSteps):
         )
 
     def _layers_forward(self, x, lora, attend, ops=EAGER_OPS) -> torch.Tensor:
-        """All layers; the final-normed hidden states. Prefill and scoring run eager ops (their
-        cost is the GEMMs, and varying lengths would recompile); the decode step compiled."""
+        """All layers; the final-normed hidden states. `ops`: scoring's eager ops, prefill's
+        (`prefill_ops`: Triton kernels on CUDA, never compiled: varying lengths would recompile),
+        the decode step's compiled ones."""
         norm = self.layers[0].input_layernorm
         h = ops["norm"](x, norm.weight, norm.variance_epsilon)
         for i in range(len(self.layers)):

@@ -49,9 +49,8 @@ def attention_supported(head_dim: int, group: int) -> bool:
 
 
 if triton is not None:
-    # A row of a one-row graph's inputs starts 8 bytes into their (4, rows) tensor: pointer
-    # alignment is not specialized for them, so row buckets share one compiled kernel; nor is
-    # `per_row` (a prompt's length in a prefill), so every prompt length shares one too.
+    # A prefill's positions are a slice of the engine's position table (any alignment) and
+    # `per_row` is its prompt length: neither is specialized, so every prompt shares one kernel.
     @triton.jit(do_not_specialize=["per_row"], do_not_specialize_on_alignment=["pos_ptr"])
     def _rope_cache_kernel(
         qkv, qkv_stride, cos, sin, pos_ptr, q_out, k_cache, v_cache,
@@ -61,11 +60,7 @@ if triton is not None:
         head = tl.program_id(1)
         pos = tl.load(pos_ptr + row)
         d = tl.arange(0, D)
-        half = D // 2
-        partner = tl.where(d < half, d + half, d - half)
-        sign = tl.where(d < half, -1.0, 1.0)
-        c = tl.load(cos + pos * D + d).to(tl.float32)
-        s = tl.load(sin + pos * D + d).to(tl.float32)
+        c, s, partner, sign = _rotation(cos, sin, pos, D)
         base = qkv + row * qkv_stride + head * D  # q heads, then k heads: consecutive columns
         x = tl.load(base + d).to(tl.float32)
         xp = tl.load(base + partner).to(tl.float32)
@@ -83,6 +78,38 @@ if triton is not None:
     # arguments that change between KV buckets, row counts and slot layouts are kept out of
     # that, so a new bucket's graph capture compiles nothing (splits going from 8 to 16 cost
     # the first reply's warm-up 1.05 s on the H200).
+    @triton.jit
+    def _rotation(cos, sin, pos, D: tl.constexpr):
+        """Rotary tables at `pos` (float32), and each dimension's rotate-half partner and sign."""
+        d = tl.arange(0, D)
+        partner = tl.where(d < D // 2, d + D // 2, d - D // 2)
+        sign = tl.where(d < D // 2, -1.0, 1.0)
+        c = tl.load(cos + pos * D + d).to(tl.float32)
+        s = tl.load(sin + pos * D + d).to(tl.float32)
+        return c, s, partner, sign
+
+    @triton.jit
+    def _attend_new_key(
+        qkv_row, qb, m, lsum, acc, k_cache, v_cache, at, c, s, partner, sign, k_head, v_head,
+        scale_log2, D: tl.constexpr,
+    ):  # fmt: skip
+        """Rotate the row's new key (its head's columns start at `k_head`), write it and the
+        value (`v_head`) into the caches at `at`, and fold them into the online softmax from
+        registers, rounded as cached ones: (m, lsum, acc)."""
+        d = tl.arange(0, D)
+        kx = tl.load(qkv_row + k_head + d).to(tl.float32)
+        kp = tl.load(qkv_row + k_head + partner).to(tl.float32)
+        key = (kx * c + sign * kp * s).to(k_cache.dtype.element_ty)
+        value = tl.load(qkv_row + v_head + d)
+        tl.store(k_cache + at + d, key)
+        tl.store(v_cache + at + d, value)
+        score = tl.sum(qb * key.to(tl.float32)[None, :], 1) * scale_log2
+        m_new = tl.maximum(m, score)
+        alpha = tl.exp2(m - m_new)
+        p = tl.exp2(score - m_new)
+        acc = acc * alpha[:, None] + p[:, None] * value.to(tl.float32)[None, :]
+        return m_new, lsum * alpha + p, acc
+
     @triton.jit(do_not_specialize=["splits"])
     def _attention_split_kernel(
         src, src_stride, cos, sin, k_cache, v_cache, lengths, part_acc, part_ml,
@@ -90,13 +117,11 @@ if triton is not None:
         GROUP: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr,
         PRECISION: tl.constexpr, ROPE: tl.constexpr,
     ):  # fmt: skip
-        # One split of a row's keys for one KV head's query group. `src` holds each row's
-        # queries (q heads first, `src_stride` apart). ROPE: `src` is the step's qkv output: the
-        # queries are rotated here (and rounded as a stored q would be), and the split holding
-        # the row's new position rotates its key, writes key and value into the cache and
-        # attends to them from registers (one launch instead of a rotary kernel before).
-        # bf16/fp16 values are exact in tf32, so the dots read them unrounded in float32;
-        # float32 caches ask for IEEE float32 dots.
+        # One split of a row's keys for one KV head's query group; `src`: each row's queries (q
+        # heads first). ROPE: `src` is the step's qkv, the queries are rotated here (rounded as
+        # stored), and the split holding the new position writes its key and value and attends
+        # to them from registers. bf16/fp16 values are exact in tf32 (the dots read them
+        # unrounded in float32); float32 caches ask for IEEE float32 dots.
         row = tl.program_id(0)
         kvh = tl.program_id(1)
         split = tl.program_id(2)
@@ -113,10 +138,7 @@ if triton is not None:
         if ROPE:
             pos = length - 1
             end = tl.minimum(start + split_len, pos)  # the new key is attended from registers
-            partner = tl.where(d < D // 2, d + D // 2, d - D // 2)
-            sign = tl.where(d < D // 2, -1.0, 1.0)
-            c = tl.load(cos + pos * D + d).to(tl.float32)
-            s = tl.load(sin + pos * D + d).to(tl.float32)
+            c, s, partner, sign = _rotation(cos, sin, pos, D)
             qp = tl.load(q_at + partner[None, :], mask=hmask[:, None], other=0.0).to(tl.float32)
             qb = qb * c[None, :] + sign[None, :] * qp * s[None, :]
             qb = qb.to(src.dtype.element_ty).to(tl.float32)
@@ -140,20 +162,11 @@ if triton is not None:
             m = m_new
         if ROPE:  # noqa: SIM102 - a compile-time branch (pos exists only with ROPE)
             if (start <= pos) & (pos < start + split_len):
-                k_at = src + row * src_stride + (n_heads + kvh) * D
-                kx = tl.load(k_at + d).to(tl.float32)
-                kp = tl.load(k_at + partner).to(tl.float32)
-                key = (kx * c + sign * kp * s).to(k_cache.dtype.element_ty)
-                value = tl.load(src + row * src_stride + (n_heads + n_kv + kvh) * D + d)
-                tl.store(k_cache + kv_base + pos * D + d, key)
-                tl.store(v_cache + kv_base + pos * D + d, value)
-                score = tl.sum(qb * key.to(tl.float32)[None, :], 1) * scale_log2
-                m_new = tl.maximum(m, score)
-                alpha = tl.exp2(m - m_new)
-                p = tl.exp2(score - m_new)
-                lsum = lsum * alpha + p
-                acc = acc * alpha[:, None] + p[:, None] * value.to(tl.float32)[None, :]
-                m = m_new
+                m, lsum, acc = _attend_new_key(
+                    src + row * src_stride, qb, m, lsum, acc, k_cache, v_cache,
+                    kv_base + pos * D, c, s, partner, sign, (n_heads + kvh) * D,
+                    (n_heads + n_kv + kvh) * D, scale_log2, D,
+                )  # fmt: skip
         out = ((row * n_heads + heads) * splits + split)[:, None]
         tl.store(part_acc + out * D + d[None, :], acc, mask=hmask[:, None])
         ml = ((row * n_heads + heads) * splits + split) * 2
@@ -241,9 +254,10 @@ def rope_cache_write(
 ):
     """Rotate q and k of each token (position `pos[token]`, tables `cos`/`sin` (max_len, D)),
     write the rotated k and the v into the caches at (token // per_row, kv head, pos); the
-    rotated q (tokens, heads, D). A decode step has one token a cache row (per_row 1); a prefill
-    `per_row` tokens a row, with `k_cache`/`v_cache` views starting at its first row. `qkv`
-    (tokens, >= (n_heads + 2 n_kv) D) may be a strided view of a wider output."""
+    rotated q (tokens, heads, D). A prefill writes `per_row` tokens a row (its prompt's
+    length), into `k_cache`/`v_cache` views starting at its first row; per_row 1 gives each
+    token a row of its own. `qkv` (tokens, >= (n_heads + 2 n_kv) D) may be a strided view of a
+    wider output."""
     tokens = qkv.shape[0]
     d = k_cache.shape[-1]
     q = torch.empty(tokens, n_heads, d, dtype=qkv.dtype, device=qkv.device)
