@@ -11,7 +11,10 @@ from tests.fixtures_models import CAPITAL_PAIRS
 
 def _prefills(batched, prompts, slots) -> dict:
     """Every prefill path's logits and the cache rows it wrote (rows 0-2 together, 3 alone,
-    4 in chunks of 4 tokens)."""
+    4 in chunks of 4 tokens), into caches filled with NaN: a position a path fails to write
+    shows."""
+    for cache in (*batched.k_cache, *batched.v_cache):
+        cache.fill_(float("nan"))
     out = {"together": batched.prefill_many(0, prompts, slots)}
     out["alone"] = batched.prefill(3, prompts[2], slots[2])
     chunk = decode.PREFILL_CHUNK

@@ -5,6 +5,7 @@ a 64-copy move per row: 13 ms at the end of a 16-row batch on the H200)."""
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from ff_lib.inference.scheduler import Request, Scheduler
 from ff_lib.inference.settings import GenerationSettings
@@ -51,6 +52,9 @@ def test_only_live_rows_move_into_the_places_that_ended(ending, moves):
     scheduler, model = _scheduler_with_rows(4)
     staying = [r for r in scheduler.active if r.row not in ending]
     positions = {id(r): r.position for r in staying}
+    penalty = scheduler.sampler.penalty
+    penalty[:4] = torch.tensor([1.1, 1.2, 1.3, 1.4])  # each row's sampler state, to follow it
+    own = {id(r): float(penalty[r.row]) for r in staying}
     for req in scheduler.active:
         if req.row in ending:
             req.finish_reason = "length"
@@ -59,3 +63,6 @@ def test_only_live_rows_move_into_the_places_that_ended(ending, moves):
     assert [r.row for r in scheduler.active] == list(range(len(staying)))
     assert {id(r) for r in scheduler.active} == set(positions)  # the same requests, still live
     assert all(not r.finish_reason for r in scheduler.active)
+    assert [own[id(r)] for r in scheduler.active] == [
+        float(penalty[r.row]) for r in scheduler.active
+    ]
