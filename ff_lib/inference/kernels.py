@@ -74,10 +74,6 @@ if triton is not None:
             v = tl.load(qkv + row * qkv_stride + (n_heads + n_kv + kh) * D + d)
             tl.store(v_cache + at, v)
 
-    # Triton compiles a variant for each int argument equal to 1 or a multiple of 16: the
-    # arguments that change between KV buckets, row counts and slot layouts are kept out of
-    # that, so a new bucket's graph capture compiles nothing (splits going from 8 to 16 cost
-    # the first reply's warm-up 1.05 s on the H200).
     @triton.jit
     def _rotation(cos, sin, pos, D: tl.constexpr):
         """Rotary tables at `pos` (float32), and each dimension's rotate-half partner and sign."""
@@ -110,6 +106,38 @@ if triton is not None:
         acc = acc * alpha[:, None] + p[:, None] * value.to(tl.float32)[None, :]
         return m_new, lsum * alpha + p, acc
 
+    @triton.jit
+    def _attend_cached_keys(
+        qb, k_cache, v_cache, kv_base, start, end, scale_log2,
+        BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr, PRECISION: tl.constexpr,
+    ):  # fmt: skip
+        """Online softmax of the queries `qb` (BLOCK_H, D) over cached keys start..end-1 of one
+        cache row's KV head (at `kv_base`): (running max, sum, weighted values), log2 scale."""
+        d = tl.arange(0, D)
+        n = tl.arange(0, BLOCK_N)
+        m = tl.full([BLOCK_H], -1.0e30, tl.float32)
+        lsum = tl.zeros([BLOCK_H], tl.float32)
+        acc = tl.zeros([BLOCK_H, D], tl.float32)
+        for first in range(start, end, BLOCK_N):
+            keys = first + n
+            kmask = keys < end
+            at = kv_base + keys[:, None] * D + d[None, :]
+            kb = tl.load(k_cache + at, mask=kmask[:, None], other=0.0).to(tl.float32)
+            scores = tl.dot(qb, tl.trans(kb), input_precision=PRECISION) * scale_log2
+            scores = tl.where(kmask[None, :], scores, -1.0e30)
+            m_new = tl.maximum(m, tl.max(scores, 1))
+            alpha = tl.exp2(m - m_new)
+            p = tl.exp2(scores - m_new[:, None])
+            lsum = lsum * alpha + tl.sum(p, 1)
+            vb = tl.load(v_cache + at, mask=kmask[:, None], other=0.0).to(tl.float32)
+            acc = acc * alpha[:, None] + tl.dot(p, vb, input_precision=PRECISION)
+            m = m_new
+        return m, lsum, acc
+
+    # Triton compiles a variant for each int argument equal to 1 or a multiple of 16: the
+    # arguments that change between KV buckets, row counts and slot layouts are kept out of
+    # that, so a new bucket's graph capture compiles nothing (splits going from 8 to 16 cost
+    # the first reply's warm-up 1.05 s on the H200).
     @triton.jit(do_not_specialize=["splits"])
     def _attention_split_kernel(
         src, src_stride, cos, sin, k_cache, v_cache, lengths, part_acc, part_ml,
@@ -129,7 +157,6 @@ if triton is not None:
         start = split * split_len
         h = tl.arange(0, BLOCK_H)
         d = tl.arange(0, D)
-        n = tl.arange(0, BLOCK_N)
         heads = kvh * GROUP + h
         hmask = h < GROUP
         q_at = src + row * src_stride + heads[:, None] * D
@@ -142,24 +169,10 @@ if triton is not None:
             qp = tl.load(q_at + partner[None, :], mask=hmask[:, None], other=0.0).to(tl.float32)
             qb = qb * c[None, :] + sign[None, :] * qp * s[None, :]
             qb = qb.to(src.dtype.element_ty).to(tl.float32)
-        m = tl.full([BLOCK_H], -1.0e30, tl.float32)
-        lsum = tl.zeros([BLOCK_H], tl.float32)
-        acc = tl.zeros([BLOCK_H, D], tl.float32)
         kv_base = row * cache_row + kvh * cache_head
-        for first in range(start, end, BLOCK_N):
-            keys = first + n
-            kmask = keys < end
-            at = kv_base + keys[:, None] * D + d[None, :]
-            kb = tl.load(k_cache + at, mask=kmask[:, None], other=0.0).to(tl.float32)
-            scores = tl.dot(qb, tl.trans(kb), input_precision=PRECISION) * scale_log2
-            scores = tl.where(kmask[None, :], scores, -1.0e30)
-            m_new = tl.maximum(m, tl.max(scores, 1))
-            alpha = tl.exp2(m - m_new)
-            p = tl.exp2(scores - m_new[:, None])
-            lsum = lsum * alpha + tl.sum(p, 1)
-            vb = tl.load(v_cache + at, mask=kmask[:, None], other=0.0).to(tl.float32)
-            acc = acc * alpha[:, None] + tl.dot(p, vb, input_precision=PRECISION)
-            m = m_new
+        m, lsum, acc = _attend_cached_keys(
+            qb, k_cache, v_cache, kv_base, start, end, scale_log2, BLOCK_H, BLOCK_N, D, PRECISION
+        )
         if ROPE:  # noqa: SIM102 - a compile-time branch (pos exists only with ROPE)
             if (start <= pos) & (pos < start + split_len):
                 m, lsum, acc = _attend_new_key(
