@@ -8,6 +8,8 @@ import threading
 import torch
 import torch.nn.functional as F
 
+log = logging.getLogger(__name__)
+
 
 def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     # Exactly LlamaRMSNorm's arithmetic.
@@ -44,8 +46,6 @@ def repetition_penalized(logits, seen, penalty):
     penalized = torch.where(logits < 0, logits * penalty, logits / penalty)
     return torch.where(seen, penalized, logits)
 
-
-log = logging.getLogger(__name__)
 
 EAGER_OPS = {"norm": _rms_norm, "add_norm": _add_rms_norm, "silu_mul": _silu_mul, "rope": _rope_qk}
 

@@ -340,12 +340,13 @@ class Scheduler:
     def _retire(self) -> None:
         """Finished rows leave at once; live rows past the new end move into the freed places
         (only those: rows ending together are not moved into each other's places first)."""
-        leaving = [r for r in self.active if r.finish_reason or r.stop.is_set()]
+        leaving, staying = [], []
+        for r in self.active:  # one pass: a stop set meanwhile cannot put a row in neither
+            (leaving if r.finish_reason or r.stop.is_set() else staying).append(r)
         if not leaving:
             return
         for req in leaving:
             self._finish(req, req.finish_reason or "stopped")
-        staying = [r for r in self.active if not any(r is q for q in leaving)]
         holes = iter(sorted(r.row for r in leaving if r.row < len(staying)))
         for req in staying:
             if req.row >= len(staying):
