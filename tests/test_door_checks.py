@@ -5,6 +5,7 @@ import pytest
 from ff_lib.errors import AdapterInvalid
 from ff_lib.inference import GenerationSettings, door
 from tests.fixtures_models import CAPITAL_PAIRS
+from tests.test_engine import _job
 
 GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=4, repetition_penalty=1.0)
 
@@ -27,13 +28,7 @@ def test_a_batch_checks_each_adapter_once(
     seen = _count_checks(monkeypatch)
     adapters = [capitals_adapter, other_adapter, None]
     jobs = [
-        {
-            "base_model": str(tiny_base),
-            "messages": [{"role": "user", "content": q}],
-            "settings": GREEDY,
-            "adapter_dir": adapters[i % 3],
-        }
-        for i, (q, _) in enumerate(CAPITAL_PAIRS[:6])
+        _job(tiny_base, q, adapters[i % 3], GREEDY) for i, (q, _) in enumerate(CAPITAL_PAIRS[:6])
     ]
     replies = host.generate_many(jobs)
     assert sorted(seen) == sorted([str(capitals_adapter), str(other_adapter)])
