@@ -13,7 +13,8 @@
 # explain (the token view of a 256-token reply), scorecard (200 rows x 4 models vs one by one),
 # profile (benchmarks/step_profile.py: a decode step's kernels and graph times, a diagnostic),
 # trace (benchmarks/first_reply_trace.py: the first reply after a load, method by method),
-# timeline (benchmarks/batch_timeline.py: rows together request by request; first tokens).
+# timeline (benchmarks/batch_timeline.py: rows together request by request; first tokens),
+# gemvsweep (benchmarks/gemv_sweep.py: the one-row GEMV's tiles against cuBLAS).
 # A dry run on a CPU: WHEELS=none PYTHON=.venv/bin/python BENCH_MODEL=demo \
 #   BENCH_ARGS="--switches 50" bash benchmarks/device.sh models none appcheck
 set -u
@@ -92,6 +93,10 @@ transformers.__version__, peft.__version__, b.__version__, d.__version__)"
     gemv)  # the step's base GEMMs at padded shapes (a diagnostic)
       timeout 200 $PY benchmarks/gemv_shapes.py --json "$OUT/gemv.json" > "$OUT/gemv.log" 2>&1
       status=$((status | $?)) ;;
+    gemvsweep)  # the one-row Triton GEMV's tiles against cuBLAS at the step's shapes
+      timeout 420 $PY benchmarks/gemv_sweep.py --budget-s ${SWEEP_BUDGET:-300} \
+        --json "$OUT/gemv-sweep.json" > "$OUT/gemv-sweep.log" 2>&1
+      status=$((status | $?)); tail -8 "$OUT/gemv-sweep.log" ;;
     timeline)  # rows together step by step, and a first token after long and short replies
       [ -f "$M/$MODEL/base/ff_bench.json" ] || build_models
       timeout 300 $PY benchmarks/batch_timeline.py --model "$MODEL" --models-dir "$M" \

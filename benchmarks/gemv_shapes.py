@@ -16,15 +16,16 @@ GROUPS = (("qkv", 6144, 192, 4096), ("o", 4096, 64, 4096), ("gate_up", 28672, 12
           ("down", 4096, 64, 14336))  # fmt: skip
 
 
-def timed_us(x, weights, calls: int = 48) -> float:
-    """Microseconds a call, from a graph of `calls` back-to-back calls (no launch gaps), each on
-    the next of `weights` (copies enough to overflow the 50 MB L2: every call reads HBM)."""
-    F.linear(x, weights[0])
+def timed_us(x, weights, calls: int = 48, fn=F.linear) -> float:
+    """Microseconds a call of `fn(x, w)`, from a graph of `calls` back-to-back calls (no launch
+    gaps), each on the next of `weights` (copies enough to overflow the 50 MB L2: every call
+    reads HBM)."""
+    fn(x, weights[0])
     torch.cuda.synchronize()
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         for i in range(calls):
-            F.linear(x, weights[i % len(weights)])
+            fn(x, weights[i % len(weights)])
     graph.replay()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
@@ -35,10 +36,14 @@ def timed_us(x, weights, calls: int = 48) -> float:
     return start.elapsed_time(end) * 1e3 / (5 * calls)
 
 
+def hbm_copies(w) -> list:
+    """`w` and enough copies of it that cycling through them overflows the 50 MB L2."""
+    return [w] + [w.clone() for _ in range(max(1, 400_000_000 // w.nbytes))]
+
+
 def hbm_us(x, w) -> float:
     """timed_us of `x @ w.T` with every call reading `w` from HBM (copies past the L2)."""
-    weights = [w] + [w.clone() for _ in range(max(1, 400_000_000 // w.nbytes))]
-    return timed_us(x, weights)
+    return timed_us(x, hbm_copies(w))
 
 
 def kernel_names(x, w) -> list[str]:

@@ -127,11 +127,11 @@ def check_kernels(engine: BatchedLM) -> list:
         positions = [kv - 2 - 37 * r for r in range(rows)]
         inputs = step_inputs(engine, [7 + r for r in range(rows)], positions, slots)
         with torch.inference_mode():
-            engine.kernels = False
+            gemv, engine.kernels, engine.gemv = engine.gemv, False, False
             ref = engine._decode_step(*inputs, kv, True)
             compiled, engine.ops = engine.ops, EAGER_OPS  # bf16 noise: same math, other kernels
             eager = engine._decode_step(*inputs, kv, True)
-            engine.ops, engine.kernels = compiled, True
+            engine.ops, engine.kernels, engine.gemv = compiled, True, gemv
             got = engine._decode_step(*inputs, kv, True)
         diff = (got - ref).abs().max().item()
         noise = (eager - ref).abs().max().item()
@@ -144,6 +144,21 @@ def check_kernels(engine: BatchedLM) -> list:
         results.append(
             {"rows": rows, "kv": kv, "max_diff": diff, "noise": noise, "scale": scale, "same": same}
         )
+    return results
+
+
+def gemv_ab(engine: BatchedLM) -> list:
+    """1-row graph steps with the GEMMs through cuBLAS, then through the Triton GEMV."""
+    results = []
+    for use in (False, True, False, True):
+        engine.gemv, engine._graphs = use and engine.kernels, {}
+        for kv in (512, 4096):
+            ms = graph_step_ms(engine, 1, kv, 0)
+            print(
+                f"  1 row kv {kv} adapter, GEMMs by {'Triton GEMV' if use else 'cuBLAS'}: {ms:.3f} ms"
+            )
+            results.append({"gemv": use, "kv": kv, "graph_ms": ms})
+    engine._graphs = {}
     return results
 
 
@@ -161,6 +176,7 @@ def main() -> int:
     print(f"kernels in use: {engine.kernels}")
     if engine.kernels:
         out["check"] = check_kernels(engine)
+        out["gemv_ab"] = gemv_ab(engine)
     for rows, kv, lora in (
         (1, 512, True),
         (1, 512, False),

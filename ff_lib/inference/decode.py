@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from ff_lib.errors import GenerationError
 from ff_lib.inference import kernels
 from ff_lib.inference.decode_step import DecodeSteps
-from ff_lib.inference.ops import EAGER_OPS, compiled_ops
+from ff_lib.inference.gemv import gemv
+from ff_lib.inference.ops import EAGER_OPS, compiled_ops, env_switch
 from ff_lib.inference.slots import GROUPS, AdapterSlots
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ class BatchedLM(DecodeSteps):
             and self.dtype in (torch.bfloat16, torch.float16)
             and kernels.attention_supported(self.head_dim, group)
         )
+        self.gemv = self.kernels and env_switch("FF_GEMV")  # one row's GEMMs: see _linear
         self.prefill_ops = self._prefill_ops()
         self.fused_rope = self.kernels and not hasattr(attn, "q_norm")  # Qwen3 norms q/k first
         shape = (max_rows, self.n_kv, max_len, self.head_dim)
@@ -236,8 +238,8 @@ class BatchedLM(DecodeSteps):
         if fused is not None:
             weight, bias, n = fused
             if lora is None:
-                return F.linear(x, weight[:n], None if bias is None else bias[:n])
-            full = F.linear(x, weight, bias)
+                return self._linear(x, weight[:n], None if bias is None else bias[:n])
+            full = self._linear(x, weight, bias)
             out, xa = full[:, :n], full[:, n:]
         else:
             outs = [m(x) for m in self._modules(self.layers[i], group)]
@@ -246,6 +248,14 @@ class BatchedLM(DecodeSteps):
                 return out
             xa = F.linear(x, self.slots.A[i][group])
         return self._add_lora(i, group, out, xa, lora)
+
+    def _linear(self, x, weight, bias) -> torch.Tensor:
+        """F.linear, but one row (batch 1's decode step) through the Triton GEMV: cuBLAS reads
+        the 8B shape's o and down weights at 2.7 / 3.7 TB/s at one row (gemv.py; FF_GEMV=0 keeps
+        cuBLAS)."""
+        if self.gemv and x.shape[0] == 1:
+            return gemv(x, weight, bias)
+        return F.linear(x, weight, bias)
 
     def _add_lora(self, i: int, group: str, out, xa, lora: RowLoRA) -> torch.Tensor:
         """out + each row's own slot's (x @ A) @ B, module by module."""
@@ -315,7 +325,10 @@ class BatchedLM(DecodeSteps):
         return h
 
     def _head(self, h: torch.Tensor) -> torch.Tensor:
-        return self.lm.get_output_embeddings()(h)
+        head = self.lm.get_output_embeddings()
+        if type(head) is torch.nn.Linear:  # a quantized head answers alone
+            return self._linear(h, head.weight, head.bias)
+        return head(h)
 
     def _lora(self, slot_ids: torch.Tensor, kernel: bool = False) -> RowLoRA | None:
         """Each row's adapter for `_project`: masks for dense ops, or the slot ids for the CUDA
