@@ -94,7 +94,7 @@ transformers.__version__, peft.__version__, b.__version__, d.__version__)"
       timeout 200 $PY benchmarks/gemv_shapes.py --json "$OUT/gemv.json" > "$OUT/gemv.log" 2>&1
       status=$((status | $?)) ;;
     gemvsweep)  # the one-row Triton GEMV's tiles against cuBLAS at the step's shapes
-      timeout 420 $PY benchmarks/gemv_sweep.py --budget-s ${SWEEP_BUDGET:-300} \
+      timeout 420 $PY benchmarks/gemv_sweep.py --rows ${SWEEP_ROWS:-1} --budget-s ${SWEEP_BUDGET:-300} \
         --json "$OUT/gemv-sweep.json" > "$OUT/gemv-sweep.log" 2>&1
       status=$((status | $?)); tail -8 "$OUT/gemv-sweep.log" ;;
     timeline)  # rows together step by step, and a first token after long and short replies

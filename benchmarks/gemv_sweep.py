@@ -1,8 +1,9 @@
-"""The one-row Triton GEMV (ff_lib/inference/gemv.py) at the decode step's weight shapes, tile
+"""The Triton GEMVs (ff_lib/inference/gemv.py) at the decode step's weight shapes, tile
 by tile, against cuBLAS at the same shape; every call reads its weight from HBM (a diagnostic
 that picked gemv_config; H200 figures in BENCHMARKS.md).
 
-    python benchmarks/gemv_sweep.py --json /tmp/out/gemv-sweep.json [--budget-s 330]
+    python benchmarks/gemv_sweep.py --rows 1 --json /tmp/out/gemv-sweep.json [--budget-s 330]
+    python benchmarks/gemv_sweep.py --rows 8,16 ...    # the tensor-core kernel of 2-16 rows
 """
 
 import argparse
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gemv_shapes import GROUPS, hbm_copies, timed_us  # noqa: E402  (benchmarks/, beside this)
 
-from ff_lib.inference.gemv import gemv, gemv_config  # noqa: E402
+from ff_lib.inference.gemv import gemv, gemv_config, rows_config  # noqa: E402
 
 TILES = [
     (bn, bk, warps, stages)
@@ -36,51 +37,75 @@ def _row(name, n, k, label, us, **extra) -> dict:
     return row
 
 
-def sweep_shape(name, n, k, deadline: float) -> list[dict]:
-    x = torch.randn(1, k, dtype=torch.bfloat16, device="cuda")
+ROW_TILES = [
+    (bn, bk, warps, stages)
+    for bn, bk, warps, stages in itertools.product(
+        (16, 32, 64), (128, 256, 512, 1024), (2, 4, 8), (2, 3, 4, 5)
+    )  # fmt: skip
+    if stages * (bn + 16) * bk * 2 <= 160 * 1024  # shared memory of the pipelined tiles
+]
+
+
+def sweep_shape(name, n, k, rows: int, tiles, deadline: float) -> list[dict]:
+    x = torch.randn(rows, k, dtype=torch.bfloat16, device="cuda")
     weights = hbm_copies(torch.randn(n, k, dtype=torch.bfloat16, device="cuda") * 0.02)
     reference = F.linear(x, weights[0]).float()
-    rows = [_row(name, n, k, "cublas", timed_us(x, weights))]
-    tried = []
-    for tile in [gemv_config(n, k)] + TILES:
+    found = [_row(name, n, k, "cublas", timed_us(x, weights), rows=rows)]
+    for tile in tiles:
         if time.time() > deadline:
-            print(f"{name}: budget spent after {len(tried)} tiles", flush=True)
+            print(f"{name}: budget spent after {len(found) - 1} tiles", flush=True)
             break
         err = (gemv(x, weights[0], config=tile).float() - reference).abs().max().item()
         us = timed_us(x, weights, fn=lambda a, w, t=tile: gemv(a, w, config=t))
-        tried.append(_row(name, n, k, "triton", us, tile=tile, max_abs_err=err))
+        found.append(_row(name, n, k, "triton", us, rows=rows, tile=tile, max_abs_err=err))
     del weights
     torch.cuda.empty_cache()
-    return rows + tried
+    return found
+
+
+def compile_all(rows: int, tiles) -> None:
+    """Each tile compiled once (every shape shares its specialization)."""
+    x = torch.ones(rows, 4096, device="cuda", dtype=torch.bfloat16)
+    w = torch.ones(64, 4096, device="cuda", dtype=torch.bfloat16)
+    for tile in tiles:
+        gemv(x, w, config=tile)
+    torch.cuda.synchronize()
+
+
+def summary(results: list[dict], rows: int) -> None:
+    default = gemv_config if rows == 1 else rows_config
+    for name in dict.fromkeys(r["group"] for r in results):
+        mine = [r for r in results if r["group"] == name and r["rows"] == rows]
+        cublas = next(r for r in mine if r["kernel"] == "cublas")
+        best = sorted(mine, key=lambda r: r["us"])[:6]
+        print(f"{rows} rows, {name}: cuBLAS {cublas['us']} us; best: " + ", ".join(
+            f"{r['kernel']} {r.get('tile')} {r['us']}" for r in best))  # fmt: skip
+        chosen = [r for r in mine if r.get("tile") == default(r["n"], r["k"])]
+        if chosen:
+            print(f"  the default tile {chosen[0]['tile']}: {chosen[0]['us']} us")
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--json")
+    p.add_argument("--rows", default="1", help="comma-separated row counts, e.g. 1 or 8,16")
     p.add_argument("--budget-s", type=float, default=330)
     args = p.parse_args()
     shapes = [(name, base + a_rows, fan_in) for name, base, a_rows, fan_in in GROUPS]
     shapes.append(("lm_head", 128256, 4096))
     start, results = time.time(), []
-    x, w = (
-        torch.ones(1, 4096, device="cuda", dtype=torch.bfloat16),
-        torch.ones(64, 4096, device="cuda", dtype=torch.bfloat16),
-    )
-    for tile in TILES:  # compile each tile once (every shape shares its specialization)
-        gemv(x, w, config=tile)
-    torch.cuda.synchronize()
-    print(f"{len(TILES)} tiles compiled in {time.time() - start:.0f} s", flush=True)
-    for i, (name, n, k) in enumerate(shapes):
-        share = (args.budget_s - (time.time() - start)) / (len(shapes) - i)
-        results += sweep_shape(name, n, k, time.time() + share)
-    for name, _, _ in shapes:
-        mine = [r for r in results if r["group"] == name]
-        cublas = next(r for r in mine if r["kernel"] == "cublas")
-        best = sorted(mine, key=lambda r: r["us"])[:6]
-        print(f"{name}: cuBLAS {cublas['us']} us; best: " + ", ".join(
-            f"{r['kernel']} {r.get('tile')} {r['us']}" for r in best))  # fmt: skip
-        default = next(r for r in mine if r.get("tile") == gemv_config(r["n"], r["k"]))
-        print(f"  gemv_config's {default['tile']}: {default['us']} us")
+    counts = [int(r) for r in args.rows.split(",")]
+    runs = [(rows, shape) for rows in counts for shape in shapes]
+    for i, (rows, (name, n, k)) in enumerate(runs):
+        tiles = TILES if rows == 1 else ROW_TILES
+        tiles = [(gemv_config if rows == 1 else rows_config)(n, k)] + tiles
+        if i == 0 or rows != runs[i - 1][0]:
+            compile_all(rows, tiles)
+            print(f"{len(tiles)} tiles for {rows} rows compiled at {time.time() - start:.0f} s")
+        share = (args.budget_s - (time.time() - start)) / (len(runs) - i)
+        results += sweep_shape(name, n, k, rows, tiles, time.time() + share)
+    for rows in counts:
+        summary(results, rows)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ff_lib.errors import GenerationError
 from ff_lib.inference import kernels
 from ff_lib.inference.decode_step import DecodeSteps
-from ff_lib.inference.gemv import gemv
+from ff_lib.inference.gemv import MAX_ROWS, gemv
 from ff_lib.inference.ops import EAGER_OPS, compiled_ops, env_switch
 from ff_lib.inference.slots import GROUPS, AdapterSlots
 
@@ -132,7 +132,7 @@ class BatchedLM(DecodeSteps):
             and self.dtype in (torch.bfloat16, torch.float16)
             and kernels.attention_supported(self.head_dim, group)
         )
-        self.gemv = self.kernels and env_switch("FF_GEMV")  # one row's GEMMs: see _linear
+        self.gemv = self.kernels and env_switch("FF_GEMV")  # the step's GEMMs: see _linear
         self.prefill_ops = self._prefill_ops()
         self.fused_rope = self.kernels and not hasattr(attn, "q_norm")  # Qwen3 norms q/k first
         shape = (max_rows, self.n_kv, max_len, self.head_dim)
@@ -250,10 +250,10 @@ class BatchedLM(DecodeSteps):
         return self._add_lora(i, group, out, xa, lora)
 
     def _linear(self, x, weight, bias) -> torch.Tensor:
-        """F.linear, but one row (batch 1's decode step) through the Triton GEMV: cuBLAS reads
-        the 8B shape's o and down weights at 2.7 / 3.7 TB/s at one row (gemv.py; FF_GEMV=0 keeps
-        cuBLAS)."""
-        if self.gemv and x.shape[0] == 1:
+        """F.linear, but up to 16 rows (the decode step's) through the Triton GEMVs: cuBLAS reads
+        the 8B shape's o and down weights at 2.7 / 3.7 TB/s at 1-16 rows (gemv.py; FF_GEMV=0
+        keeps cuBLAS)."""
+        if self.gemv and x.shape[0] <= MAX_ROWS:
             return gemv(x, weight, bias)
         return F.linear(x, weight, bias)
 

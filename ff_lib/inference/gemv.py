@@ -1,19 +1,22 @@
-"""One row's projection (`x @ W.T + bias` for a single token) as a Triton GEMV: the batch-1
-decode step's base GEMMs.
+"""A few rows' projection (`x @ W.T + bias`, up to 16 tokens) as a Triton GEMV: the decode
+step's base GEMMs.
 
-At one row a projection is a pure weight read: the 8B shape's o and down projections reach
-2.7 and 3.7 TB/s through cuBLAS (a split-K kernel plus its reduce), q/k/v 3.3 TB/s, against
-the H200's ~4.2 TB/s (benchmarks/gemv_shapes.py). Here each program reads `block_n` whole
-weight rows in `block_k`-wide tiles, multiplies them by the row in float32 and sums once at the
-end: no split-K, no reduce kernel. The tile sizes per shape were measured on the H200
-(benchmarks/gemv_sweep.py; BENCHMARKS.md). Used for CUDA bf16/fp16 weights when the decode
-step's kernels are on (`ff_lib.inference.kernels.available`); the tests run it through Triton's
-interpreter on CPU against torch's linear.
+At 1-16 rows a projection is a pure weight read, and cuBLAS reads the 8B shape's o and down
+weights at 2.7 and 3.7 TB/s (a split-K kernel plus its reduce), q/k/v at 3.3 TB/s, against the
+H200's ~4.2 TB/s (benchmarks/gemv_shapes.py). Neither kernel here splits K: one row's reads
+`block_n` whole weight rows in `block_k`-wide tiles, multiplies them by the row in float32 and
+sums once at the end; 2-16 rows' multiplies each weight tile by every row on the tensor cores
+(the rows padded to 16). The tile sizes were measured on the H200 (benchmarks/gemv_sweep.py;
+BENCHMARKS.md). Used for CUDA bf16/fp16 weights when the decode step's kernels are on
+(`ff_lib.inference.kernels.available`); the tests run both through Triton's interpreter on CPU
+against torch's linear.
 """
 
 import torch
 
 from ff_lib.inference.kernels import triton
+
+MAX_ROWS = 16  # the rows kernel's tile (tensor-core dots need 16); more rows go to cuBLAS
 
 if triton is not None:
     import triton.language as tl
@@ -42,6 +45,33 @@ if triton is not None:
             y += tl.load(bias + n, mask=n_ok, other=0.0).to(tl.float32)
         tl.store(out + n, y.to(out.dtype.element_ty), mask=n_ok)
 
+    @triton.jit
+    def _gemv_rows_kernel(
+        x, x_stride, w, bias, out, M, N, K, w_stride, HAS_BIAS: tl.constexpr,
+        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr,
+    ):  # fmt: skip
+        """Up to BLOCK_M rows: each weight tile read once, (tile @ rows.T) on the tensor cores."""
+        n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        m = tl.arange(0, BLOCK_M)
+        k = tl.arange(0, BLOCK_K)
+        n_ok, m_ok = n < N, m < M
+        w_tiles = w + n[:, None].to(tl.int64) * w_stride + k[None, :]
+        x_tiles = x + m[None, :] * x_stride + k[:, None]  # (BLOCK_K, BLOCK_M): rows transposed
+        acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+        for start in range(0, K, BLOCK_K):
+            if EVEN_K:
+                ws = tl.load(w_tiles + start, mask=n_ok[:, None], other=0.0)
+                xs = tl.load(x_tiles + start, mask=m_ok[None, :], other=0.0)
+            else:
+                k_ok = start + k < K
+                ws = tl.load(w_tiles + start, mask=n_ok[:, None] & k_ok[None, :], other=0.0)
+                xs = tl.load(x_tiles + start, mask=m_ok[None, :] & k_ok[:, None], other=0.0)
+            acc = tl.dot(ws, xs, acc)
+        if HAS_BIAS:
+            acc += tl.load(bias + n, mask=n_ok, other=0.0).to(tl.float32)[:, None]
+        at = out + m[None, :] * N + n[:, None]
+        tl.store(at, acc.to(out.dtype.element_ty), mask=n_ok[:, None] & m_ok[None, :])
+
 
 def gemv_config(n: int, k: int) -> tuple[int, int, int, int]:
     """(weight rows a program, columns a tile, warps, pipeline stages) for an (n, k) weight:
@@ -53,17 +83,40 @@ def gemv_config(n: int, k: int) -> tuple[int, int, int, int]:
     return 8192 // block_k, block_k, 4, 1
 
 
+def rows_config(n: int, k: int) -> tuple[int, int, int, int]:
+    """gemv_config's tuple for 2 to MAX_ROWS rows (the tensor-core kernel), by the weight's
+    shape class, as measured at 2, 4, 8 and 16 rows of the 8B shape on the H200
+    (benchmarks/gemv_sweep.py --rows 16,8,4,2; cuBLAS -> this, 8 rows): long rows or few
+    outputs (down 33.4 -> 30.2 us, o 12.7 -> 11.0), q/k/v-sized (16.1 -> 14.9), wide (gate/up
+    55.7 -> 55.4, 60.9 -> 56.1 at 16 rows; lm_head 241.5 -> 236.4)."""
+    if k >= 8192 or n <= 5120:
+        return 16, 512, 2, 3
+    if n <= 8192:
+        return 64, 128, 4, 5
+    return 32, 128, 2, 3
+
+
 def gemv(x: torch.Tensor, weight: torch.Tensor, bias=None, config=None) -> torch.Tensor:
-    """x (1, K) @ weight (N, K, unit column stride).T (+ bias) -> (1, N) in x's dtype, the sum
-    in float32. `config`: gemv_config's tuple by default (the sweep passes its own)."""
-    n, k = weight.shape
-    assert x.shape == (1, k) and weight.stride(1) == 1, (x.shape, weight.shape, weight.stride())
-    block_n, block_k, warps, stages = config or gemv_config(n, k)
+    """x (rows <= MAX_ROWS, K) @ weight (N, K, unit column stride).T (+ bias) -> (rows, N) in
+    x's dtype, the sum in float32. `config`: gemv_config's / rows_config's tuple by default (the
+    sweep passes its own)."""
+    rows, (n, k) = x.shape[0], weight.shape
+    assert 1 <= rows <= MAX_ROWS and x.shape[1] == k and weight.stride(1) == 1, (
+        x.shape, weight.shape, weight.stride(),
+    )  # fmt: skip
     x = x.contiguous()
-    out = torch.empty(1, n, dtype=x.dtype, device=x.device)
-    _gemv_kernel[(triton.cdiv(n, block_n),)](
-        x, weight, bias if bias is not None else out, out, n, k, weight.stride(0),
-        HAS_BIAS=bias is not None, BLOCK_N=block_n, BLOCK_K=block_k, EVEN_K=k % block_k == 0,
-        num_warps=warps, num_stages=stages,
+    out = torch.empty(rows, n, dtype=x.dtype, device=x.device)
+    args = (weight, bias if bias is not None else out, out)
+    if rows == 1:
+        block_n, block_k, warps, stages = config or gemv_config(n, k)
+        kernel, args = _gemv_kernel, (x, *args, n, k)
+        extra = {}
+    else:
+        block_n, block_k, warps, stages = config or rows_config(n, k)
+        kernel, args = _gemv_rows_kernel, (x, x.stride(0), *args, rows, n, k)
+        extra = {"BLOCK_M": MAX_ROWS}
+    kernel[(triton.cdiv(n, block_n),)](
+        *args, weight.stride(0), HAS_BIAS=bias is not None, BLOCK_N=block_n, BLOCK_K=block_k,
+        EVEN_K=k % block_k == 0, num_warps=warps, num_stages=stages, **extra,
     )  # fmt: skip
     return out
