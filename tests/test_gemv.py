@@ -104,7 +104,9 @@ def test_decode_steps_through_the_gemv_equal_steps_through_torch(
     groups = 4 * layers
     assert len(prompt) <= MAX_ROWS
     assert Counter(shape[0] for shape in calls) == {
-        len(prompt): 2 * groups, 1: 2 * (groups + 2), 2: 2 * (groups + 1)
+        len(prompt): 2 * groups,
+        1: 2 * (groups + 2),
+        2: 2 * (groups + 1),
     }
     assert wide  # more rows than the GEMV's tile: torch's linear, the GEMV not called
     for slot in {s for s, _ in out}:

@@ -8,7 +8,8 @@ gives a group's base output and every slot's x @ A. Each row then adds its own s
 ops with a 0/1 mask, or the lora_expand kernel in the CUDA decode step). On CUDA the decode step
 is captured as a graph per (rows, KV length) bucket, with Triton kernels for rotary + cache write
 + split-KV attention in one launch (ff_lib/inference/kernels.py), so attention reads what each
-row needs; prefill runs the same kernels for rotary + cache write, add + norm and SiLU gating.
+row needs, and its GEMMs of up to 16 rows are Triton GEMVs (ff_lib/inference/gemv.py); prefill
+runs the same kernels for rotary + cache write, add + norm and SiLU gating.
 """
 
 import logging

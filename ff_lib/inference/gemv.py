@@ -3,10 +3,10 @@ step's base GEMMs.
 
 At 1-16 rows a projection is a pure weight read, and cuBLAS reads the 8B shape's o and down
 weights at 2.7 and 3.7 TB/s (a split-K kernel plus its reduce), q/k/v at 3.3 TB/s, against the
-H200's ~4.2 TB/s (benchmarks/gemv_shapes.py). Neither kernel here splits K: one row's reads
-`block_n` whole weight rows in `block_k`-wide tiles, multiplies them by the row in float32 and
-sums once at the end; 2-16 rows' multiplies each weight tile by every row on the tensor cores
-(the rows padded to 16). The tile sizes were measured on the H200 (benchmarks/gemv_sweep.py;
+H200's ~4.2 TB/s (benchmarks/gemv_shapes.py). Neither kernel here splits K. The one-row kernel
+reads `block_n` whole weight rows in `block_k`-wide tiles, multiplies them by the row in
+float32 and sums once at the end; the kernel of 2-16 rows multiplies each weight tile by every
+row on the tensor cores (the rows padded to 16). The tile sizes were measured on the H200 (benchmarks/gemv_sweep.py;
 BENCHMARKS.md). Used for CUDA bf16/fp16 weights when the decode step's kernels are on
 (`ff_lib.inference.kernels.available`); the tests run both through Triton's interpreter on CPU
 against torch's linear.
@@ -26,6 +26,7 @@ if triton is not None:
         x, w, bias, out, N, K, w_stride, HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr,
         BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr,
     ):  # fmt: skip
+        """One row: BLOCK_N outputs a program, products summed in float32 once at the end."""
         n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         k = tl.arange(0, BLOCK_K)
         n_ok = n < N
@@ -77,8 +78,9 @@ def gemv_config(n: int, k: int) -> tuple[int, int, int, int]:
     """(weight rows a program, columns a tile, warps, pipeline stages) for an (n, k) weight:
     4 x 2,048 with 4 warps, 1 stage, was the best tile or within 1.6 % of it at each of the 8B
     shape's five weights on the H200 (q/k/v 14.3 us against cuBLAS's 15.9, o 10.2 / 12.7, gate/up
-    54.4 / 59.4, down 29.1 / 33.1, lm_head 232 / 246; benchmarks/gemv_sweep.py). Shorter rows
-    keep the tile's 8,192 values."""
+    54.4 / 59.4, down 29.1 / 33.1, lm_head 232 / 246; benchmarks/gemv_sweep.py, run with an
+    evict-first hint on the weight loads, since dropped: without it the best tiles read within
+    0.3 % of those times). Shorter rows keep the tile's 8,192 values."""
     block_k = min(2048, triton.next_power_of_2(k))
     return 8192 // block_k, block_k, 4, 1
 
