@@ -276,13 +276,15 @@ class BatchedLM(DecodeSteps):
             kernels.lora_expand(out, xa, b, lora.slot_ids, self.slots.none_slot, widths)
             return out
         xa = xa * lora.masks[len(widths)]
-        parts, start = [], 0
+        # In place, as above: a new tensor per module and their concatenation copied a joint
+        # prefill's outputs twice (the same sums: addmm adds into a copy of `out` alike).
+        start = 0
         for m, width in enumerate(widths):
             block = b[:, :, start : start + width].reshape(per_module, width)
             rows = xa[:, m * per_module : (m + 1) * per_module]
-            parts.append(torch.addmm(out[:, start : start + width], rows, block))
+            out[:, start : start + width].addmm_(rows, block)
             start += width
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        return out
 
     def _rotated(self, i: int, qkv, cos, sin, ops):
         """q, k, v (tokens, heads, head_dim) of a qkv output: q/k normed (Qwen3), rotated."""
