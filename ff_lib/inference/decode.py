@@ -253,8 +253,8 @@ class BatchedLM(DecodeSteps):
     def _linear(self, x, weight, bias) -> torch.Tensor:
         """F.linear, but up to 16 rows (the decode step's) through the Triton GEMVs: cuBLAS reads
         the 8B shape's o and down weights at 2.7 / 3.7 TB/s at 1-16 rows (gemv.py; FF_GEMV=0
-        keeps cuBLAS)."""
-        if self.gemv and x.shape[0] <= MAX_ROWS:
+        keeps cuBLAS; a weight whose rows are not contiguous goes to cuBLAS too)."""
+        if self.gemv and x.shape[0] <= MAX_ROWS and weight.stride(1) == 1:
             return gemv(x, weight, bias)
         return F.linear(x, weight, bias)
 
