@@ -14,7 +14,8 @@
 # profile (benchmarks/step_profile.py: a decode step's kernels and graph times, a diagnostic),
 # trace (benchmarks/first_reply_trace.py: the first reply after a load, method by method),
 # timeline (benchmarks/batch_timeline.py: rows together request by request; first tokens),
-# gemvsweep (benchmarks/gemv_sweep.py: the one-row GEMV's tiles against cuBLAS).
+# gemvsweep (benchmarks/gemv_sweep.py: the GEMVs' tiles against cuBLAS; SWEEP_ROWS=1 by
+# default, 16,8,4,2 for the kernel of 2-16 rows).
 # A dry run on a CPU: WHEELS=none PYTHON=.venv/bin/python BENCH_MODEL=demo \
 #   BENCH_ARGS="--switches 50" bash benchmarks/device.sh models none appcheck
 set -u
@@ -93,7 +94,7 @@ transformers.__version__, peft.__version__, b.__version__, d.__version__)"
     gemv)  # the step's base GEMMs at padded shapes (a diagnostic)
       timeout 200 $PY benchmarks/gemv_shapes.py --json "$OUT/gemv.json" > "$OUT/gemv.log" 2>&1
       status=$((status | $?)) ;;
-    gemvsweep)  # the one-row Triton GEMV's tiles against cuBLAS at the step's shapes
+    gemvsweep)  # the Triton GEMVs' tiles against cuBLAS at the step's shapes
       timeout 420 $PY benchmarks/gemv_sweep.py --rows ${SWEEP_ROWS:-1} --budget-s ${SWEEP_BUDGET:-300} \
         --json "$OUT/gemv-sweep.json" > "$OUT/gemv-sweep.log" 2>&1
       status=$((status | $?)); tail -8 "$OUT/gemv-sweep.log" ;;

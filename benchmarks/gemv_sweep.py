@@ -1,6 +1,6 @@
 """The Triton GEMVs (ff_lib/inference/gemv.py) at the decode step's weight shapes, tile
 by tile, against cuBLAS at the same shape; every call reads its weight from HBM (a diagnostic
-that picked gemv_config; H200 figures in BENCHMARKS.md).
+that picked gemv_config and rows_config; H200 figures in BENCHMARKS.md).
 
     python benchmarks/gemv_sweep.py --rows 1 --json /tmp/out/gemv-sweep.json [--budget-s 330]
     python benchmarks/gemv_sweep.py --rows 8,16 ...    # the tensor-core kernel of 2-16 rows
