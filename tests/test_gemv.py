@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ff_lib.inference import ModelHost, decode
-from ff_lib.inference.gemv import MAX_ROWS, gemv, gemv_config, rows_config
+from ff_lib.inference.gemv import MAX_ROWS, fit_stages, gemv, gemv_config, rows_config
 from tests.fixtures_models import CAPITAL_PAIRS
 
 
@@ -62,6 +62,15 @@ def test_the_tile_covers_short_rows_without_growing(k):
 def test_the_rows_tile_is_a_tensor_core_tile(n, k):
     block_n, block_k, warps, stages = rows_config(n, k)
     assert block_n >= 16 and block_k >= 16 and k % block_k == 0 and warps in (2, 4, 8)
+
+
+@pytest.mark.parametrize("n,k", [(4160, 4096), (6336, 4096), (28800, 4096), (4160, 14336)])
+def test_the_rows_tiles_fit_small_gpus_with_fewer_stages(n, k):
+    block_n, block_k, _, stages = rows_config(n, k)
+    assert fit_stages(block_n, block_k, stages, 232448) == stages  # an H200: as measured
+    small = fit_stages(block_n, block_k, stages, 101376)  # an RTX 4090's 99 KB a block
+    assert 1 <= small <= stages
+    assert small * (block_n + MAX_ROWS) * block_k * 2 <= 101376 - 8192
 
 
 def test_decode_steps_through_the_gemv_equal_steps_through_torch(

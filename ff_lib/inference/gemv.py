@@ -12,6 +12,8 @@ BENCHMARKS.md). Used for CUDA bf16/fp16 weights when the decode step's kernels a
 against torch's linear.
 """
 
+import functools
+
 import torch
 
 from ff_lib.inference.kernels import triton
@@ -98,6 +100,21 @@ def rows_config(n: int, k: int) -> tuple[int, int, int, int]:
     return 32, 128, 2, 3
 
 
+def fit_stages(block_n: int, block_k: int, stages: int, shared_bytes: int) -> int:
+    """The rows kernel's pipeline stages whose tiles (weights and rows, 2 bytes a value) fit a
+    device's shared memory, keeping 8 KB aside: the H200's 227 KB hold every tile measured; a
+    GPU of 100 KB a block (an RTX 4090) gets fewer stages, not a launch that fails."""
+    per_stage = (block_n + MAX_ROWS) * block_k * 2
+    return max(1, min(stages, (shared_bytes - 8192) // per_stage))
+
+
+@functools.cache
+def _shared_bytes(device_index: int) -> int:
+    from triton.runtime import driver
+
+    return driver.active.utils.get_device_properties(device_index)["max_shared_mem"]
+
+
 def gemv(x: torch.Tensor, weight: torch.Tensor, bias=None, config=None) -> torch.Tensor:
     """x (rows <= MAX_ROWS, K) @ weight (N, K, unit column stride).T (+ bias) -> (rows, N) in
     x's dtype, the sum in float32. `config`: gemv_config's / rows_config's tuple by default (the
@@ -115,6 +132,9 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias=None, config=None) -> torch
         extra = {}
     else:
         block_n, block_k, warps, stages = config or rows_config(n, k)
+        if x.is_cuda:
+            shared = _shared_bytes(x.device.index or 0)
+            stages = fit_stages(block_n, block_k, stages, shared)
         kernel, args = _gemv_rows_kernel, (x, x.stride(0), *args, rows, n, k)
         extra = {"BLOCK_M": MAX_ROWS}
     kernel[(triton.cdiv(n, block_n),)](
