@@ -3,8 +3,9 @@
 Builds Llama-3.1-8B's shape with random bf16 weights on the GPU (no files), wraps it in the
 engine's BatchedLM with one random rank-16 adapter in a slot, and prints for a few (rows, KV
 length, adapter) buckets: the captured graph's step time, and the kernels of one eager step
-(torch.profiler: GPU time per kernel name, summed). Also the bandwidth cuBLAS reaches on each
-base GEMM at one row, which bounds what any step can do.
+(torch.profiler: GPU time per kernel name, summed); the 1-row step with its GEMMs through
+cuBLAS, then through the engine's Triton GEMVs (gemv_ab); and the bandwidth cuBLAS reaches on
+each base GEMM at one row (the GEMVs' own, tile by tile: benchmarks/gemv_sweep.py).
 
     python benchmarks/step_profile.py [--layers 32] [--json out.json]
 """

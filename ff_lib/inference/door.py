@@ -37,7 +37,8 @@ def checks_shared():
     built at one moment from the same files, and each check reads the folder, its config and
     its weights' header (5 ms on the 8B shape: 78 ms of a 16-row batch's 1.18 s on the H200).
     A request built later checks again (an adapter retrained meanwhile is seen)."""
-    token = _SHARED_CHECKS.set({} if _SHARED_CHECKS.get() is None else _SHARED_CHECKS.get())
+    outer = _SHARED_CHECKS.get()  # nested: the outer batch's checks
+    token = _SHARED_CHECKS.set({} if outer is None else outer)
     try:
         yield
     finally:

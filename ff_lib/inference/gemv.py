@@ -125,20 +125,19 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, bias=None, config=None) -> torch
     )  # fmt: skip
     x = x.contiguous()
     out = torch.empty(rows, n, dtype=x.dtype, device=x.device)
-    args = (weight, bias if bias is not None else out, out)
+    bias_or_any = out if bias is None else bias  # unread without HAS_BIAS
     if rows == 1:
         block_n, block_k, warps, stages = config or gemv_config(n, k)
-        kernel, args = _gemv_kernel, (x, *args, n, k)
-        extra = {}
+        kernel, lead, extra = _gemv_kernel, (x, weight, bias_or_any, out, n, k), {}
     else:
         block_n, block_k, warps, stages = config or rows_config(n, k)
         if x.is_cuda:
-            shared = _shared_bytes(x.device.index or 0)
-            stages = fit_stages(block_n, block_k, stages, shared)
-        kernel, args = _gemv_rows_kernel, (x, x.stride(0), *args, rows, n, k)
+            stages = fit_stages(block_n, block_k, stages, _shared_bytes(x.device.index or 0))
+        kernel = _gemv_rows_kernel
+        lead = (x, x.stride(0), weight, bias_or_any, out, rows, n, k)
         extra = {"BLOCK_M": MAX_ROWS}
     kernel[(triton.cdiv(n, block_n),)](
-        *args, weight.stride(0), HAS_BIAS=bias is not None, BLOCK_N=block_n, BLOCK_K=block_k,
+        *lead, weight.stride(0), HAS_BIAS=bias is not None, BLOCK_N=block_n, BLOCK_K=block_k,
         EVEN_K=k % block_k == 0, num_warps=warps, num_stages=stages, **extra,
     )  # fmt: skip
     return out
