@@ -12,6 +12,8 @@
 # get_host().stream_reply as the Inference page calls it, to cross-check the bench's batch 1),
 # explain (the token view of a 256-token reply), scorecard (200 rows x 4 models vs one by one),
 # profile (benchmarks/step_profile.py: a decode step's kernels and graph times, a diagnostic),
+# prefillprof (benchmarks/prefill_profile.py: a joint prefill's passes, kernels, cuBLAS floor),
+# attnsweep (benchmarks/attention_sweep.py: decode attention per split length, 1-16 rows),
 # trace (benchmarks/first_reply_trace.py: the first reply after a load, method by method),
 # timeline (benchmarks/batch_timeline.py: rows together request by request; first tokens),
 # gemvsweep (benchmarks/gemv_sweep.py: the GEMVs' tiles against cuBLAS; SWEEP_ROWS=1 by
@@ -82,6 +84,14 @@ transformers.__version__, peft.__version__, b.__version__, d.__version__)"
     profile)  # where a decode step's time goes (graph step times, kernels, GEMV bandwidth)
       timeout 400 $PY benchmarks/step_profile.py --json "$OUT/profile.json" 2>&1 \
         | tee "$OUT/profile.log"
+      status=$((status | PIPESTATUS[0])) ;;
+    prefillprof)  # where a joint prefill's time goes (pass times, kernels, cuBLAS's floor)
+      timeout 300 $PY benchmarks/prefill_profile.py --json "$OUT/prefillprof.json" 2>&1 \
+        | tee "$OUT/prefillprof.log"
+      status=$((status | PIPESTATUS[0])) ;;
+    attnsweep)  # the decode attention kernel's time per split length (a diagnostic)
+      timeout 300 $PY benchmarks/attention_sweep.py --json "$OUT/attn-sweep.json" 2>&1 \
+        | tee "$OUT/attn-sweep.log"
       status=$((status | PIPESTATUS[0])) ;;
     sweep)  # the lora_expand kernel's time per launch shape (a diagnostic)
       timeout 200 $PY benchmarks/expand_sweep.py --json "$OUT/sweep.json" 2>&1 | tee "$OUT/sweep.log"

@@ -303,3 +303,43 @@ def test_same_base_compares_whole_configs_not_paths(base, tmp_path):
     instruct.mkdir()
     (instruct / "config.json").write_text(json.dumps({**config, "eos_token_id": 7}))
     assert not same_base(str(base), str(instruct))
+
+
+def test_a_passed_check_is_not_repeated_for_the_same_files(adapter, base, monkeypatch):
+    from ff_lib.inference import adapters
+
+    assert validate_adapter(adapter, base_model=str(base)).ok
+    calls = []
+    for name in ("_check_shapes", "_check_against_config"):
+        real = getattr(adapters, name)
+        monkeypatch.setattr(adapters, name, lambda *a, real=real, name=name: calls.append(name))
+    again = validate_adapter(adapter, base_model=str(base))
+    assert again.ok and again.rank == 4
+    assert calls == []  # the same header, config and base: both checks had passed
+
+
+def test_a_rewritten_adapter_is_checked_afresh(adapter, base, tmp_path):
+    assert validate_adapter(adapter, base_model=str(base)).ok
+    # The same path rewritten for a bigger base: a new header, so the shapes are read again.
+    write_adapter(adapter, str(base), hidden=64, inter=128, kv=32)
+    assert "does not fit base model" in refused(adapter, base_model=str(base))
+    write_adapter(adapter, str(base))  # the good weights back: passes again
+    assert validate_adapter(adapter, base_model=str(base)).ok
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**config, "r": 8}))
+    assert "adapter_config.json says r=8" in refused(adapter, base_model=str(base))
+
+
+def test_a_changed_base_is_checked_afresh(adapter, base):
+    assert validate_adapter(adapter, base_model=str(base)).ok
+    base_config(base, hidden=64, inter=128)  # the base folder now holds a smaller model
+    assert "hidden size 64" in refused(adapter, base_model=str(base))
+
+
+def test_a_header_damaged_in_place_is_refused_after_a_pass(adapter, base):
+    weights = adapter / "adapter_model.safetensors"
+    assert validate_adapter(adapter, base_model=str(base)).ok
+    data = bytearray(weights.read_bytes())
+    data[8] = ord("#")  # the header's first byte: the same size, no longer JSON
+    weights.write_bytes(bytes(data))
+    assert "its header is not valid JSON" in refused(adapter, base_model=str(base))

@@ -34,9 +34,10 @@ def checked_adapter(adapter_dir, base_model: str) -> Path:
 @contextmanager
 def checks_shared():
     """Requests built inside it (a batch, a scorecard's rows) check each adapter once: they are
-    built at one moment from the same files, and each check reads the folder, its config and
-    its weights' header (5 ms on the 8B shape: 78 ms of a 16-row batch's 1.18 s on the H200).
-    A request built later checks again (an adapter retrained meanwhile is seen)."""
+    built at one moment from the same files. A request built later checks again (an adapter
+    retrained meanwhile is seen); that check reads the folder, its config and its weights'
+    header, and repeats the tensor-by-tensor checks only for a header or config it has not
+    passed before (adapters._Memo: 0.5 ms instead of 4 ms on the 8B shape)."""
     outer = _SHARED_CHECKS.get()  # nested: the outer batch's checks
     token = _SHARED_CHECKS.set({} if outer is None else outer)
     try:
