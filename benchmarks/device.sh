@@ -86,7 +86,8 @@ transformers.__version__, peft.__version__, b.__version__, d.__version__)"
         | tee "$OUT/profile.log"
       status=$((status | PIPESTATUS[0])) ;;
     prefillprof)  # where a joint prefill's time goes (pass times, kernels, cuBLAS's floor)
-      timeout 300 $PY benchmarks/prefill_profile.py --json "$OUT/prefillprof.json" 2>&1 \
+      timeout 300 $PY benchmarks/prefill_profile.py --json "$OUT/prefillprof.json" \
+        ${PREFILL_TRACE:+--trace "$OUT/prefill-trace.json"} 2>&1 \
         | tee "$OUT/prefillprof.log"
       status=$((status | PIPESTATUS[0])) ;;
     attnsweep)  # the decode attention kernel's time per split length (a diagnostic)
