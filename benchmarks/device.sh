@@ -37,7 +37,8 @@ if [ "${WHEELS:-.whl}" != none ]; then
 else
   export PYTHONPATH=$PWD
 fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# The tokenizer keeps its threads, as in the app (a batch of prompts is encoded on all of them).
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 quiet() { grep -v -e Warning -e "warnings.warn" -e "Loading weights" -e "Writing model" -e kernels ; }
 build_models() {
   $PY -c "from pathlib import Path; from ff_lib.inference import benchmodels as b; \

@@ -51,3 +51,23 @@ def test_an_invalid_adapter_is_refused_every_time_even_together(tiny_base, tmp_p
         for _ in range(2):
             with pytest.raises(AdapterInvalid):
                 door.checked_adapter(tmp_path, str(tiny_base))
+
+
+def test_a_batch_tokenizes_its_prompts_in_one_call(host, tiny_base, monkeypatch):
+    jobs = [_job(tiny_base, q, None, GREEDY) for q, _ in CAPITAL_PAIRS[:5]]
+    alone = [host.generate(**job) for job in jobs]
+    tokenizer = host.load_base(str(tiny_base)).tokenizer
+    calls = []
+    real = type(tokenizer).__call__
+    monkeypatch.setattr(
+        type(tokenizer),
+        "__call__",
+        lambda self, text, **kw: calls.append(text) or real(self, text, **kw),
+    )
+    replies = host.generate_many(jobs)
+    monkeypatch.undo()
+    prompts = [r.prompt_text for r in alone]
+    # the first prompt while its stream loads the base, then the other four in one call
+    assert calls == [prompts[0], prompts[1:]]
+    assert [r.text for r in replies] == [r.text for r in alone]
+    assert [r.prompt_text for r in replies] == prompts

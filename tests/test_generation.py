@@ -132,6 +132,37 @@ def test_a_last_turn_too_long_is_cut_from_the_left(tokenizers):
     assert "capital of Peru?" in built.text and "word0 " not in built.text
 
 
+def test_prompts_tokenized_together_are_the_prompts_built_one_by_one(tokenizers, monkeypatch):
+    from ff_lib.inference.prompts import encoded_together
+
+    long = " ".join(f"word{i}" for i in range(200)) + " What is the capital of Peru?"
+    history = [*user("Hi"), {"role": "assistant", "content": "Hello."}, *user("Bye?")]
+    cases = [(user("Hello?"), "Be brief."), (history, ""), (user(long), ""), (user("Hi"), "")]
+    for tokenizer in tokenizers:  # a chat template, and a transcript
+        alone = [
+            build_prompt(tokenizer, m, system_prompt=s, context_length=64, max_new_tokens=16)
+            for m, s in cases
+        ]
+        calls = []
+        real = type(tokenizer).__call__
+        monkeypatch.setattr(
+            type(tokenizer),
+            "__call__",
+            lambda self, text, **kw: calls.append(text) or real(self, text, **kw),
+        )
+        with encoded_together(tokenizer, cases):
+            together = [
+                build_prompt(tokenizer, m, system_prompt=s, context_length=64, max_new_tokens=16)
+                for m, s in cases
+            ]
+        monkeypatch.undo()
+        assert together == alone
+        assert isinstance(calls[0], list) and len(calls[0]) == len(cases)  # one call for all
+        # only the prompt cut to fit tokenized anything more (its frame, content and tries)
+        assert alone[2].truncated_tokens > 0 and calls[1:]
+        assert not {alone[i].text for i in (0, 1, 3)} & set(calls[1:])
+
+
 def test_max_new_tokens_beyond_the_context_is_refused(tokenizers):
     with pytest.raises(
         InvalidInput, match=r"Max new tokens \(100\) is more than the model's whole context of 64"

@@ -2,7 +2,7 @@
 checks a request passes before it is accepted, and whole replies on top of `stream_reply`."""
 
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from itertools import groupby
 from pathlib import Path
@@ -114,14 +114,23 @@ def together(streams: list):
     stream is closed on the way out (stopped if unread)."""
     try:
         for run in _runs_of_one_base(streams):
-            for stream in run:
-                stream.prepare()
+            _prepare(run)
             for stream in run:
                 stream.start()
         yield streams
     finally:
         for stream in streams:
             stream.close()
+
+
+def _prepare(run: list) -> None:
+    """prepare() each stream of a run on one base; once the first has the base loaded, the
+    others' prompts are tokenized in one call when its door can (`tokenized_together`)."""
+    run[0].prepare()
+    together_with = getattr(run[0], "tokenized_together", None)
+    with together_with(run[1:]) if together_with else nullcontext():
+        for stream in run[1:]:
+            stream.prepare()
 
 
 def _runs_of_one_base(streams: list) -> list[list]:

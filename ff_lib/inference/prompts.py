@@ -1,11 +1,15 @@
 """Turning a conversation into the text the model sees: chat template or transcript, fitted to the context."""
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from ff_lib.errors import EmptyPrompt, InvalidInput
 
 EMPTY_PROMPT_MESSAGE = "Prompt is empty: type a question or pick a sample prompt."
 
+# (tokenizer, {text: ids}) while prompts are built together (encoded_together)
+_ENCODED: ContextVar[tuple | None] = ContextVar("encoded", default=None)
 # A tokenizer without a chat template gets this plain transcript.
 TRANSCRIPT_ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
@@ -61,7 +65,27 @@ def render(tokenizer, messages: list[dict]) -> tuple[str, str]:
 
 def encode(tokenizer, text: str) -> list[int]:
     # The templates already hold the BOS token; a transcript gets the tokenizer's own specials.
+    ahead = _ENCODED.get()
+    if ahead is not None and ahead[0] is tokenizer and text in ahead[1]:
+        return list(ahead[1][text])
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+@contextmanager
+def encoded_together(tokenizer, conversations: list[tuple[list[dict], str]]):
+    """Prompts built inside it for these (messages, system prompt) are tokenized in one call
+    made now: a fast tokenizer encodes a batch on all its threads (16 prompts of 512 tokens
+    one by one took 28 ms of a 16-row batch on the H200's host). The same ids as one by one;
+    a prompt that must drop turns or be cut tokenizes what it tries then, as usual."""
+    texts = list(
+        dict.fromkeys(render(tokenizer, normalize_messages(m, s))[0] for m, s in conversations)
+    )
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    token = _ENCODED.set((tokenizer, dict(zip(texts, ids, strict=True))))
+    try:
+        yield
+    finally:
+        _ENCODED.reset(token)
 
 
 def build_prompt(

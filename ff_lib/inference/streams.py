@@ -4,9 +4,10 @@ import queue
 import random
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 
 from ff_lib.errors import FFError, GenerationError
-from ff_lib.inference.prompts import build_prompt
+from ff_lib.inference.prompts import build_prompt, encoded_together
 from ff_lib.inference.provenance import adapter_sha256
 from ff_lib.inference.replies import Reply, ReplyStats
 from ff_lib.inference.scheduler import END, Request, TokenChoice
@@ -122,6 +123,15 @@ class ReplyStream:
         engine.scheduler.hold()
         self._held = True
         return self
+
+    def tokenized_together(self, others: list) -> object:
+        """A context in which `others` (streams for this one's base) are prepared with their
+        prompts tokenized in one call (prompts.encoded_together); call it once prepared."""
+        if self._engine is None:
+            return nullcontext()
+        jobs = [s.job for s in others]
+        pairs = [(job["messages"], job["settings"].system_prompt) for job in jobs]
+        return encoded_together(self._engine.tokenizer, pairs)
 
     def _let_go(self) -> None:
         if self._held:
