@@ -304,10 +304,9 @@ class ReplyStream:
 
 
 def _drain(events: queue.Queue) -> list:
-    """Everything on a finished request's queue, up to END."""
-    items = []
-    while True:
-        item = events.get_nowait()
-        if item is END:
-            return items
-        items.append(item)
+    """Everything on a finished request's queue, up to END, taken in one go (nothing is put
+    after END; a get per token was half of reading 16 finished replies)."""
+    with events.mutex:
+        items = list(events.queue)
+        events.queue.clear()
+    return items[: items.index(END)]
