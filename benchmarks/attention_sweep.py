@@ -25,9 +25,42 @@ CASES = ((512, 500), (1024, 576), (1024, 1000), (4096, 2100), (4096, 4000))  # (
 SPLIT_LENS = (64, 128, 192, 256, 384, 512, 1024)
 
 
+def launches(caches, cos, sin) -> list:
+    """Warps and pipeline stages of the split kernel at attention_splits' choice."""
+    results = []
+    default = dict(kernels.ATTENTION_LAUNCH)
+    for rows in (1, 8, 16):
+        qkv = torch.randn(rows, (N_HEADS + 2 * N_KV) * D, device="cuda").bfloat16()
+        for kv, length in ((1024, 576), (4096, 4000)):
+            lengths = torch.full((rows,), length, dtype=torch.long, device="cuda")
+
+            def call(layer=[0], qkv=qkv, lengths=lengths, kv=kv):  # noqa: B006 - a counter
+                k, v = caches[layer[0] % LAYERS]
+                layer[0] += 1
+                return kernels.rope_decode_attention(qkv, cos, sin, k, v, lengths, kv, N_HEADS)
+
+            timings = {}
+            for warps in (1, 2, 4, 8):
+                for stages in (1, 2, 3, 4):
+                    kernels.ATTENTION_LAUNCH = {"num_warps": warps, "num_stages": stages}
+                    try:
+                        timings[f"{warps}w{stages}s"] = time_us(call)
+                    finally:
+                        kernels.ATTENTION_LAUNCH = default
+            best = min(timings, key=timings.get)
+            now = f"{default['num_warps']}w{default['num_stages']}s"
+            print(
+                f"launch rows {rows:2d} bucket {kv} length {length}: now {timings[now]:.2f} us; "
+                f"best {timings[best]:.2f} us ({best}); "
+                + " ".join(f"{k}:{v:.1f}" for k, v in timings.items())
+            )
+            results.append({"rows": rows, "kv": kv, "length": length, "launch_us": timings})
+    return results
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--rows", default="1,2,4,8,16")
+    p.add_argument("--rows", default="1,2,4,8,16", help="rows of the split-length sweep")
     p.add_argument("--json")
     args = p.parse_args()
     shape = (MAX_ROWS, N_KV, MAX_LEN, D)
@@ -65,6 +98,7 @@ def main() -> None:
                 + " ".join(f"{s}:{us:.1f}" for s, us in timings.items())
             )
             results.append({"rows": rows, "kv": kv, "length": length, "now": now[1], "us": timings})
+    results += launches(caches, cos, sin)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

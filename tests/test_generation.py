@@ -148,7 +148,9 @@ def test_prompts_tokenized_together_are_the_prompts_built_one_by_one(tokenizers,
         monkeypatch.setattr(
             type(tokenizer),
             "__call__",
-            lambda self, text, **kw: calls.append(text) or real(self, text, **kw),
+            lambda self, text, calls=calls, real=real, **kw: (
+                calls.append(text) or real(self, text, **kw)
+            ),
         )
         with encoded_together(tokenizer, cases):
             together = [

@@ -33,6 +33,8 @@ except ImportError:  # pragma: no cover - exercised on machines without Triton
 SPLIT_BLOCK = 64  # keys per iteration of the attention kernel
 TARGET_PROGRAMS = 264  # about two programs per SM on an H100/H200
 COMBINE_SPLITS = 16  # see combine_width
+ROPE_HEADS = 8  # heads of one token a rope_cache_write program
+ATTENTION_LAUNCH = {"num_warps": 4, "num_stages": 3}  # Triton's defaults (attention_sweep.py)
 
 
 def available(device) -> bool:
@@ -54,25 +56,31 @@ if triton is not None:
     @triton.jit(do_not_specialize=["per_row"], do_not_specialize_on_alignment=["pos_ptr"])
     def _rope_cache_kernel(
         qkv, qkv_stride, cos, sin, pos_ptr, q_out, k_cache, v_cache,
-        cache_row, cache_head, n_heads, n_kv, per_row, D: tl.constexpr,
+        cache_row, cache_head, n_heads, n_kv, per_row, D: tl.constexpr, HEADS: tl.constexpr,
     ):  # fmt: skip
+        # HEADS consecutive heads of one token (q heads, then k heads; a program of one head
+        # of 128 values ran a 2,048-token prefill's layer at 1 TB/s).
         row = tl.program_id(0)  # a token: of cache row row // per_row
-        head = tl.program_id(1)
+        head = tl.program_id(1) * HEADS + tl.arange(0, HEADS)[:, None]
         pos = tl.load(pos_ptr + row)
         d = tl.arange(0, D)
         c, s, partner, sign = _rotation(cos, sin, pos, D)
+        is_q, is_k = head < n_heads, (head >= n_heads) & (head < n_heads + n_kv)
         base = qkv + row * qkv_stride + head * D  # q heads, then k heads: consecutive columns
-        x = tl.load(base + d).to(tl.float32)
-        xp = tl.load(base + partner).to(tl.float32)
-        rotated = x * c + sign * xp * s
-        if head < n_heads:
-            tl.store(q_out + (row * n_heads + head) * D + d, rotated.to(q_out.dtype.element_ty))
-        else:
-            kh = head - n_heads
-            at = (row // per_row) * cache_row + kh * cache_head + pos * D + d
-            tl.store(k_cache + at, rotated.to(k_cache.dtype.element_ty))
-            v = tl.load(qkv + row * qkv_stride + (n_heads + n_kv + kh) * D + d)
-            tl.store(v_cache + at, v)
+        real = is_q | is_k
+        x = tl.load(base + d[None, :], mask=real, other=0.0).to(tl.float32)
+        xp = tl.load(base + partner[None, :], mask=real, other=0.0).to(tl.float32)
+        rotated = x * c[None, :] + sign[None, :] * xp * s[None, :]
+        tl.store(
+            q_out + (row * n_heads + head) * D + d[None, :],
+            rotated.to(q_out.dtype.element_ty),
+            mask=is_q,
+        )
+        kh = head - n_heads
+        at = (row // per_row) * cache_row + kh * cache_head + pos * D + d[None, :]
+        tl.store(k_cache + at, rotated.to(k_cache.dtype.element_ty), mask=is_k)
+        v = tl.load(qkv + row * qkv_stride + (n_heads + n_kv + kh) * D + d[None, :], mask=is_k)
+        tl.store(v_cache + at, v, mask=is_k)
 
     @triton.jit
     def _rotation(cos, sin, pos, D: tl.constexpr):
@@ -274,9 +282,10 @@ def rope_cache_write(
     tokens = qkv.shape[0]
     d = k_cache.shape[-1]
     q = torch.empty(tokens, n_heads, d, dtype=qkv.dtype, device=qkv.device)
-    _rope_cache_kernel[(tokens, n_heads + n_kv)](
+    heads = ROPE_HEADS
+    _rope_cache_kernel[(tokens, triton.cdiv(n_heads + n_kv, heads))](
         qkv, qkv.stride(0), cos, sin, pos, q, k_cache, v_cache,
-        k_cache.stride(0), k_cache.stride(1), n_heads, n_kv, per_row, D=d,
+        k_cache.stride(0), k_cache.stride(1), n_heads, n_kv, per_row, D=d, HEADS=heads,
     )  # fmt: skip
     return q
 
@@ -324,6 +333,7 @@ def _attention(src, src_stride, cos, sin, k_cache, v_cache, lengths, kv, n_heads
         k_cache.stride(0), k_cache.stride(1), n_heads, n_kv, splits, split_len, scale_log2,
         GROUP=group, BLOCK_H=max(16, triton.next_power_of_2(group)), BLOCK_N=SPLIT_BLOCK, D=d,
         PRECISION="ieee" if src.dtype == torch.float32 else "tf32", ROPE=rope,
+        **ATTENTION_LAUNCH,
     )  # fmt: skip
     out = torch.empty(rows, n_heads * d, dtype=src.dtype, device=src.device)
     _attention_combine_kernel[(rows, n_heads)](
