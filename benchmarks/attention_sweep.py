@@ -40,19 +40,27 @@ def launches(caches, cos, sin) -> list:
                 return kernels.rope_decode_attention(qkv, cos, sin, k, v, lengths, kv, N_HEADS)
 
             timings = {}
-            for warps in (1, 2, 4, 8):
-                for stages in (1, 2, 3, 4):
+            for dots in (0, 1, 2):
+                for warps, stages in ((4, 2), (4, 3), (8, 3)):
                     kernels.ATTENTION_LAUNCH = {"num_warps": warps, "num_stages": stages}
+                    kernels.ATTENTION_DOTS = dots
                     try:
-                        timings[f"{warps}w{stages}s"] = time_us(call)
+                        timings[f"d{dots}:{warps}w{stages}s"] = time_us(call)
                     finally:
-                        kernels.ATTENTION_LAUNCH = default
-            best = min(timings, key=timings.get)
-            now = f"{default['num_warps']}w{default['num_stages']}s"
+                        kernels.ATTENTION_LAUNCH, kernels.ATTENTION_DOTS = default, 0
+            out = [call() for _ in range(LAYERS)]
+            for dots in (1, 2):  # the largest change of an output against DOTS 0
+                kernels.ATTENTION_DOTS = dots
+                low = [call() for _ in range(LAYERS)]
+                kernels.ATTENTION_DOTS = 0
+                diff = (torch.stack(out).float() - torch.stack(low).float()).abs().max().item()
+                timings[f"max_diff_dots{dots}"] = diff
+            best = min((k for k in timings if k.startswith("d")), key=timings.get)
+            now = f"d0:{default['num_warps']}w{default['num_stages']}s"
             print(
                 f"launch rows {rows:2d} bucket {kv} length {length}: now {timings[now]:.2f} us; "
                 f"best {timings[best]:.2f} us ({best}); "
-                + " ".join(f"{k}:{v:.1f}" for k, v in timings.items())
+                + " ".join(f"{k}:{v:.4g}" for k, v in timings.items())
             )
             results.append({"rows": rows, "kv": kv, "length": length, "launch_us": timings})
     return results

@@ -35,6 +35,7 @@ TARGET_PROGRAMS = 264  # about two programs per SM on an H100/H200
 COMBINE_SPLITS = 16  # see combine_width
 ROPE_HEADS = 8  # heads of one token a rope_cache_write program
 ATTENTION_LAUNCH = {"num_warps": 4, "num_stages": 3}  # Triton's defaults (attention_sweep.py)
+ATTENTION_DOTS = 0  # bf16/fp16 caches: _attend_cached_keys' DOTS (attention_sweep.py)
 
 
 def available(device) -> bool:
@@ -118,9 +119,12 @@ if triton is not None:
     def _attend_cached_keys(
         qb, k_cache, v_cache, kv_base, start, end, scale_log2,
         BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr, PRECISION: tl.constexpr,
+        DOTS: tl.constexpr,
     ):  # fmt: skip
         """Online softmax of the queries `qb` (BLOCK_H, D) over cached keys start..end-1 of one
-        cache row's KV head (at `kv_base`): (running max, sum, weighted values), log2 scale."""
+        cache row's KV head (at `kv_base`): (running max, sum, weighted values), log2 scale.
+        DOTS 1: q.k in the cache's dtype (qb holds values of that dtype: the same products);
+        2: p.v too (p rounded to it, as flash attention does)."""
         d = tl.arange(0, D)
         n = tl.arange(0, BLOCK_N)
         m = tl.full([BLOCK_H], -1.0e30, tl.float32)
@@ -130,15 +134,23 @@ if triton is not None:
             keys = first + n
             kmask = keys < end
             at = kv_base + keys[:, None] * D + d[None, :]
-            kb = tl.load(k_cache + at, mask=kmask[:, None], other=0.0).to(tl.float32)
-            scores = tl.dot(qb, tl.trans(kb), input_precision=PRECISION) * scale_log2
+            kb = tl.load(k_cache + at, mask=kmask[:, None], other=0.0)
+            if DOTS >= 1:
+                scores = tl.dot(qb.to(kb.dtype), tl.trans(kb)) * scale_log2
+            else:
+                kf = kb.to(tl.float32)
+                scores = tl.dot(qb, tl.trans(kf), input_precision=PRECISION) * scale_log2
             scores = tl.where(kmask[None, :], scores, -1.0e30)
             m_new = tl.maximum(m, tl.max(scores, 1))
             alpha = tl.exp2(m - m_new)
             p = tl.exp2(scores - m_new[:, None])
             lsum = lsum * alpha + tl.sum(p, 1)
-            vb = tl.load(v_cache + at, mask=kmask[:, None], other=0.0).to(tl.float32)
-            acc = acc * alpha[:, None] + tl.dot(p, vb, input_precision=PRECISION)
+            vb = tl.load(v_cache + at, mask=kmask[:, None], other=0.0)
+            if DOTS >= 2:
+                acc = acc * alpha[:, None] + tl.dot(p.to(vb.dtype), vb)
+            else:
+                pv = tl.dot(p, vb.to(tl.float32), input_precision=PRECISION)
+                acc = acc * alpha[:, None] + pv
             m = m_new
         return m, lsum, acc
 
@@ -151,7 +163,7 @@ if triton is not None:
         src, src_stride, cos, sin, k_cache, v_cache, lengths, part_acc, part_ml,
         cache_row, cache_head, n_heads, n_kv, splits, split_len, scale_log2,
         GROUP: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, D: tl.constexpr,
-        PRECISION: tl.constexpr, ROPE: tl.constexpr,
+        PRECISION: tl.constexpr, ROPE: tl.constexpr, DOTS: tl.constexpr,
     ):  # fmt: skip
         # One split of a row's keys for one KV head's query group; `src`: each row's queries (q
         # heads first). ROPE: `src` is the step's qkv, the queries are rotated here (rounded as
@@ -179,8 +191,9 @@ if triton is not None:
             qb = qb.to(src.dtype.element_ty).to(tl.float32)
         kv_base = row * cache_row + kvh * cache_head
         m, lsum, acc = _attend_cached_keys(
-            qb, k_cache, v_cache, kv_base, start, end, scale_log2, BLOCK_H, BLOCK_N, D, PRECISION
-        )
+            qb, k_cache, v_cache, kv_base, start, end, scale_log2, BLOCK_H, BLOCK_N, D, PRECISION,
+            DOTS,
+        )  # fmt: skip
         if ROPE:  # noqa: SIM102 - a compile-time branch (pos exists only with ROPE)
             if (start <= pos) & (pos < start + split_len):
                 m, lsum, acc = _attend_new_key(
@@ -333,7 +346,7 @@ def _attention(src, src_stride, cos, sin, k_cache, v_cache, lengths, kv, n_heads
         k_cache.stride(0), k_cache.stride(1), n_heads, n_kv, splits, split_len, scale_log2,
         GROUP=group, BLOCK_H=max(16, triton.next_power_of_2(group)), BLOCK_N=SPLIT_BLOCK, D=d,
         PRECISION="ieee" if src.dtype == torch.float32 else "tf32", ROPE=rope,
-        **ATTENTION_LAUNCH,
+        DOTS=0 if src.dtype == torch.float32 else ATTENTION_DOTS, **ATTENTION_LAUNCH,
     )  # fmt: skip
     out = torch.empty(rows, n_heads * d, dtype=src.dtype, device=src.device)
     _attention_combine_kernel[(rows, n_heads)](
