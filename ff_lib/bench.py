@@ -164,7 +164,7 @@ def measure_ours(cfg: BenchConfig, base: Path, adapters: dict, log) -> tuple[dic
         )
         out["decode_tokens_per_s_sampled"] = sampled_rate(door, short, cfg.new_tokens)
         out.update(switching(door, short, cfg.repeats))
-        out.update(concurrent_rows(door, cfg.prompt_tokens, cfg.batch_new_tokens))
+        out.update(concurrent_rows(door, cfg.prompt_tokens, cfg.batch_new_tokens, cfg.repeats))
         out["second_request_ttft_s"] = second_request_ttft(door, short, cfg.new_tokens, cfg.repeats)
         out.update(scorecard(door, cfg.scorecard_prompts, cfg.scorecard_new_tokens))
         log(

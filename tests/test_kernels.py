@@ -55,7 +55,18 @@ def test_rotary_and_cache_write_equal_torch(dtype, tol):
     assert not k_cache.permute(0, 2, 1, 3)[~written].any()  # nothing else was touched
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+BF16_DOT_SKIP = (
+    "Triton 3.8's interpreter multiplies bf16 tl.dot operands wrongly (a 16x16 dot of random "
+    "bf16 is off by 1e10; float16 and float32 are exact): the half-precision path is tested in "
+    "float16 here, and its bf16 results are checked on the GPU by the benchmarks' sweeps"
+)
+HALF = [
+    (torch.float16, 1e-2),  # the cache's dtype in the dots (kernels.ATTENTION_DOTS), as in bf16
+    pytest.param(torch.bfloat16, 3e-2, marks=pytest.mark.skip(reason=BF16_DOT_SKIP)),
+]
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), *HALF])
 def test_split_kv_attention_equals_softmax_attention(dtype, tol):
     torch.manual_seed(1)
     max_len, kv = 320, 300
@@ -70,7 +81,7 @@ def test_split_kv_attention_equals_softmax_attention(dtype, tol):
     assert (out.float() - ref).abs().max() <= tol
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), *HALF])
 def test_rotary_cache_write_and_attention_in_one_launch_equal_them_apart(dtype, tol):
     """The decode step's fused launch equals rope_cache_write then decode_attention: each row's
     q and new key rotated at its position, key and value written there, attention over every
@@ -90,6 +101,20 @@ def test_rotary_cache_write_and_attention_in_one_launch_equal_them_apart(dtype, 
     ref = kernels.decode_attention(q, k_ref, v_ref, lengths, kv)
     assert (out.float() - ref.float()).abs().max() <= tol
     assert (out.float() - _attention_reference(q, k_ref, v_ref, lengths)).abs().max() <= tol
+
+
+def test_half_precision_dots_match_float32_dots(monkeypatch):
+    torch.manual_seed(4)
+    q = torch.randn(4, N_HEADS, D, dtype=torch.float16)
+    k_cache = torch.randn(4, N_KV, 320, D, dtype=torch.float16)
+    v_cache = torch.randn_like(k_cache)
+    lengths = torch.tensor([1, 300, 64, 65])
+    outs = {}
+    for dots in (0, 1, 2):
+        monkeypatch.setattr(kernels, "ATTENTION_DOTS", dots)
+        outs[dots] = kernels.decode_attention(q, k_cache, v_cache, lengths, 300).float()
+    assert (outs[1] - outs[0]).abs().max() <= 2e-3  # the same products, summed in another order
+    assert (outs[2] - outs[0]).abs().max() <= 1e-2  # p rounded to float16 too
 
 
 def test_keys_past_a_rows_length_are_never_read():
