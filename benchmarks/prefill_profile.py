@@ -23,7 +23,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from step_profile import build, random_adapter  # noqa: E402  (benchmarks/, beside this script)
+from step_profile import build, random_adapter, summed_kernels  # noqa: E402  (benchmarks/, beside this script)
 
 from ff_lib.inference.decode import BatchedLM  # noqa: E402
 
@@ -75,19 +75,7 @@ def kernel_table(engine: BatchedLM, top: int = 30) -> dict:
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         engine.prefill_many(0, prompts(4), [0, 1, 2, none])
         torch.cuda.synchronize()
-    kernels: dict[str, list[float]] = {}
-    for event in prof.events():
-        if event.device_type.name == "CUDA":
-            entry = kernels.setdefault(event.name[:100], [0, 0.0])
-            entry[0] += 1
-            entry[1] += event.device_time_total / 1000
-    ordered = sorted(kernels.items(), key=lambda kv_: -kv_[1][1])
-    total = sum(v[1] for v in kernels.values())
-    count = sum(v[0] for v in kernels.values())
-    print(f"  mixed 4 x {PROMPT} pass: {count} kernels, {total:.2f} ms of GPU time")
-    for name, (n, ms) in ordered[:top]:
-        print(f"    {ms:7.3f} ms {n:5d}x  {name}")
-    return {"kernels": count, "gpu_ms": total, "top": ordered[:top]}
+    return summed_kernels(prof, f"mixed 4 x {PROMPT} pass", top, width=100)
 
 
 def gemm_floor(engine: BatchedLM, tokens: int) -> dict:

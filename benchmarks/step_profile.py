@@ -82,16 +82,22 @@ def kernel_table(engine: BatchedLM, rows: int, kv: int, slot: int, top: int = 25
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             engine._decode_step(*inputs, kv, lora)
             torch.cuda.synchronize()
+    return summed_kernels(prof, "eager step", top)
+
+
+def summed_kernels(prof, label: str, top: int, width: int = 90) -> dict:
+    """A torch.profiler run's GPU time per kernel name (the first `width` characters), summed
+    and printed under `label`, the `top` longest first."""
     kernels: dict[str, list[float]] = {}
     for event in prof.events():
         if event.device_type.name == "CUDA":
-            entry = kernels.setdefault(event.name[:90], [0, 0.0])
+            entry = kernels.setdefault(event.name[:width], [0, 0.0])
             entry[0] += 1
             entry[1] += event.device_time_total / 1000
     ordered = sorted(kernels.items(), key=lambda kv_: -kv_[1][1])
     total = sum(v[1] for v in kernels.values())
     count = sum(v[0] for v in kernels.values())
-    print(f"  eager step: {count} kernels, {total:.3f} ms of GPU time")
+    print(f"  {label}: {count} kernels, {total:.3f} ms of GPU time")
     for name, (n, ms) in ordered[:top]:
         print(f"    {ms:7.3f} ms {n:5d}x  {name}")
     return {"kernels": count, "gpu_ms": total, "top": ordered[:top]}
