@@ -6,7 +6,6 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,11 +148,8 @@ def validate_adapter(path, base_model: str | None = None) -> AdapterCheck:
         facts["target_modules"] = (targets,) if isinstance(targets, str) else tuple(targets)
         weights = _weights_file(adapter_dir)
         file, shapes = _tensor_shapes(weights)
-        config_key = json.dumps(config, sort_keys=True, default=str)
         if shapes is not None:
-            with _PASSED.once(file, config_key, str(adapter_dir)) as due:
-                if due:
-                    _check_against_config(shapes, config, adapter_dir)
+            _unless_passed("config", _check_against_config, file, shapes, config, adapter_dir)
         declared = facts["base_model"]
         base_for_shapes = base_model or declared
         base_config = local_base_config(base_for_shapes) if base_for_shapes else None
@@ -163,13 +159,8 @@ def validate_adapter(path, base_model: str | None = None) -> AdapterCheck:
         if other:
             warnings.append(other)
         if shapes is not None and base_config is not None:
-            base_key = json.dumps(base_config, sort_keys=True, default=str)
-            inputs = (file, config_key, base_key, base_for_shapes, declared, str(adapter_dir))
-            with _PASSED.once(*inputs) as due:
-                if due:
-                    _check_shapes(
-                        shapes, config, base_config, base_for_shapes, declared, adapter_dir
-                    )
+            given = (config, base_config, base_for_shapes, declared, adapter_dir)
+            _unless_passed("base", _check_shapes, file, shapes, *given)
         elif base_config is None and base_for_shapes:
             warnings.append(
                 f"Base model {base_for_shapes} is not available locally: shapes not checked."
@@ -209,19 +200,21 @@ class _Memo:
                 self.items.popitem(last=False)
         return value
 
-    @contextmanager
-    def once(self, *inputs):
-        """Yields True when the check of `inputs` is due; a check that passes (the block ends
-        without raising) is not due again."""
-        if self.get(inputs):
-            yield False
-            return
-        yield True
-        self.put(inputs, True)
-
 
 _SHAPES = _Memo(64)  # (size, header digest) of a weights file -> its tensor shapes
-_PASSED = _Memo(512)  # the inputs of a check that passed -> True
+_PASSED = _Memo(512)  # (which check, the inputs it passed with) -> True
+
+
+def _unless_passed(name: str, check, file: tuple, shapes: dict, *args) -> None:
+    """check(shapes, *args) (it raises _Refused), unless the check `name` passed before on the
+    same weights header (`file`: _tensor_shapes' key) and args (dicts compared as JSON)."""
+    inputs = [
+        json.dumps(a, sort_keys=True, default=str) if isinstance(a, dict) else a for a in args
+    ]
+    key = (name, file, *map(str, inputs))
+    if not _PASSED.get(key):
+        check(shapes, *args)
+        _PASSED.put(key, True)
 
 
 def _readable_folder(folder: Path) -> Path:
