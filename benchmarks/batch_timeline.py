@@ -52,7 +52,7 @@ def _settled(records: list, t0: float) -> list:
 
 def rows_timeline(door, n: int, records: list, tokens: int) -> dict:
     from ff_lib.bench_door import ROTATION, greedy, prompt_messages
-    from ff_lib.inference.door import checks_shared
+    from ff_lib.inference.door import checks_shared, prepare_together
 
     tokenizer = door.engine.tokenizer
     scheduler = door.engine.scheduler
@@ -64,8 +64,7 @@ def rows_timeline(door, n: int, records: list, tokens: int) -> dict:
     with checks_shared():  # as generate_many builds them
         streams = [door.host.stream_reply(**job) for job in jobs]
     t_checked = time.perf_counter()
-    for s in streams:
-        s.prepare()
+    prepare_together(streams)  # as generate_many prepares them (one base here)
     t_prepared = time.perf_counter()
     for s in streams:
         s.start()

@@ -114,7 +114,7 @@ def together(streams: list):
     stream is closed on the way out (stopped if unread)."""
     try:
         for run in _runs_of_one_base(streams):
-            _prepare(run)
+            prepare_together(run)
             for stream in run:
                 stream.start()
         yield streams
@@ -123,7 +123,7 @@ def together(streams: list):
             stream.close()
 
 
-def _prepare(run: list) -> None:
+def prepare_together(run: list) -> None:
     """prepare() each stream of a run on one base; once the first has the base loaded, the
     others' prompts are tokenized in one call when its door can (`tokenized_together`)."""
     run[0].prepare()
