@@ -60,3 +60,16 @@ def test_prefills_through_the_kernels_equal_prefills_through_torch(tiny_base, ca
     for key, value in eager.items():
         assert torch.allclose(fused[key], value, atol=1e-5), key
     assert torch.equal(fused["together"].argmax(-1), eager["together"].argmax(-1))
+
+
+def test_grouped_kv_heads_go_to_flash_only_where_flash_runs(monkeypatch):
+    """Before compute capability 8.0 torch has no flash kernels: SDPA would take the math
+    kernel for grouped heads, so the engine repeats them for memory-efficient attention."""
+    from ff_lib.inference.ops import flash_gqa
+
+    assert not flash_gqa(torch.device("cpu"))
+    for capability, expected in (((7, 5), False), ((8, 0), True), ((9, 0), True)):
+        flash_gqa.cache_clear()
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d, c=capability: c)
+        assert flash_gqa(torch.device("cuda", 0)) is expected
+    flash_gqa.cache_clear()

@@ -21,7 +21,7 @@ from ff_lib.errors import GenerationError
 from ff_lib.inference import kernels
 from ff_lib.inference.decode_step import DecodeSteps
 from ff_lib.inference.gemv import MAX_ROWS, gemv
-from ff_lib.inference.ops import EAGER_OPS, compiled_ops, env_switch
+from ff_lib.inference.ops import EAGER_OPS, compiled_ops, env_switch, flash_gqa
 from ff_lib.inference.slots import GROUPS, AdapterSlots
 
 log = logging.getLogger(__name__)
@@ -353,12 +353,12 @@ class BatchedLM(DecodeSteps):
         return self._lora(ids.repeat_interleave(tokens))
 
     def _sdpa(self, q, keys, values, **how) -> torch.Tensor:
-        """Prefill and scoring attention of (batch, heads, tokens, D) queries. On CUDA a causal
-        pass in bf16/fp16 runs flash on the grouped KV heads as they are (0.106 vs 0.155 ms a
-        layer, 4 x 512 tokens, H200); else they are repeated for memory-efficient attention."""
+        """Prefill and scoring attention of (batch, heads, tokens, D) queries. A causal bf16/fp16
+        pass where flash runs takes the grouped KV heads as they are (0.106 vs 0.155 ms a layer,
+        4 x 512 tokens, H200); else they are repeated for memory-efficient attention."""
         group = q.shape[1] // keys.shape[1]
         flash = "attn_mask" not in how and q.dtype in (torch.bfloat16, torch.float16)
-        if self.device.type == "cuda" and group > 1 and not flash:
+        if self.device.type == "cuda" and group > 1 and not (flash and flash_gqa(self.device)):
             keys = keys.repeat_interleave(group, dim=1)
             values = values.repeat_interleave(group, dim=1)
         gqa = keys.shape[1] != q.shape[1]

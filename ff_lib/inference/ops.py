@@ -1,6 +1,7 @@
 """The decode step's element-wise chains (RMSNorm, residual add + norm, rotary, SiLU gating),
 written with exactly Llama's arithmetic, and their compiled versions (one set per process)."""
 
+import functools
 import logging
 import os
 import threading
@@ -95,3 +96,12 @@ def env_switch(name: str) -> bool:
 def compile_wanted() -> bool:
     """Whether the decode step's element-wise chains are compiled on CUDA (FF_COMPILE=0: no)."""
     return env_switch("FF_COMPILE")
+
+
+@functools.cache
+def flash_gqa(device: torch.device) -> bool:
+    """Whether SDPA's flash attention runs on `device` (CUDA, compute capability 8.0 or newer)
+    and so takes grouped KV heads as they are; older GPUs get memory-efficient attention,
+    which needs the heads repeated (torch would otherwise fall back to the math kernel, which
+    holds a whole (heads, tokens, tokens) score matrix)."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
