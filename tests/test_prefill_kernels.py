@@ -63,13 +63,15 @@ def test_prefills_through_the_kernels_equal_prefills_through_torch(tiny_base, ca
 
 
 def test_grouped_kv_heads_go_to_flash_only_where_flash_runs(monkeypatch):
-    """Before compute capability 8.0 torch has no flash kernels: SDPA would take the math
-    kernel for grouped heads, so the engine repeats them for memory-efficient attention."""
+    """Before compute capability 8.0, or for a head size flash cannot take, SDPA would run the
+    math kernel for grouped heads: the engine repeats them for memory-efficient attention."""
     from ff_lib.inference.ops import flash_gqa
 
-    assert not flash_gqa(torch.device("cpu"))
+    assert not flash_gqa(torch.device("cpu"), 128)
+    cuda = torch.device("cuda", 0)
     for capability, expected in (((7, 5), False), ((8, 0), True), ((9, 0), True)):
         flash_gqa.cache_clear()
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d, c=capability: c)
-        assert flash_gqa(torch.device("cuda", 0)) is expected
+        assert flash_gqa(cuda, 128) is expected
+        assert not flash_gqa(cuda, 320) and not flash_gqa(cuda, 100)  # sizes flash cannot take
     flash_gqa.cache_clear()

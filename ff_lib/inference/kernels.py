@@ -38,6 +38,8 @@ ATTENTION_LAUNCH = {"num_warps": 4, "num_stages": 3}  # Triton's defaults (atten
 # bf16/fp16 caches: _attend_cached_keys' DOTS. 2 (the cache's dtype in both dots, as flash
 # attention) against 0 (float32 dots) on the H200, 8B shape, a layer: 8 rows at 576 keys 13.4 ->
 # 11.3 us, 16 rows 19.8 -> 17.8, 8 rows at 4,000 keys 52.6 -> 39.5; outputs within one bf16 ulp.
+# p is rounded against its split's running max and the splits follow the row count, so a bf16
+# row alone and in a batch may differ by that ulp (with 0, by a tf32 one); float32 is exact.
 ATTENTION_DOTS = 2
 
 
@@ -171,8 +173,8 @@ if triton is not None:
         # One split of a row's keys for one KV head's query group; `src`: each row's queries (q
         # heads first). ROPE: `src` is the step's qkv, the queries are rotated here (rounded as
         # stored), and the split holding the new position writes its key and value and attends
-        # to them from registers. bf16/fp16 values are exact in tf32 (the dots read them
-        # unrounded in float32); float32 caches ask for IEEE float32 dots.
+        # to them from registers. bf16/fp16 caches: DOTS (ATTENTION_DOTS); float32 caches ask
+        # for IEEE float32 dots.
         row = tl.program_id(0)
         kvh = tl.program_id(1)
         split = tl.program_id(2)

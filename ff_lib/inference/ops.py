@@ -99,9 +99,12 @@ def compile_wanted() -> bool:
 
 
 @functools.cache
-def flash_gqa(device: torch.device) -> bool:
-    """Whether SDPA's flash attention runs on `device` (CUDA, compute capability 8.0 or newer)
-    and so takes grouped KV heads as they are; older GPUs get memory-efficient attention,
-    which needs the heads repeated (torch would otherwise fall back to the math kernel, which
-    holds a whole (heads, tokens, tokens) score matrix)."""
-    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
+def flash_gqa(device: torch.device, head_dim: int) -> bool:
+    """Whether SDPA's flash attention runs for this head size on `device` (CUDA, compute
+    capability 8.0 or newer, a head size of at most 256 and a multiple of 8) and so takes
+    grouped KV heads as they are; elsewhere memory-efficient attention runs, which needs the
+    heads repeated (torch would otherwise fall back to the math kernel, which holds a whole
+    (heads, tokens, tokens) score matrix)."""
+    if device.type != "cuda" or head_dim > 256 or head_dim % 8:
+        return False
+    return torch.cuda.get_device_capability(device) >= (8, 0)
