@@ -205,13 +205,14 @@ _SHAPES = _Memo(64)  # (size, header digest) of a weights file -> its tensor sha
 _PASSED = _Memo(512)  # (which check, the inputs it passed with) -> True
 
 
+def _as_text(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str) if isinstance(value, dict) else str(value)
+
+
 def _unless_passed(name: str, check, file: tuple, shapes: dict, *args) -> None:
     """check(shapes, *args) (it raises _Refused), unless the check `name` passed before on the
     same weights header (`file`: _tensor_shapes' key) and args (dicts compared as JSON)."""
-    inputs = [
-        json.dumps(a, sort_keys=True, default=str) if isinstance(a, dict) else a for a in args
-    ]
-    key = (name, file, *map(str, inputs))
+    key = (name, file, *(_as_text(a) for a in args))
     if not _PASSED.get(key):
         check(shapes, *args)
         _PASSED.put(key, True)

@@ -300,10 +300,9 @@ def rope_cache_write(
     tokens = qkv.shape[0]
     d = k_cache.shape[-1]
     q = torch.empty(tokens, n_heads, d, dtype=qkv.dtype, device=qkv.device)
-    heads = ROPE_HEADS
-    _rope_cache_kernel[(tokens, triton.cdiv(n_heads + n_kv, heads))](
+    _rope_cache_kernel[(tokens, triton.cdiv(n_heads + n_kv, ROPE_HEADS))](
         qkv, qkv.stride(0), cos, sin, pos, q, k_cache, v_cache,
-        k_cache.stride(0), k_cache.stride(1), n_heads, n_kv, per_row, D=d, HEADS=heads,
+        k_cache.stride(0), k_cache.stride(1), n_heads, n_kv, per_row, D=d, HEADS=ROPE_HEADS,
     )  # fmt: skip
     return q
 

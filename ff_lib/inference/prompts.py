@@ -65,9 +65,9 @@ def render(tokenizer, messages: list[dict]) -> tuple[str, str]:
 
 def encode(tokenizer, text: str) -> list[int]:
     # The templates already hold the BOS token; a transcript gets the tokenizer's own specials.
-    ahead = _ENCODED.get()
-    if ahead is not None and ahead[0] is tokenizer and text in ahead[1]:
-        return list(ahead[1][text])
+    tokenizer_ahead, ahead = _ENCODED.get() or (None, {})
+    if tokenizer_ahead is tokenizer and text in ahead:
+        return list(ahead[text])
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 

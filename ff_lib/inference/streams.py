@@ -129,8 +129,7 @@ class ReplyStream:
         prompts tokenized in one call (prompts.encoded_together); call it once prepared."""
         if self._engine is None:
             return nullcontext()
-        jobs = [s.job for s in others]
-        pairs = [(job["messages"], job["settings"].system_prompt) for job in jobs]
+        pairs = [(s.job["messages"], s.job["settings"].system_prompt) for s in others]
         return encoded_together(self._engine.tokenizer, pairs)
 
     def _let_go(self) -> None:
