@@ -366,9 +366,9 @@ def test_many_requests_are_all_prepared_before_the_first_is_submitted(
     prepared, ready_at_submit = set(), []
     real_prepare, real_submit = ReplyStream.prepare, engine.scheduler.submit
 
-    def prepare(stream):
+    def prepare(stream, *args):
         prepared.add(stream)
-        return real_prepare(stream)
+        return real_prepare(stream, *args)
 
     def submit(request):
         ready_at_submit.append(sum(s.request is not None for s in prepared))
@@ -389,11 +389,11 @@ def test_a_request_failing_to_prepare_leaves_none_waiting(host, tiny_base, monke
 
     real_prepare, calls = ReplyStream.prepare, []
 
-    def prepare(stream):
+    def prepare(stream, *args):
         calls.append(stream)
         if len(calls) == 2:
             raise GenerationError("the second request cannot be prepared")
-        return real_prepare(stream)
+        return real_prepare(stream, *args)
 
     monkeypatch.setattr(ReplyStream, "prepare", prepare)
     started = time.monotonic()

@@ -2,7 +2,7 @@
 checks a request passes before it is accepted, and whole replies on top of `stream_reply`."""
 
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from contextvars import ContextVar
 from itertools import groupby
 from pathlib import Path
@@ -124,13 +124,16 @@ def together(streams: list):
 
 
 def prepare_together(run: list) -> None:
-    """prepare() each stream of a run on one base; once the first has the base loaded, the
-    others' prompts are tokenized in one call when its door can (`tokenized_together`)."""
+    """prepare() each stream of a run on one base: the first loads the base if needed, the
+    others are prepared by it when its door can (`prepare_others`: on its engine, their
+    prompts tokenized in one call)."""
     run[0].prepare()
-    together_with = getattr(run[0], "tokenized_together", None)
-    with together_with(run[1:]) if together_with else nullcontext():
-        for stream in run[1:]:
-            stream.prepare()
+    prepare_others = getattr(run[0], "prepare_others", None)
+    if prepare_others is not None:
+        prepare_others(run[1:])
+        return
+    for stream in run[1:]:
+        stream.prepare()
 
 
 def _runs_of_one_base(streams: list) -> list[list]:

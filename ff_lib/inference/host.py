@@ -76,7 +76,11 @@ class Engine:
         self.scheduler = Scheduler(self.batched)
         # The first reply's graphs are ready before it is asked for, captured (like every
         # later one) in the worker's thread; its first token's kernels loaded.
-        self.scheduler.run_exclusive(self._warm_up)
+        try:
+            self.scheduler.run_exclusive(self._warm_up)
+        except BaseException:
+            self.scheduler.close()  # its thread would keep the model, cache and slots alive
+            raise
 
     def _warm_up(self) -> None:
         self.batched.warm_up()
@@ -152,7 +156,12 @@ class ModelHost(WholeReplies):
         """The engine for (base_model, quantization); loads it, releasing another base."""
         return self.engine_for(base_model, quantization, None)
 
-    def engine_for(self, base_model, quantization, on_wait: Callable[[], None] | None) -> Engine:
+    def engine_for(
+        self, base_model, quantization, on_wait: Callable[[], None] | None, hold: bool = False
+    ) -> Engine:
+        """The engine for (base_model, quantization), loading it if needed; `hold`: counted
+        as live (`Scheduler.hold`) before the host's lock is let go, so no switch to another
+        base can close it before the caller submits (the caller lets go)."""
         import torch
 
         source = locate_base(base_model)
@@ -168,7 +177,7 @@ class ModelHost(WholeReplies):
             # `auto` was decided when the base loaded (free memory is lower now).
             same = engine is not None and engine.source == source
             if same and (quantization == "auto" or engine.quantization.mode == quant.mode):
-                return engine
+                return _held(engine, hold)
             if quantization == "auto" and cuda:  # the base's files and free memory decide
                 quant = _auto_on_cuda(source)
             if engine is not None:
@@ -183,7 +192,7 @@ class ModelHost(WholeReplies):
                 self._release_locked()
             self._engine = self._load(base_model, source, quant, cuda)
             self.base_loads += 1
-            return self._engine
+            return _held(self._engine, hold)
         finally:
             self.lock.release()
 
@@ -294,9 +303,18 @@ class ModelHost(WholeReplies):
     def score(self, base_model: str, ids: list[int], adapters: list, quantization: str = "auto"):
         """Teacher-forced float32 logits (len(adapters), len(ids), vocab) in one batched forward;
         each entry of `adapters` is an adapter folder or None (the base)."""
-        engine = self.engine_for(base_model, quantization, None)
         folders = [None if a is None else str(checked_adapter(a, base_model)) for a in adapters]
-        return engine.scheduler.run_exclusive(lambda: _score(engine, ids, folders))
+        engine = self.engine_for(base_model, quantization, None, hold=True)
+        try:
+            return engine.scheduler.run_exclusive(lambda: _score(engine, ids, folders))
+        finally:
+            engine.scheduler.let_go()
+
+
+def _held(engine: Engine, hold: bool) -> Engine:
+    if hold:
+        engine.scheduler.hold()
+    return engine
 
 
 # A CPU base under this many parameters runs its ops on one thread: its matrices are so small

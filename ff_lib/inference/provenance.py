@@ -4,19 +4,25 @@ import hashlib
 import threading
 from pathlib import Path
 
-from ff_lib.inference.adapters import WEIGHT_FILES
+from ff_lib.inference.adapters import CONFIG_FILE, WEIGHT_FILES
 
 
 def adapter_name(adapter_dir: Path) -> str:
-    """Stable name for an adapter: its resolved folder + weights mtime (a retrain reloads)."""
+    """Stable name for an adapter: its resolved folder + its weights' and config's mtime and
+    size, so a retrained adapter, or an edited scaling (lora_alpha...), loads afresh."""
     adapter_dir = Path(adapter_dir).resolve()
-    mtime = 0
-    for name in WEIGHT_FILES:
-        if (adapter_dir / name).is_file():
-            mtime = (adapter_dir / name).stat().st_mtime_ns
-            break
-    digest = hashlib.sha1(f"{adapter_dir}|{mtime}".encode()).hexdigest()[:12]
+    weights = adapter_weights_file(adapter_dir)
+    stamps = [_stamp(f) for f in (weights, adapter_dir / CONFIG_FILE) if f is not None]
+    digest = hashlib.sha1("|".join([str(adapter_dir), *stamps]).encode()).hexdigest()[:12]
     return f"a{digest}"
+
+
+def _stamp(file: Path) -> str:
+    try:
+        stat = file.stat()
+    except OSError:  # gone: the load that follows says so
+        return "-"
+    return f"{stat.st_mtime_ns}:{stat.st_size}"
 
 
 _SHA256_CACHE: dict[tuple[str, int, int], str] = {}

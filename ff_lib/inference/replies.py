@@ -62,7 +62,8 @@ class Reply:
             parts.append(
                 f"The start of your message was cut ({self.truncated_tokens} tokens) to fit."
             )
-        if self.max_new_tokens < self.settings.get("max_new_tokens", self.max_new_tokens):
+        asked = self.settings.get("max_new_tokens", self.max_new_tokens)
+        if self.finish_reason == "length" and self.max_new_tokens < asked:  # the cut mattered
             parts.append(
                 f"Reply limited to {self.max_new_tokens} new tokens by the model's context."
             )

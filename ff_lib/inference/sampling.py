@@ -76,7 +76,9 @@ class RowSampler:
     def _sample(self, scores, tokens, sampled, settings, rows) -> torch.Tensor:
         sub = scores[sampled]
         temps = torch.tensor([settings[i].temperature for i in sampled], device=sub.device)
-        sub = sub / temps[:, None]
+        # Shifted to the row's best first: a tiny temperature then sends the others to -inf
+        # instead of every logit to inf (whose softmax is NaN). The same distribution.
+        sub = (sub - sub.amax(-1, keepdim=True)) / temps[:, None]
         top_k = [settings[i].top_k for i in sampled]
         if any(top_k):
             kmax = min(max(top_k), sub.shape[-1])

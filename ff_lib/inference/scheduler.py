@@ -19,6 +19,7 @@ PREFILL_TOKENS = 2048
 # Steps one chain of greedy steps may queue before the host looks at the batch afresh.
 CHAIN_STEPS = 256
 END = object()  # put on a request's queue once it has finished (after its last token)
+SHUT_DOWN = "The engine was shut down: send the request again."
 
 
 @dataclass
@@ -72,10 +73,12 @@ class Scheduler:
         self.active: list[Request] = []
         self.steps = 0
         self.chained_steps = 0  # steps taken in chains (see _chain)
+        self.passes = 0  # prefill passes and jobs done (see `progress`)
         self._slots_version = model.slots.version
         self.max_batch_seen = 0
         self._idle_wait_s = idle_wait_s
         self._closed = threading.Event()
+        self._gate = threading.Lock()  # nothing is queued once closed (the worker fails the rest)
         self._wake = threading.Event()
         self._held = 0  # requests built for this engine and about to be submitted
         self._admitting = 0  # requests taken from `pending`, not yet in a row (worker only)
@@ -91,6 +94,12 @@ class Scheduler:
         the next place before it leaves the last: read in that order, none is missed."""
         return self._held + self.pending.qsize() + self._admitting + len(self.active)
 
+    @property
+    def progress(self) -> int:
+        """Work done so far (steps, prefill passes, jobs): a reader whose request waits for a
+        row while others decode sees the engine moving, which is not a stall."""
+        return self.steps + self.passes
+
     def hold(self) -> None:
         """Count a request being built for this engine as live until `let_go` (after its
         submission, or when it will not be sent)."""
@@ -102,10 +111,11 @@ class Scheduler:
             self._held -= 1
 
     def submit(self, req: Request) -> Request:
-        if self._closed.is_set():
-            raise GenerationError("The engine was shut down: send the request again.")
-        req.submitted_at = time.perf_counter()  # a request may be built well before it is sent
-        self.pending.put(req)
+        with self._gate:
+            if self._closed.is_set():
+                raise GenerationError(SHUT_DOWN)
+            req.submitted_at = time.perf_counter()  # a request may be built before it is sent
+            self.pending.put(req)
         self._wake.set()
         return req
 
@@ -114,15 +124,21 @@ class Scheduler:
         from concurrent.futures import Future
 
         future: Future = Future()
-        self.jobs.put((fn, future))
+        with self._gate:
+            if self._closed.is_set():
+                raise GenerationError(SHUT_DOWN)
+            self.jobs.put((fn, future))
         self._wake.set()
         return future.result(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop the worker after the live requests are told to stop."""
+        """Stop the worker after the live requests are told to stop; what is still queued is
+        told that the engine shut down."""
         for req in list(self.active):
             req.stop.set()
-        self._closed.set()
+        with self._gate:
+            self._closed.set()
+        self._wake.set()
         self._thread.join(timeout)
 
     def wait_idle(self, timeout: float) -> bool:
@@ -136,18 +152,21 @@ class Scheduler:
     def _run(self) -> None:
         while not self._closed.is_set():
             self._run_jobs()
-            self._admit()
-            if not self.active:
-                self._wake.wait(self._idle_wait_s)
-                self._wake.clear()
-                continue
             try:
+                self._admit()
+                if not self.active:
+                    self._wake.wait(self._idle_wait_s)
+                    self._wake.clear()
+                    continue
                 self._step()
-            # Any failure of a step (CUDA out of memory, a compiler error) is every live
-            # request's error, said to each; the worker itself never dies of it.
+            # Any failure of an admission or a step (CUDA out of memory, a compiler error, an
+            # adapter unreadable since its check) is every live request's error, said to each;
+            # the worker itself never dies of it.
             except Exception as exc:  # noqa: BLE001
                 self._fail_all(exc)
-        self._fail_all(GenerationError("The engine was shut down: send the request again."))
+        shut = GenerationError(SHUT_DOWN)
+        self._fail_all(shut)
+        self._fail_jobs(shut)
 
     def _run_jobs(self) -> None:
         while True:
@@ -159,6 +178,15 @@ class Scheduler:
                 future.set_result(fn())
             except Exception as exc:  # noqa: BLE001 - handed to the caller, who raises it
                 future.set_exception(exc)
+            self.passes += 1
+
+    def _fail_jobs(self, exc: BaseException) -> None:
+        while True:
+            try:
+                _, future = self.jobs.get_nowait()
+            except queue.Empty:
+                return
+            future.set_exception(exc)
 
     def _admit(self) -> None:
         """Waiting requests take free rows; those that arrived together are prefilled in one
@@ -225,6 +253,7 @@ class Scheduler:
             for req in ready:
                 self._finish(req, "error", exc)
             return
+        self.passes += 1
         for j, req in enumerate(ready):
             req.row = first + j
             self.sampler.start(req.row, req.prompt_ids, req.settings, req.seed, req.logprobs)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from ff_lib.errors import AdapterInvalid, GenerationError
 from ff_lib.inference.adapters import CONFIG_FILE
@@ -97,13 +98,21 @@ def _load_state(weights: Path) -> dict[str, torch.Tensor]:
             return load_file(str(weights))
         return torch.load(str(weights), map_location="cpu", weights_only=True)
     # UnpicklingError: a .bin whose pickle asks for code; weights_only refuses it unrun.
-    except (RuntimeError, ValueError, OSError, pickle.UnpicklingError) as exc:
+    # SafetensorError: a file cut short or rewritten since it was checked (a trainer saving).
+    except (RuntimeError, ValueError, OSError, pickle.UnpicklingError, SafetensorError) as exc:
         raise AdapterInvalid(f"Adapter weights {weights} could not be read: {exc}") from exc
 
 
 def read_lora(folder: str) -> LoraFactors:
     """The LoRA factors of a validated adapter folder; AdapterInvalid for what we cannot apply."""
-    config = json.loads((Path(folder) / CONFIG_FILE).read_text())
+    try:
+        config = json.loads((Path(folder) / CONFIG_FILE).read_text())
+    # The folder was checked when the request was made: it changed since (a trainer rotating
+    # its checkpoints, a file being rewritten).
+    except (OSError, ValueError) as exc:
+        raise AdapterInvalid(
+            f"Adapter {folder} changed since it was checked and cannot be read now: {exc}"
+        ) from exc
     _refuse_unsupported(config, folder)
     weights = adapter_weights_file(Path(folder))
     if weights is None:

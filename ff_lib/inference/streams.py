@@ -4,7 +4,6 @@ import queue
 import random
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 
 from ff_lib.errors import FFError, GenerationError
 from ff_lib.inference.prompts import build_prompt, encoded_together
@@ -88,15 +87,30 @@ class ReplyStream:
             self._submitted = True
         return self
 
-    def prepare(self) -> "ReplyStream":
+    def prepare(self, engine=None) -> "ReplyStream":
         """Load the base if needed and build the request, held but not submitted yet
         (idempotent): `door.together` prepares every request before submitting any, so they
         arrive together and are prefilled and decoded as one batch. A held request counts as
-        live: the base is not switched away under it."""
+        live: the base is not switched away under it. `engine`: one a prepared stream of this
+        base already holds (`prepare_others`)."""
         if self.request is not None or self._done:
             return self
         job = self.job
-        engine = self.host.engine_for(job["base_model"], job["quantization"], self._wait_hook)
+        if engine is None:
+            on_wait = self._wait_hook
+            engine = self.host.engine_for(job["base_model"], job["quantization"], on_wait, True)
+        else:
+            engine.scheduler.hold()  # live already (its holder waits for this): no lock
+        try:
+            self._build(engine)
+        except BaseException:
+            engine.scheduler.let_go()
+            raise
+        self._held = True
+        return self
+
+    def _build(self, engine) -> None:
+        job = self.job
         settings = job["settings"]
         built = build_prompt(
             engine.tokenizer,
@@ -120,17 +134,20 @@ class ReplyStream:
         )
         self._engine, self._built = engine, built
         self._text = TextStream(engine.tokenizer)
-        engine.scheduler.hold()
-        self._held = True
-        return self
 
-    def tokenized_together(self, others: list) -> object:
-        """A context in which `others` (streams for this one's base) are prepared with their
-        prompts tokenized in one call (prompts.encoded_together); call it once prepared."""
-        if self._engine is None:
-            return nullcontext()
+    def prepare_others(self, others: list) -> None:
+        """prepare() `others` (streams for this one's base and quantization) on the engine this
+        prepared stream holds, their prompts tokenized in one call (prompts.encoded_together).
+        Not through the host again: a switch to another base waiting for this one to be let go
+        holds the host's lock."""
+        if self._engine is None or not self._held:
+            for stream in others:
+                stream.prepare()
+            return
         pairs = [(s.job["messages"], s.job["settings"].system_prompt) for s in others]
-        return encoded_together(self._engine.tokenizer, pairs)
+        with encoded_together(self._engine.tokenizer, pairs):
+            for stream in others:
+                stream.prepare(self._engine)
 
     def _let_go(self) -> None:
         if self._held:
@@ -150,11 +167,7 @@ class ReplyStream:
         self.start()
         self.waiting = False
         while not self._done:
-            try:
-                item = self.request.events.get(timeout=self.host.stream_timeout_s)
-            except queue.Empty as exc:
-                self.request.stop.set()
-                raise GenerationError(self._stalled_message()) from exc
+            item = self._next_event()
             if item is END:
                 self._end()
                 tail = self._text.flush()
@@ -172,10 +185,24 @@ class ReplyStream:
                 return piece
         raise StopIteration
 
+    def _next_event(self):
+        """The request's next event. A stall (GenerationError, the request stopped) is no
+        event while the engine did no work either: waiting for a row while others decode is
+        not one."""
+        scheduler = self._engine.scheduler
+        while True:
+            done = scheduler.progress
+            try:
+                return self.request.events.get(timeout=self.host.stream_timeout_s)
+            except queue.Empty:
+                if scheduler.progress == done:
+                    self.request.stop.set()
+                    raise GenerationError(self._stalled_message()) from None
+
     def _stalled_message(self) -> str:
         return (
-            f"No token came for {self.host.stream_timeout_s:.0f} s: generation stalled. "
-            "Try again, or lower max new tokens."
+            f"Neither this reply nor the engine moved for {self.host.stream_timeout_s:.0f} s: "
+            "generation stalled. Try again, or lower max new tokens."
         )
 
     def _push(self, choice: TokenChoice) -> str:
@@ -227,10 +254,11 @@ class ReplyStream:
         if self._done:
             return self.reply.text if self.reply else ""
         self.waiting = False
-        req, seen, last_progress = self.request, -1, time.monotonic()
+        req, scheduler = self.request, self._engine.scheduler
+        seen, last_progress = -1, time.monotonic()
         while not req.ended.wait(0.5):
-            if req.new_tokens != seen:
-                seen, last_progress = req.new_tokens, time.monotonic()
+            if scheduler.progress != seen:  # this reply's tokens, or the engine's other work
+                seen, last_progress = scheduler.progress, time.monotonic()
             elif time.monotonic() - last_progress > self.host.stream_timeout_s:
                 req.stop.set()
                 raise GenerationError(self._stalled_message())
