@@ -98,6 +98,23 @@ def test_pick_generate_vote_reveal_and_tally(ws_env):
     assert not download.disabled
 
 
+def test_another_model_chosen_after_a_round_does_not_show_that_round(ws_env):
+    """The last round's answers (and its reveal) were other models': choosing another first
+    or second model leaves them off the page instead of under the new names."""
+    at = blind_page(ws_env, GOOD_RUN, "base")
+    by_label(at.text_area, "Prompt").input(PROMPT).run()
+    by_label(at.button, "Generate").click().run()
+    by_label(at.button, "A better").click().run()
+    assert "Vote stored" in page_text(at)
+    by_label(at.selectbox, "Second model").select(run_id(ws_env, OTHER_RUN)).run()
+    assert not at.exception, at.exception
+    assert "Vote stored" not in page_text(at) and not at.text
+    assert "Generate to see two answers" in page_text(at)
+    by_label(at.button, "Generate").click().run()
+    by_label(at.selectbox, "First model").select(run_id(ws_env, OTHER_RUN)).run()
+    assert at.session_state[state.BLIND_PAIR] is None and not at.text
+
+
 def test_a_tie_is_stored_but_not_a_dpo_pair(ws_env):
     at = blind_page(ws_env, GOOD_RUN, run_id(ws_env, OTHER_RUN))
     by_label(at.text_area, "Prompt").input("Say hello.").run()

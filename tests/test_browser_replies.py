@@ -15,6 +15,7 @@ from playwright.sync_api import Page, expect
 from ff_lib.chat import fold_blank_lines
 from ff_lib.data import Workspace
 from ff_lib.runs import latest_usable_run
+from ff_lib.ui.selection import GENERATING_MESSAGE
 from tests.browser_fixtures import (  # noqa: F401  (fixtures)
     ROOT,
     browser_context_args,
@@ -124,6 +125,8 @@ def test_stop_during_the_fine_tuned_reply_shows_it_interrupted_at_once(page: Pag
     page.get_by_role("button", name="Stop").click()
 
     expect(fine_tuned.get_by_text("Interrupted")).to_be_visible(timeout=SHOWN_WITHIN_MS)
+    expect(page.get_by_text(READY)).to_be_visible(timeout=SHOWN_WITHIN_MS)  # the status too
+    expect(page.get_by_text(GENERATING_MESSAGE)).to_have_count(0)
     base = column(page, "base model")
     expect(base.get_by_text("Not answered")).to_be_visible(timeout=SHOWN_WITHIN_MS)
     expect(page.get_by_text(STILL_WRITING)).to_have_count(0)
@@ -150,6 +153,8 @@ def test_stop_during_the_base_reply_keeps_both_sides(page: Page, app_server):  #
 
     expect(base.get_by_text("Interrupted")).to_be_visible(timeout=SHOWN_WITHIN_MS)
     expect(page.get_by_text(STILL_WRITING)).to_have_count(0)
+    expect(page.get_by_text(READY)).to_be_visible(timeout=SHOWN_WITHIN_MS)
+    expect(page.get_by_text(GENERATING_MESSAGE)).to_have_count(0)
     fine_tuned = column(page, first_title(app_server.workspace))
     expect(fine_tuned.get_by_text("tokens/s")).to_be_visible()  # it ended first, whole
     settle(page)

@@ -56,6 +56,8 @@ def test_score_json_and_refusal(capsys, eval_workspace):  # noqa: F811
     assert data["summary"]["means"]["run"]["exact_match"] == 1.0
     code, out, err = cli(capsys, ws, *args, "--compare-run", run_named(ws, "other-base").id)
     assert code == 1 and "same base model" in err and out == ""
+    code, out, err = cli(capsys, ws, *args, "--compare-run", "no-such-run")
+    assert code == 1 and "Unknown run 'no-such-run'" in err and out == ""
 
 
 def test_score_table_for_people(capsys, eval_workspace):  # noqa: F811
@@ -86,9 +88,24 @@ def test_score_with_repeated_compare_runs_json_keys(capsys, eval_workspace):  # 
     ws = eval_workspace
     run, ds = run_named(ws, "capitals"), capitals_dataset(ws)
     others = [run_named(ws, "other").id, run_named(ws, "untrained").id]
-    code, out, err = cli(capsys, ws, "score", "--run", run.id, "--dataset", ds.id, "-n", 1,
-                         "--max-new-tokens", 8, "--compare-run", others[0],
-                         "--compare-run", others[1], "--json")  # fmt: skip
+    code, out, err = cli(
+        capsys,
+        ws,
+        "score",
+        "--run",
+        run.id,
+        "--dataset",
+        ds.id,
+        "-n",
+        1,
+        "--max-new-tokens",
+        8,
+        "--compare-run",
+        others[0],
+        "--compare-run",
+        "untrained",
+        "--json",
+    )  # fmt: skip  (an id, a name)
     assert code == 0, err
     data = json.loads(out)
     assert {"id", "run_id", "dataset_id", "created_at", "status", "summary", "rows"} <= set(data)

@@ -292,3 +292,17 @@ def test_transcript_template_is_reported(host, no_template_base):
     reply = host.generate(str(no_template_base), user("Hello?"), settings, None)
     assert reply.template == "transcript"
     assert reply.prompt_text == "User: Hello?\nAssistant:"
+
+
+def test_the_context_limit_is_noted_only_on_a_reply_it_cut():
+    """A reply limited by the context to 402 of the 448 new tokens asked: said when it ran into
+    that limit, not when it ended on its own after 4 tokens."""
+    from tests.test_serve_units import make_reply
+
+    limited = dataclasses.replace(
+        make_reply("Arr, matey!", "eos"), settings={"max_new_tokens": 448}, max_new_tokens=402
+    )
+    assert limited.notice == ""
+    cut = dataclasses.replace(limited, finish_reason="length")
+    assert cut.notice == "Reply limited to 402 new tokens by the model's context."
+    assert dataclasses.replace(cut, max_new_tokens=448).notice == ""  # its own limit: no note

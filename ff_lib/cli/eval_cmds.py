@@ -6,6 +6,7 @@ import sys
 from ff_lib.cli.output import print_json, print_table, to_jsonable
 from ff_lib.errors import InvalidInput
 from ff_lib.inference.bases import QUANTIZATIONS
+from ff_lib.runs import run_by_ref
 from ff_lib.workspace_path import resolve_workspace
 
 
@@ -44,11 +45,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=int, default=20, metavar="N", help="rows, in file order (20)")
     p.add_argument(
         "--compare-run",
-        type=int,
-        metavar="ID",
+        metavar="RUN",
         action="append",
         default=[],
-        help="another run on the same base (repeat for more)",
+        help="another run on the same base, by id or name (repeat for more)",
     )
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="default: the preset's 128")
     p.add_argument("--quantization", choices=QUANTIZATIONS, default="auto")
@@ -134,13 +134,14 @@ def score_cmd(args: argparse.Namespace) -> int:
     else:
         if args.dataset is None:
             raise InvalidInput("score --run needs --dataset ID (see `datasets list`).")
+        ws = _workspace(args)
         card = evaluation.score_run(
             get_host(),
-            _workspace(args),
+            ws,
             args.run,
             args.dataset,
             n=args.n,
-            compare_run_ids=args.compare_run,
+            compare_run_ids=[run_by_ref(ws, ref).id for ref in args.compare_run],
             quantization=args.quantization,
             max_new_tokens=args.max_new_tokens,
             progress=progress,

@@ -58,7 +58,7 @@ def first_model(ws):
     if st.session_state[state.BLIND_FIRST] not in labels:
         st.session_state[state.BLIND_FIRST] = next((c.key for c in choices if c.ok), None)
     key = st.selectbox("First model", list(labels), format_func=labels.get, key=state.BLIND_FIRST,
-                       placeholder="Choose a run", on_change=_forget_dataset)  # fmt: skip
+                       placeholder="Choose a run", on_change=_new_first_model)  # fmt: skip
     if key is None:
         return None
     notes: list[str] = []  # a checkpoint chosen for the first time is registered as a run
@@ -71,9 +71,15 @@ def first_model(ws):
     return check_run(run, None, resources.check_adapter)
 
 
-def _forget_dataset() -> None:
-    """A newly chosen first model starts on its own dataset (see prompt_controls)."""
+def _new_first_model() -> None:
+    """A newly chosen first model starts on its own dataset (see prompt_controls), without the
+    last round, whose answers were other models'."""
     st.session_state[state.BLIND_DATASET] = None
+    _forget_round()
+
+
+def _forget_round() -> None:
+    st.session_state[state.BLIND_PAIR] = st.session_state[state.BLIND_VOTE] = None
 
 
 def second_model(ws, first) -> list:
@@ -90,7 +96,7 @@ def second_model(ws, first) -> list:
     if st.session_state[state.BLIND_SECOND] not in labels:
         st.session_state[state.BLIND_SECOND] = BASE
     key = st.selectbox("Second model", list(labels), format_func=labels.get,
-                       key=state.BLIND_SECOND)  # fmt: skip
+                       key=state.BLIND_SECOND, on_change=_forget_round)  # fmt: skip
     notes: list[str] = []
     try:
         sides = [first, *compare_sides(ws, first, [key], resources.check_adapter, notes)]

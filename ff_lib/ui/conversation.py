@@ -4,7 +4,7 @@ import streamlit as st
 
 from ff_lib.chat import ChatMessage, ChatTurn, load_history, stop_turn
 from ff_lib.errors import NotFound
-from ff_lib.ui import state
+from ff_lib.ui import selection, state
 from ff_lib.ui.restore import restore_setup
 
 QUERY_KEY = "c"
@@ -20,6 +20,10 @@ def init_history(ws) -> None:
     ss.setdefault(state.CHAT_MESSAGES, [])
     ss.setdefault(state.CHAT_CONVERSATION_ID, None)
     settle_cut_off_turn(ws)
+    # Nothing of this session streams once its cut-off turn is settled: a "generating" status
+    # is the old run's, which resets it only as it unwinds (after this run drew it, or never).
+    if selection.status()[0] in ("generating", "waiting"):
+        selection.reset_status()
     wanted = st.query_params.get(QUERY_KEY)
     held = ss[state.CHAT_CONVERSATION_ID]
     if wanted and wanted != held:
