@@ -91,9 +91,15 @@ def set_base_command(run_id: int | None) -> str:
     return f"python -m ff_lib runs set-base {run_id} BASE"
 
 
-def _base_fix(run_id: int | None) -> str:
+def _base_fix(run_id: int | None, own_base: str | None = None) -> str:
+    """How to fix a base that is not here: another base; for a base chosen instead of the
+    run's own (`own_base`), leaving it out; for the run's own, giving the run another."""
     if run_id is None:
         return "Pass --base-model with a local model folder or a cached model id."
+    if own_base:
+        return (
+            f"Fix: give another base model, or none to answer on the run's own base ({own_base})."
+        )
     return (
         f"Fix: `{set_base_command(run_id)}` (a local model folder or a cached model id), "
         "or choose another base model."
@@ -136,7 +142,9 @@ def _from_adapter(refused: RunCheck, check: AdapterCheck, base: str | None) -> R
         message = "No base model: type one in Base model (the adapter does not name its base)."
         return dataclasses.replace(refused, message=message)
     if check.base_problem:
-        message = f"{check.base_problem} {_base_fix(refused.run_id)}"
+        own = refused.run.base_model if refused.run is not None else None
+        fix = _base_fix(refused.run_id, own if own and own != base else None)
+        message = f"{check.base_problem} {fix}"
         return dataclasses.replace(refused, message=message, base_model=base)
     return dataclasses.replace(
         refused, ok=True, message=READY_MESSAGE, adapter_dir=str(check.adapter_dir), base_model=base

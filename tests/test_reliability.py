@@ -267,7 +267,7 @@ def test_a_base_model_that_is_not_available_offline_says_so(ws_env):
     # Red at once, with the fix, and locked: never green and then a failure at Generate.
     assert at.error, page_text(at)
     assert "no-such-org/no-such-model is not available offline" in at.error[0].value
-    assert "runs set-base" in at.error[0].value
+    assert "or none to answer on the run's own base" in at.error[0].value
     assert by_label(at.button, "Generate").disabled
     by_label(at.text_input, "Base model").input("").run()
     assert_still_works(at, ws_env)

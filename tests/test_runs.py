@@ -78,6 +78,16 @@ def test_a_run_whose_base_is_not_here_cannot_answer_and_names_the_fix():
     assert check_run(r, "/new/base", validator(missing_bases=("/old/base",))).ok
 
 
+def test_a_chosen_base_that_is_not_here_names_leaving_it_out_not_changing_the_run():
+    """The run's own base is fine; the one typed instead is missing: the fix is to give
+    another or none, not `runs set-base` (which would change what the run is stored with)."""
+    r = run("fine", base="/own/base")
+    check = check_run(r, "/typo/base", validator(missing_bases=("/typo/base",)))
+    assert not check.ok
+    assert "none to answer on the run's own base (/own/base)" in check.message
+    assert "set-base" not in check.message
+
+
 def test_every_list_marks_runs_that_cannot_answer_and_latest_skips_them():
     runs = [
         run("lost", base="/gone"),
