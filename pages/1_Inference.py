@@ -76,10 +76,12 @@ with status_slot.container():
     status_line(*selection.status())
 sel = selection.selection()
 with meta_slot:
-    meta_line(sel, resources.runs_as(sel))
+    line_slot = st.empty()
     if sel is not None:
         warnings(sel.warnings)
-    evaluation_ui.effect_line(ws, sel)
+    evaluation_ui.effect_line(ws, sel)  # may load the base (to measure): how it runs comes after
+    with line_slot.container():
+        meta_line(sel, resources.runs_as(sel))
 locked = selection.ready_selection() is None
 
 # --- Prompt & responses ---

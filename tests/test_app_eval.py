@@ -122,6 +122,25 @@ def test_effect_line_says_how_much_the_adapter_changes(ws_env):
     assert not any("almost no effect" in w.value for w in at.warning)
 
 
+def test_measuring_the_effect_loads_the_base_and_the_line_says_how_it_runs(
+    demo_workspace,  # noqa: F811
+    tmp_path_factory,
+    monkeypatch,
+):
+    """The measure loads the base during the run that shows it: the line above says how it
+    runs now, not "loads at the first prompt" until the next rerun."""
+    from ff_lib.inference import get_host
+
+    fresh = private_copy(demo_workspace, tmp_path_factory, "effect-load")  # nothing measured
+    monkeypatch.setenv("FF_WORKSPACE", str(fresh))
+    get_host().release()
+    at = select_run(start(INFERENCE), fresh, PIRATE_RUN)
+    assert any("loads at the first prompt" in c.value for c in at.caption)
+    assert any(c.startswith("adapter changes") for c in effect_captions(at))
+    lines = [c.value for c in at.caption if c.value.startswith("Adapter `")]
+    assert len(lines) == 1 and lines[0].endswith("· float32 on CPU"), lines
+
+
 def test_replay_a_conversation_against_another_run(ws_env):
     at = deterministic(select_run(start(INFERENCE), ws_env, CAPITALS_RUN))
     at.switch_page(FULL_CHAT).run()
