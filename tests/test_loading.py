@@ -51,7 +51,8 @@ def test_switching_adapters_does_not_reload_the_base(
     assert ask(host, tiny_base, question, capitals_adapter) == answer
     assert ask(host, tiny_base, question, other_adapter) == other_answer
     assert host.base_loads == loads
-    assert set(host.info().adapters) == {str(capitals_adapter), str(other_adapter)}
+    # Both in slots (the shared host may hold other tests' adapters beside them).
+    assert {str(capitals_adapter), str(other_adapter)} <= set(host.info().adapters)
     assert host.last_adapter_switch_s < host.info().load_s
 
 
