@@ -106,11 +106,16 @@ temp_col.slider(
     help="0 means greedy decoding: the same answer every time.",
     persist_state="session",
 )
+base_now = sel.base_model if sel is not None and sel.ok else None
+tokens_top = ctl.max_new_tokens_top(state.INF_MAX_NEW_TOKENS, base_now, 16, 16)
 tokens_col.slider(
     "Max new tokens",
     16,
-    1024,
+    tokens_top,
     step=16,
+    help=f"At most {tokens_top}: the base's context, prompt and reply together."
+    if tokens_top < ctl.MAX_NEW_TOKENS
+    else None,
     key=state.INF_MAX_NEW_TOKENS,
     disabled=locked,
     persist_state="session",

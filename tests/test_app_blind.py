@@ -115,6 +115,11 @@ def test_another_model_chosen_after_a_round_does_not_show_that_round(ws_env):
     assert at.session_state[state.BLIND_PAIR] is None and not at.text
 
 
+def test_max_new_tokens_stops_at_the_first_models_context(ws_env):
+    at = blind_page(ws_env, GOOD_RUN, "base")
+    assert by_label(at.slider, "Max new tokens").max == 512  # the demo base's whole context
+
+
 def test_a_tie_is_stored_but_not_a_dpo_pair(ws_env):
     at = blind_page(ws_env, GOOD_RUN, run_id(ws_env, OTHER_RUN))
     by_label(at.text_area, "Prompt").input("Say hello.").run()

@@ -141,6 +141,14 @@ def test_preset_sets_the_sliders(ws_env):
     assert by_label(at.slider, "Repetition penalty").value == pytest.approx(1.2)
 
 
+def test_max_new_tokens_stops_at_the_bases_context(ws_env):
+    """The demo's base has a 512-token context: no reply can be longer, so the slider ends
+    there (at 1024 a reply only failed at Generate)."""
+    at = select_run(start(INFERENCE), ws_env, GOOD_RUN)
+    slider = by_label(at.slider, "Max new tokens")
+    assert slider.max == 512 and "At most 512" in slider.help
+
+
 def test_sample_prompts_fill_the_prompt_and_show_the_answer(ws_env):
     at = select_run(start(INFERENCE), ws_env, GOOD_RUN)
     samples = by_label(at.selectbox, "Sample prompts")

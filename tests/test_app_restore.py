@@ -141,3 +141,20 @@ def test_a_recorded_base_that_no_longer_fits_gives_way_to_the_run_s_base_out_lou
     assert by_label(inference.text_input, "Base model").value == run.base_model
     said = [t.value for t in inference.toast]
     assert any(f"its base {other} is not usable" in t for t in said), said
+
+
+def test_a_restored_max_new_tokens_beyond_the_bases_context_is_lowered_out_loud(ws_env):
+    """A conversation answered elsewhere with 1024 new tokens, opened on the demo's base
+    (512 tokens of context): the slider takes 512 and a toast says why."""
+    run = run_named(ws_env, GOOD_RUN)
+    ws = Workspace.open(ws_env)
+    cid = ensure_conversation(ws, None, "Capital of Peru?", run.id)
+    record_message(ws, cid, "user", "Capital of Peru?", meta={"run": {"id": run.id}})
+    meta = {**reply_meta(run.id, run.name, max_new_tokens=1024), "base_model": run.base_model}
+    record_message(ws, cid, "assistant", "The capital of Peru is Lima.", meta=meta)
+
+    inference = start(INFERENCE, query={"c": cid})
+    assert not inference.exception, inference.exception
+    assert by_label(inference.slider, "Max new tokens").value == 512
+    said = [t.value for t in inference.toast]
+    assert any("lowered from 1024 to 512" in t for t in said), said

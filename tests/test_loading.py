@@ -225,3 +225,19 @@ def test_an_adapter_for_another_base_is_refused_before_loading(host, short_conte
     messages = [{"role": "user", "content": "hi"}]
     with pytest.raises(AdapterInvalid, match="does not fit base model"):
         host.stream_reply(str(short_context_base), messages, GREEDY, adapter)
+
+
+def test_the_context_of_a_base_is_known_before_it_loads(
+    tiny_base, short_context_base, tmp_path, monkeypatch
+):
+    """context_length_for reads the base's config (the sliders' top) without loading it, capped
+    as the engine caps its cache; once loaded, it is the engine's."""
+    fresh = ModelHost()
+    assert fresh.context_length_for(str(short_context_base)) == 64
+    monkeypatch.setenv("FF_MAX_CONTEXT", "32")
+    assert fresh.context_length_for(str(short_context_base)) == 32
+    monkeypatch.delenv("FF_MAX_CONTEXT")
+    assert fresh.context_length_for(str(tmp_path / "no-such-base")) is None
+    engine = fresh.load_base(str(short_context_base))
+    assert fresh.context_length_for(str(short_context_base)) == engine.context_length == 64
+    fresh.release()

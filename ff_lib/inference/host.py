@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ff_lib.errors import GenerationError, InvalidInput
+from ff_lib.inference.base_identity import local_base_config
 from ff_lib.inference.bases import (
     HEADROOM,
     base_facts,
@@ -65,8 +66,7 @@ class Engine:
             _cpu_threads_for(model)
         config = getattr(model.config, "text_config", None) or model.config
         max_pos = getattr(config, "max_position_embeddings", None) or 2048
-        cap = int(os.environ.get("FF_MAX_CONTEXT", MAX_CONTEXT))
-        max_len = min(max_pos, cap)
+        max_len = min(max_pos, context_cap())
         rows = _rows_for(config, model, max_len, cuda)
         self.context_length = max_len
         compile_ops = cuda and compile_wanted()
@@ -243,6 +243,17 @@ class ModelHost(WholeReplies):
             f"replies; switching to {base_model} waits for them: try again when they finish."
         )
 
+    def context_length_for(self, base_model: str) -> int | None:
+        """The tokens a prompt plus its reply may take on `base_model`: the loaded engine's, else
+        read from the base's config without loading it; None when its config is not here."""
+        engine = self._engine
+        if engine is not None and str(engine.base_model) == str(base_model):
+            return engine.context_length
+        max_pos = (local_base_config(str(base_model)) or {}).get("max_position_embeddings")
+        if isinstance(max_pos, bool) or not isinstance(max_pos, int) or max_pos < 1:
+            return None
+        return min(max_pos, context_cap())
+
     def info(self) -> LoadedInfo | None:
         engine = self._engine
         if engine is None:
@@ -309,6 +320,12 @@ class ModelHost(WholeReplies):
             return engine.scheduler.run_exclusive(lambda: _score(engine, ids, folders))
         finally:
             engine.scheduler.let_go()
+
+
+def context_cap() -> int:
+    """The longest context an engine keeps (its KV cache's length): FF_MAX_CONTEXT, else
+    MAX_CONTEXT."""
+    return int(os.environ.get("FF_MAX_CONTEXT", MAX_CONTEXT))
 
 
 def _held(engine: Engine, hold: bool) -> Engine:

@@ -232,6 +232,12 @@ class RemoteHost(WholeReplies):
             quantization_reason="chosen by the vLLM server",
         )
 
+    def context_length_for(self, base_model: str) -> int | None:
+        """The served base's max_model_len (the server serves one base); None when it cannot
+        be asked."""
+        info = self.info()
+        return (info.context or None) if info is not None else None
+
     def stream_reply(
         self,
         base_model: str,

@@ -18,6 +18,7 @@ from ff_lib.errors import FFError, InvalidInput
 from ff_lib.inference import DEFAULT_PRESET, PRESETS
 from ff_lib.runs import check_run
 from ff_lib.ui import resources, state
+from ff_lib.ui.inference_controls import max_new_tokens_top
 from ff_lib.ui.widgets import say_notes
 from ff_lib.votes import (
     TALLY_RULE,
@@ -142,7 +143,9 @@ def prompt_controls(ws, first=None) -> None:
     preset_col, tokens_col = st.columns(2)
     preset_col.radio("Preset", list(PRESETS), key=state.BLIND_PRESET, horizontal=True,
                      on_change=on_preset_change)  # fmt: skip
-    tokens_col.slider("Max new tokens", 8, 1024, step=8, key=state.BLIND_MAX_NEW_TOKENS)
+    base = first.base_model if first is not None and first.ok else None
+    top = max_new_tokens_top(state.BLIND_MAX_NEW_TOKENS, base, 8, 8)
+    tokens_col.slider("Max new tokens", 8, top, step=8, key=state.BLIND_MAX_NEW_TOKENS)
 
 
 def engine_ready() -> bool:

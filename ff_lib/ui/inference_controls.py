@@ -12,6 +12,7 @@ from ff_lib.runs import latest_usable_run, run_choices
 from ff_lib.ui import conversation, resources, selection, state
 
 SAMPLE_COUNT = 5
+MAX_NEW_TOKENS = 1024  # the sliders' top for bases whose context is longer
 NO_USABLE_RUN = (
     "No completed run can answer (each is marked ✗ with its reason in Training run): "
     "train one, register it, or fix its base (see Home)."
@@ -162,6 +163,23 @@ def validate_pending(ws) -> None:
         st.toast(f"{check.run_name}: adapter validated.", icon=":material/check_circle:")
     else:
         st.toast(f"{check.run_name}: {check.message}", icon=":material/error:")
+
+
+def max_new_tokens_top(key: str, base_model: str | None, low: int, step: int) -> int:
+    """The top of a `Max new tokens` slider (state `key`, from `low` in `step`s): MAX_NEW_TOKENS,
+    or the base's whole context when smaller, since no reply can be longer. A value above it
+    (a preset, a restored conversation) is lowered to it, and a toast says so."""
+    limit = resources.host().context_length_for(base_model) if base_model else None
+    top = MAX_NEW_TOKENS if limit is None else max(low, min(MAX_NEW_TOKENS, limit // step * step))
+    value = st.session_state.get(key)
+    if isinstance(value, int) and value > top:
+        st.session_state[key] = top
+        st.toast(
+            f"Max new tokens lowered from {value} to {top}: {base_model} has a context of "
+            f"{limit} tokens for the prompt and the reply together.",
+            icon=":material/info:",
+        )
+    return top
 
 
 def on_preset_change() -> None:
