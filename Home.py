@@ -11,7 +11,7 @@ from ff_lib.ui.dashboard import conversation_export, load_dashboard
 from ff_lib.ui.engine import engine_sidebar
 from ff_lib.ui.evaluation import scorecards_list
 from ff_lib.ui.run_admin import remove_run_control
-from ff_lib.ui.style import PAGE_ICON, page_style
+from ff_lib.ui.style import PAGE_ICON, md_escape, page_style
 from ff_lib.ui.sweep import sweeps_list
 
 INFERENCE_PAGE = "pages/1_Inference.py"
@@ -64,6 +64,11 @@ if n := board.checkpoint_runs:
 st.subheader("Recent training runs")
 if board.run_rows:
     st.dataframe(board.run_rows, hide_index=True, width="stretch")
+    if board.cannot_answer:  # counted as completed (their training is), but they cannot answer
+        lines = [f"- **{md_escape(name)}**: {md_escape(why)}" for name, why in board.cannot_answer]
+        st.warning(
+            "Completed, but cannot answer here:\n" + "\n".join(lines), icon=":material/error:"
+        )
 else:
     st.caption("No training runs registered.")
 remove_run_control(ws, board.runs)

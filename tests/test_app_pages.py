@@ -60,6 +60,10 @@ def test_home_shows_the_workspace_at_a_glance(ws_env):
     broken = runs[runs["Name"] == BROKEN_RUN]
     assert broken["Adapter"].iloc[0].startswith("✗")
     assert runs[runs["Name"] == GOOD_RUN]["Adapter"].iloc[0] == "✅ ok"
+    # The table cuts a long reason: each completed run that cannot answer is named in full.
+    (warning,) = [w.value for w in at.warning if "cannot answer here" in w.value]
+    assert BROKEN_RUN.replace("-", "\\-") in warning and "truncated" in warning
+    assert "**" + GOOD_RUN.replace("-", "\\-") + "**" not in warning
     assert set(at.dataframe[1].value["Name"]) == {"capitals", "pirate"}
     links = {link.label for link in at.get("page_link")}
     assert {"Inference", "Full Chat"} <= links
@@ -144,9 +148,13 @@ def test_preset_sets_the_sliders(ws_env):
 def test_max_new_tokens_stops_at_the_bases_context(ws_env):
     """The demo's base has a 512-token context: no reply can be longer, so the slider ends
     there (at 1024 a reply only failed at Generate)."""
-    at = select_run(start(INFERENCE), ws_env, GOOD_RUN)
+    at = start(INFERENCE)
+    before = by_label(at.slider, "Max new tokens")
+    assert before.max == 1024 and before.value == 256  # no run yet: the Balanced preset's
+    select_run(at, ws_env, GOOD_RUN)
     slider = by_label(at.slider, "Max new tokens")
     assert slider.max == 512 and "At most 512" in slider.help
+    assert slider.value == 256  # kept when the top moved (a new widget to Streamlit)
 
 
 def test_sample_prompts_fill_the_prompt_and_show_the_answer(ws_env):

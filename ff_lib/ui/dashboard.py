@@ -27,6 +27,8 @@ class Dashboard:
     conversations: list
     runs: list = field(default_factory=list)  # every run, newest first
     checkpoint_runs: int = 0  # checkpoints registered as runs (not counted in run_counts)
+    # (name, why) of each completed run that cannot answer: the table's cell cuts the reason.
+    cannot_answer: list = field(default_factory=list)
 
 
 def _when(value) -> str:
@@ -37,11 +39,17 @@ def adapter_cell(run) -> str:
     """'✅ ok', or '✗ <why it cannot answer>' for the runs table (adapter checks are cached)."""
     if not run.adapter_path:
         return "— none"
+    why = why_not(run)
+    return "✅ ok" if why is None else f"{CANNOT_ANSWER} {why}"
+
+
+def why_not(run) -> str | None:
+    """Why the run's adapter cannot answer (a completed run: as a whole), None when it can."""
     if run.status == "completed":
         check = check_run(run, None, resources.check_adapter)
-        return "✅ ok" if check.ok else f"{CANNOT_ANSWER} {check.message}"
+        return None if check.ok else check.message
     check = resources.check_adapter(str(run.adapter_path), run.base_model)
-    return "✅ ok" if check.ok else f"{CANNOT_ANSWER} {check.reason}"
+    return None if check.ok else check.reason
 
 
 def load_dashboard(ws) -> Dashboard:
@@ -69,6 +77,11 @@ def load_dashboard(ws) -> Dashboard:
         conversations=conversations,
         runs=runs,
         checkpoint_runs=sum(marks),
+        cannot_answer=[
+            (r.name, why)
+            for r in runs[:RECENT_RUNS]
+            if r.status == "completed" and r.adapter_path and (why := why_not(r)) is not None
+        ],
     )
 
 

@@ -21,6 +21,7 @@ from ff_lib.ui.state import (
     EVAL_REPLAY,
     EVAL_REPLAY_RUN,
 )
+from ff_lib.ui.style import md_escape
 
 NOT_MEASURED = "Adapter effect: measured once the model is loaded (or measure it now)."
 
@@ -156,11 +157,11 @@ def replay_view(replay) -> None:
                 left, right = evaluation.word_diff(turn.original or "", turn.replayed)
                 before, after = st.columns(2)
                 with before:
-                    st.markdown(f"**{_md_escape(replay.original_label)}** (stored)")
+                    st.markdown(f"**{md_escape(replay.original_label)}** (stored)")
                     st.html(diff_html(left))
                     _blank_note(turn.original)
                 with after:
-                    st.markdown(f"**{_md_escape(replay.run_name)}** (replayed)")
+                    st.markdown(f"**{md_escape(replay.run_name)}** (replayed)")
                     st.html(diff_html(right))
                     _blank_note(turn.replayed)
 
@@ -168,12 +169,3 @@ def replay_view(replay) -> None:
 def _blank_note(text: str | None) -> None:
     if note := blank_text_note(text or ""):
         st.caption(note)
-
-
-def _md_escape(text: str) -> str:
-    """A run name inside Markdown bold, its Markdown specials shown literally (st.markdown
-    never renders HTML without unsafe_allow_html)."""
-    out = text or ""
-    for char in "\\`*_{}[]()#+-.!|~>:$<":
-        out = out.replace(char, "\\" + char)
-    return out

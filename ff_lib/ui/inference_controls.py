@@ -172,8 +172,12 @@ def max_new_tokens_top(key: str, base_model: str | None, low: int, step: int) ->
     limit = resources.host().context_length_for(base_model) if base_model else None
     top = MAX_NEW_TOKENS if limit is None else max(low, min(MAX_NEW_TOKENS, limit // step * step))
     value = st.session_state.get(key)
-    if isinstance(value, int) and value > top:
-        st.session_state[key] = top
+    if not isinstance(value, int):
+        return top
+    # Written every run: a slider whose top changed is another widget to Streamlit, which would
+    # otherwise start it again at its bottom instead of keeping the value.
+    st.session_state[key] = min(value, top)
+    if value > top:
         st.toast(
             f"Max new tokens lowered from {value} to {top}: {base_model} has a context of "
             f"{limit} tokens for the prompt and the reply together.",

@@ -41,3 +41,12 @@ PAGE_CSS = """
 def page_style() -> None:
     """Add the shared CSS to the page (takes no space)."""
     st.html(PAGE_CSS)
+
+
+def md_escape(text: str) -> str:
+    """User text (a run name) inside Markdown, its Markdown specials shown literally
+    (st.markdown never renders HTML without unsafe_allow_html)."""
+    out = text or ""
+    for char in "\\`*_{}[]()#+-.!|~>:$<":
+        out = out.replace(char, "\\" + char)
+    return out
