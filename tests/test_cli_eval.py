@@ -169,3 +169,19 @@ def test_score_resume_completes_an_interrupted_scorecard(capsys, eval_workspace,
     with pytest.raises(SystemExit) as exc:
         cli(capsys, ws, "score", "--run", run.id, "--resume", card.id)
     assert exc.value.code == 2  # one or the other
+
+
+def test_an_error_after_progress_starts_a_line_of_its_own(capsys, eval_workspace, monkeypatch):  # noqa: F811
+    """replay stops at its second turn: the bar's line ends before the error, which read
+    "[####....] 1/3 turn 1error: ..." before."""
+    from ff_lib import evaluation
+    from ff_lib.errors import InvalidInput
+
+    def replay_then_fail(*args, progress=None, **kwargs):
+        progress(1, 3, "turn 1")
+        raise InvalidInput("Max new tokens (544) is too much: lower it.")
+
+    monkeypatch.setattr(evaluation, "replay_conversation", replay_then_fail)
+    code, out, err = cli(capsys, eval_workspace, "replay", "any", "--run", 1)
+    assert code == 1 and out == ""
+    assert "1/3 turn 1" in err and "\nerror: Max new tokens (544)" in err

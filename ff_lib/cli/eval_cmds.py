@@ -71,13 +71,27 @@ def _workspace(args: argparse.Namespace):
     return Workspace.open(resolve_workspace(args.workspace))
 
 
-def _bar(done: int, total: int, what: str) -> None:
-    """A one-line progress bar on stderr (stdout stays clean for --json)."""
-    width = 24
-    filled = width * done // max(total, 1)
-    end = "\n" if done >= total else ""
-    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {what:<32}", end=end,
-          file=sys.stderr, flush=True)  # fmt: skip
+class _Bar:
+    """A one-line progress bar on stderr (stdout stays clean for --json). Left unfinished (an
+    error on the way), it ends its line on leaving the `with`: the error starts a line of its
+    own instead of following the bar."""
+
+    def __init__(self) -> None:
+        self.open = False
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        width = 24
+        filled = width * done // max(total, 1)
+        self.open = done < total
+        print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {what:<32}",
+              end="" if self.open else "\n", file=sys.stderr, flush=True)  # fmt: skip
+
+    def __enter__(self) -> "_Bar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.open:
+            print(file=sys.stderr, flush=True)
 
 
 # --- effect -----------------------------------------------------------------------------------
@@ -114,38 +128,8 @@ def effect_cmd(args: argparse.Namespace) -> int:
 
 # --- score ------------------------------------------------------------------------------------
 def score_cmd(args: argparse.Namespace) -> int:
-    from ff_lib import evaluation
-    from ff_lib.inference import get_host
-
-    progress = None if args.json else _bar
-    if args.resume is not None:
-        if args.dataset is not None or args.compare_run or args.max_new_tokens is not None:
-            raise InvalidInput(
-                "--resume answers with the scorecard's own dataset, runs and settings: "
-                "leave out --dataset, --compare-run and --max-new-tokens."
-            )
-        card = evaluation.resume_scorecard(
-            get_host(),
-            _workspace(args),
-            args.resume,
-            quantization=args.quantization,
-            progress=progress,
-        )
-    else:
-        if args.dataset is None:
-            raise InvalidInput("score --run needs --dataset ID (see `datasets list`).")
-        ws = _workspace(args)
-        card = evaluation.score_run(
-            get_host(),
-            ws,
-            args.run,
-            args.dataset,
-            n=args.n,
-            compare_run_ids=[run_by_ref(ws, ref).id for ref in args.compare_run],
-            quantization=args.quantization,
-            max_new_tokens=args.max_new_tokens,
-            progress=progress,
-        )
+    with _Bar() as bar:
+        card = _scorecard(args, None if args.json else bar)
     if args.json:
         print_json(
             {
@@ -162,6 +146,37 @@ def score_cmd(args: argparse.Namespace) -> int:
     _print_scorecard(card)
     print(f"scorecard {card.id} stored ({card.summary['n']} rows, {card.summary['seconds']} s)")
     return 0
+
+
+def _scorecard(args: argparse.Namespace, progress):
+    """The scorecard `score` asked for: resumed, or a new one."""
+    from ff_lib import evaluation
+    from ff_lib.inference import get_host
+
+    if args.resume is not None:
+        if args.dataset is not None or args.compare_run or args.max_new_tokens is not None:
+            raise InvalidInput(
+                "--resume answers with the scorecard's own dataset, runs and settings: "
+                "leave out --dataset, --compare-run and --max-new-tokens."
+            )
+        return evaluation.resume_scorecard(
+            get_host(), _workspace(args), args.resume, quantization=args.quantization,
+            progress=progress,
+        )  # fmt: skip
+    if args.dataset is None:
+        raise InvalidInput("score --run needs --dataset ID (see `datasets list`).")
+    ws = _workspace(args)
+    return evaluation.score_run(
+        get_host(),
+        ws,
+        args.run,
+        args.dataset,
+        n=args.n,
+        compare_run_ids=[run_by_ref(ws, ref).id for ref in args.compare_run],
+        quantization=args.quantization,
+        max_new_tokens=args.max_new_tokens,
+        progress=progress,
+    )
 
 
 def _print_scorecard(card) -> None:
@@ -198,14 +213,15 @@ def replay_cmd(args: argparse.Namespace) -> int:
     from ff_lib import evaluation
     from ff_lib.inference import get_host
 
-    replay = evaluation.replay_conversation(
-        get_host(),
-        _workspace(args),
-        args.conversation_id,
-        args.run,
-        quantization=args.quantization,
-        progress=None if args.json else _bar,
-    )
+    with _Bar() as bar:
+        replay = evaluation.replay_conversation(
+            get_host(),
+            _workspace(args),
+            args.conversation_id,
+            args.run,
+            quantization=args.quantization,
+            progress=None if args.json else bar,
+        )
     same = sum(t.original == t.replayed for t in replay.turns)
     if args.json:
         print_json({**to_jsonable(replay), "unchanged": same})
