@@ -145,3 +145,11 @@ def test_long_runs_of_line_breaks_are_folded_for_display_only():
     assert fold_blank_lines("\n" * 170 + "apap") == "\n[… 170 line breaks …]\napap"
     assert fold_blank_lines("a\n  \n\n\n\nb") == "a\n[… 5 line breaks …]\nb"
     assert fold_blank_lines("a\n\n\nb") == "a\n\n\nb"  # three are kept as they are
+
+
+def test_a_compared_side_is_titled_by_its_run_name_as_written():
+    from ff_lib.chat.exports import side_title
+
+    assert side_title({"label": "capitals-lora"}) == "capitals-lora response"
+    assert side_title({"label": "base model"}) == "Base model response"
+    assert side_title({}) == "Other model response"

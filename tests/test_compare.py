@@ -194,12 +194,12 @@ def test_an_older_base_reply_reads_as_one_base_side():
 def test_text_and_markdown_exports_keep_every_side():
     text = export_text(HISTORY)
     assert "Base model response:\nLyon\n-- 1 tokens · 9.0 tokens/s · base model" in text
-    assert "Other response [interrupted]:\nParis is" in text
-    assert f"Third response [not answered: {STOPPED_NOTE}]:" in text
+    assert "other response [interrupted]:\nParis is" in text
+    assert f"third response [not answered: {STOPPED_NOTE}]:" in text
     assert "Base model response:\nBase says hi" in text  # the older shape
     md = export_markdown(HISTORY)
-    assert md.index("### Base model response") < md.index("### Other response [interrupted]")
-    assert "### Third response [not answered" in md
+    assert md.index("### Base model response") < md.index("### other response [interrupted]")
+    assert "### third response [not answered" in md
 
 
 def test_jsonl_carries_each_sides_provenance():

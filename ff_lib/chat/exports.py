@@ -4,7 +4,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from ff_lib.chat.compared import compared_sides, side_note
+from ff_lib.chat.compared import BASE_LABEL, compared_sides, side_note
 from ff_lib.chat.figures import reply_figures
 from ff_lib.chat.history import ChatMessage
 
@@ -42,9 +42,12 @@ def _status_note(m: ChatMessage) -> str:
 
 
 def side_title(side: dict) -> str:
-    """'Base model response', 'capitals-lora response': a compared side's title."""
+    """'Base model response', 'capitals-lora response': a compared side's title (a run's name
+    as it is written; only our own label starts a sentence)."""
     label = str(side.get("label") or "other model")
-    return f"{label[:1].upper()}{label[1:]} response"
+    if label in (BASE_LABEL, "other model"):
+        label = label.capitalize()
+    return f"{label} response"
 
 
 def export_text(messages: list[ChatMessage]) -> str:
