@@ -77,7 +77,7 @@ def test_compare_with_the_base_and_another_run_answers_in_three_columns(ws_env):
 
     history = at.session_state[state.CHAT_MESSAGES]
     exported = export_text(history)
-    assert "Base model response:" in exported and f"{OTHER_RUN.capitalize()} response:" in exported
+    assert "Base model response:" in exported and f"{OTHER_RUN} response:" in exported
     line = export_jsonl(history).decode().splitlines()[-1]
     assert f'"run_id": {other}' in line
 
