@@ -35,16 +35,18 @@ def _when(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "—"
 
 
-def adapter_cell(run) -> str:
-    """'✅ ok', or '✗ <why it cannot answer>' for the runs table (adapter checks are cached)."""
+def adapter_cell(run, why: str | None) -> str:
+    """'✅ ok', or '✗ <why it cannot answer>' for the runs table (`why`: why_not(run))."""
     if not run.adapter_path:
         return "— none"
-    why = why_not(run)
     return "✅ ok" if why is None else f"{CANNOT_ANSWER} {why}"
 
 
 def why_not(run) -> str | None:
-    """Why the run's adapter cannot answer (a completed run: as a whole), None when it can."""
+    """Why the run's adapter cannot answer (a completed run: as a whole), None when it can or
+    it has no adapter (adapter checks are cached)."""
+    if not run.adapter_path:
+        return None
     if run.status == "completed":
         check = check_run(run, None, resources.check_adapter)
         return None if check.ok else check.message
@@ -60,15 +62,16 @@ def load_dashboard(ws) -> Dashboard:
         conversations = ws.list_conversations(limit=RECENT_CONVERSATIONS)
     marks = [checkpoint_of(r) is not None for r in runs]
     counts = Counter(r.status for r, mark in zip(runs, marks, strict=True) if not mark)
+    listed = [(r, why_not(r)) for r in runs[:RECENT_RUNS]]  # each run checked once
     rows = [
         {
             "Name": r.name,
             "Status": STATUS_MARKS.get(r.status, r.status),
             "Base model": r.base_model or "—",
-            "Adapter": adapter_cell(r),
+            "Adapter": adapter_cell(r, why),
             "Completed at": _when(r.completed_at),
         }
-        for r in runs[:RECENT_RUNS]
+        for r, why in listed
     ]
     return Dashboard(
         run_counts={s: counts.get(s, 0) for s in RUN_STATUSES},
@@ -77,11 +80,7 @@ def load_dashboard(ws) -> Dashboard:
         conversations=conversations,
         runs=runs,
         checkpoint_runs=sum(marks),
-        cannot_answer=[
-            (r.name, why)
-            for r in runs[:RECENT_RUNS]
-            if r.status == "completed" and r.adapter_path and (why := why_not(r)) is not None
-        ],
+        cannot_answer=[(r.name, why) for r, why in listed if r.status == "completed" and why],
     )
 
 
